@@ -1,0 +1,238 @@
+package buffer
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// Policy is what a lane does when its cap (or the outbox's total cap) is hit.
+type Policy string
+
+// The policies.
+const (
+	// PolicyDropOldest deletes the lane's oldest records until the new ones
+	// fit. Each deleted record is counted (reason "cap" or "total_cap").
+	PolicyDropOldest Policy = "drop_oldest"
+	// PolicyReject refuses new records with ErrFull: backpressure to the
+	// pipeline. Each refused record is counted (reason "full").
+	PolicyReject Policy = "reject"
+	// PolicyRollUp merges the lane's oldest records into fewer, coarser ones
+	// with Config.RollUp (summaries lane only), so coverage is kept at a lower
+	// resolution. Records merged away are counted (reason "rolled_up").
+	PolicyRollUp Policy = "rollup"
+)
+
+// Config configures an Outbox; it is the `buffer:` section of the
+// gateway's YAML file.
+type Config struct {
+	// Path is the bbolt file. Empty means "<gateway data_dir>/outbox.db":
+	// the command fills it in before calling Open.
+	Path string `yaml:"path"`
+	// CommitDelay is the group commit's longest wait to fill a batch: the
+	// first record of a batch waits at most this long for others to join
+	// it. Default 50ms.
+	CommitDelay time.Duration `yaml:"commit_delay"`
+	// CommitMax is the most records one transaction takes; a batch that
+	// reaches it is committed at once. Default 1000.
+	CommitMax int `yaml:"commit_max"`
+	// QueueMax is the most records Enqueue keeps pending (accepted, not yet
+	// committed); beyond it Enqueue blocks. Default 4*CommitMax.
+	QueueMax int `yaml:"queue_max"`
+	// MaxBytes caps the stored bytes of all lanes together (payload plus
+	// 16 bytes of key and header per record). Default 256 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxFileSize caps the bbolt file (bbolt's Options.MaxSize): growing
+	// past it fails like a full disk. Default 1 GiB, well under the 2 GiB
+	// a 32-bit ARM process can map.
+	MaxFileSize int64 `yaml:"max_file_size"`
+	// CompactMinSize: the outbox compacts itself (gives disk space back)
+	// when the file is larger than this and its live records use less than
+	// a quarter of it. Default 64 MiB; -1 disables online compaction.
+	CompactMinSize int64 `yaml:"compact_min_size"`
+	// MaintainEvery is how often the outbox applies max_age and checks
+	// whether to compact, besides on every commit. Default 10s.
+	MaintainEvery time.Duration `yaml:"maintain_every"`
+	// Lanes holds the per-lane caps, ages and policies.
+	Lanes LanesConfig `yaml:"lanes"`
+
+	// RollUp merges payloads of the summaries lane (oldest first) into
+	// fewer, coarser ones; required by PolicyRollUp. Set by the command
+	// (the buffer does not know what a summary is). It must return fewer
+	// payloads than it was given to make room.
+	RollUp func(payloads [][]byte) ([][]byte, error) `yaml:"-"`
+	// Now is the clock for record times and max_age; nil means time.Now.
+	Now func() time.Time `yaml:"-"`
+}
+
+// LanesConfig holds one LaneConfig per lane.
+type LanesConfig struct {
+	Alerts    LaneConfig `yaml:"alerts"`
+	Summaries LaneConfig `yaml:"summaries"`
+	Raw       LaneConfig `yaml:"raw"`
+	Dead      LaneConfig `yaml:"dead"`
+}
+
+// LaneConfig is the cap and policy of one lane.
+type LaneConfig struct {
+	// MaxBytes caps the lane's stored bytes; 0 means only the total cap
+	// applies.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxAge drops records older than this (reason "max_age"); 0 keeps
+	// them until acked or evicted by a cap.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Policy applies when a cap is hit; see the Policy constants.
+	Policy Policy `yaml:"policy"`
+	// RollUpBatch is how many of the oldest records one roll-up merges.
+	// Default 256.
+	RollUpBatch int `yaml:"rollup_batch"`
+}
+
+// Lane returns the configuration of lane l.
+func (c *LanesConfig) Lane(l Lane) *LaneConfig {
+	switch l {
+	case LaneAlerts:
+		return &c.Alerts
+	case LaneSummaries:
+		return &c.Summaries
+	case LaneRaw:
+		return &c.Raw
+	case LaneDead:
+		return &c.Dead
+	}
+	return nil
+}
+
+// Default values.
+const (
+	DefaultCommitDelay    = 50 * time.Millisecond
+	DefaultCommitMax      = 1000
+	DefaultMaxBytes       = 256 << 20
+	DefaultMaxFileSize    = 1 << 30
+	DefaultCompactMinSize = 64 << 20
+	DefaultMaintainEvery  = 10 * time.Second
+	DefaultRollUpBatch    = 256
+	// DefaultDeadMaxBytes caps the dead-letter lane.
+	DefaultDeadMaxBytes = 16 << 20
+	// DefaultDeadMaxAge is the dead-letter lane's max age.
+	DefaultDeadMaxAge = 7 * 24 * time.Hour
+)
+
+// Defaults fills the zero fields of c with the defaults (Path stays as
+// it is). Every lane's policy defaults to drop_oldest; the dead lane gets
+// a 16 MiB cap and a 7-day max age.
+func (c *Config) Defaults() {
+	if c.CommitDelay == 0 {
+		c.CommitDelay = DefaultCommitDelay
+	}
+	if c.CommitMax == 0 {
+		c.CommitMax = DefaultCommitMax
+	}
+	if c.QueueMax == 0 {
+		c.QueueMax = 4 * c.CommitMax
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxFileSize == 0 {
+		c.MaxFileSize = DefaultMaxFileSize
+	}
+	if c.CompactMinSize == 0 {
+		c.CompactMinSize = DefaultCompactMinSize
+	}
+	if c.MaintainEvery == 0 {
+		c.MaintainEvery = DefaultMaintainEvery
+	}
+	for _, l := range Lanes {
+		lc := c.Lanes.Lane(l)
+		if lc.Policy == "" {
+			lc.Policy = PolicyDropOldest
+		}
+		if lc.RollUpBatch == 0 {
+			lc.RollUpBatch = DefaultRollUpBatch
+		}
+	}
+	if c.Lanes.Dead.MaxBytes == 0 {
+		c.Lanes.Dead.MaxBytes = DefaultDeadMaxBytes
+	}
+	if c.Lanes.Dead.MaxAge == 0 {
+		c.Lanes.Dead.MaxAge = DefaultDeadMaxAge
+	}
+}
+
+// Validate checks c after Defaults. Paths are relative to the section.
+func (c Config) Validate() error {
+	var errs []error
+	if c.CommitDelay < 0 {
+		errs = append(errs, ingest.Errorf("commit_delay", "must be >= 0"))
+	}
+	if c.CommitMax <= 0 {
+		errs = append(errs, ingest.Errorf("commit_max", "must be > 0"))
+	}
+	if c.QueueMax <= 0 {
+		errs = append(errs, ingest.Errorf("queue_max", "must be > 0"))
+	}
+	if c.MaxBytes <= 0 {
+		errs = append(errs, ingest.Errorf("max_bytes", "must be > 0"))
+	}
+	if c.MaxFileSize <= 0 {
+		errs = append(errs, ingest.Errorf("max_file_size", "must be > 0"))
+	} else if c.MaxFileSize < 1<<20 {
+		errs = append(errs, ingest.Errorf("max_file_size", "must be at least 1 MiB"))
+	}
+	if c.MaintainEvery <= 0 {
+		errs = append(errs, ingest.Errorf("maintain_every", "must be > 0"))
+	}
+	for _, l := range Lanes {
+		lc := c.Lanes.Lane(l)
+		p := "lanes." + l.String() + "."
+		if lc.MaxBytes < 0 {
+			errs = append(errs, ingest.Errorf(p+"max_bytes", "must be >= 0"))
+		}
+		if lc.MaxAge < 0 {
+			errs = append(errs, ingest.Errorf(p+"max_age", "must be >= 0"))
+		}
+		if lc.RollUpBatch < 2 {
+			errs = append(errs, ingest.Errorf(p+"rollup_batch", "must be >= 2"))
+		}
+		switch lc.Policy {
+		case PolicyDropOldest, PolicyReject:
+		case PolicyRollUp:
+			if l != LaneSummaries {
+				errs = append(errs, ingest.Errorf(p+"policy", "rollup is only valid on the summaries lane"))
+			} else if c.RollUp == nil {
+				errs = append(errs, ingest.Errorf(p+"policy", "rollup needs a roll-up function (set by the command)"))
+			}
+		default:
+			errs = append(errs, ingest.Errorf(p+"policy", "unknown policy %q (want drop_oldest, reject or rollup)", lc.Policy))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Equal reports whether c and d have the same YAML settings (RollUp and
+// Now are not compared: functions are not comparable, which also makes
+// Config itself unusable with ==).
+func (c Config) Equal(d Config) bool {
+	type plain struct {
+		Path                  string
+		CommitDelay           time.Duration
+		CommitMax, QueueMax   int
+		MaxBytes, MaxFileSize int64
+		CompactMinSize        int64
+		MaintainEvery         time.Duration
+		Lanes                 LanesConfig
+	}
+	p := func(c Config) plain {
+		return plain{c.Path, c.CommitDelay, c.CommitMax, c.QueueMax, c.MaxBytes, c.MaxFileSize, c.CompactMinSize, c.MaintainEvery, c.Lanes}
+	}
+	return p(c) == p(d)
+}

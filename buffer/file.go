@@ -1,0 +1,298 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// On-disk layout: one bucket per lane ("lane.alerts", ...), keys are the
+// big-endian uint64 seq, values are the commit time (big-endian Unix
+// nanoseconds, 8 bytes) followed by the payload. The bucket's sequence is
+// the last seq handed out in that lane. The "meta" bucket holds "epoch".
+var (
+	metaBucket = []byte("meta")
+	epochKey   = []byte("epoch")
+)
+
+// laneBuckets holds the bucket name of each lane.
+var laneBuckets = func() [numLanes][]byte {
+	var b [numLanes][]byte
+	for _, l := range Lanes {
+		b[l] = []byte("lane." + l.String())
+	}
+	return b
+}()
+
+const (
+	// valueHeader is the commit time in front of each payload.
+	valueHeader = 8
+	// recordOverhead is what a record counts beyond its payload in the byte
+	// caps: the 8-byte key and the header.
+	recordOverhead = 8 + valueHeader
+)
+
+// ErrCorrupt is wrapped by errors about files that are not a readable
+// outbox.
+var ErrCorrupt = errors.New("corrupt outbox file")
+
+// errEmpty: the file exists but is empty, as bbolt leaves it when it dies
+// before writing the first pages; it is initialised like a new file.
+var errEmpty = errors.New("empty file")
+
+func boltOptions(cfg *Config, readOnly bool) *bbolt.Options {
+	return &bbolt.Options{
+		Timeout:        2 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+		MaxSize:        int(min(cfg.MaxFileSize, int64(^uint(0)>>1))),
+		ReadOnly:       readOnly,
+	}
+}
+
+// bbolt's meta page layout (page header 16 bytes, then the meta).
+const (
+	boltMagic   = 0xED0CDAED
+	boltVersion = 2
+	pageHeader  = 16
+	metaSize    = 64 // magic..checksum
+)
+
+type boltMeta struct {
+	pageSize uint32
+	root     uint64
+	freelist uint64
+	pgid     uint64
+	txid     uint64
+}
+
+// precheck validates the file's meta pages and that the file holds every
+// page the newest valid meta claims, before bbolt maps it: bbolt itself
+// would fault on a truncated file (SIGBUS is not recoverable).
+func precheck(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return errEmpty // bbolt initialises an empty file
+	}
+	var best *boltMeta
+	buf := make([]byte, pageHeader+metaSize)
+	// The first meta tells the page size; try the common sizes for the
+	// second one if the first is damaged.
+	offsets := []int64{0}
+	if n, err := f.ReadAt(buf, 0); n == len(buf) || err == nil {
+		if m, ok := parseMeta(buf); ok {
+			best = m
+			offsets = append(offsets, int64(m.pageSize))
+		}
+	}
+	if best == nil {
+		offsets = append(offsets, 4096, 8192, 16384, 65536)
+	}
+	for _, off := range offsets[1:] {
+		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			continue
+		}
+		if m, ok := parseMeta(buf); ok && (best == nil || m.txid > best.txid) {
+			if best == nil || m.pageSize == best.pageSize {
+				best = m
+			}
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("%w: no valid meta page", ErrCorrupt)
+	}
+	if best.pgid < 3 || best.pgid > uint64(size)/uint64(best.pageSize) {
+		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrCorrupt, size, best.pgid, best.pageSize)
+	}
+	return validatePages(f, best)
+}
+
+func parseMeta(b []byte) (*boltMeta, bool) {
+	if len(b) < pageHeader+metaSize {
+		return nil, false
+	}
+	m := b[pageHeader:]
+	le := binary.LittleEndian
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
+		return nil, false
+	}
+	h := fnv.New64a()
+	h.Write(m[:56])
+	if h.Sum64() != le.Uint64(m[56:]) {
+		return nil, false
+	}
+	ps := le.Uint32(m[8:])
+	if ps < 512 || ps > 1<<20 || ps&(ps-1) != 0 {
+		return nil, false
+	}
+	return &boltMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+}
+
+// laneScan is what a full scan of one lane finds.
+type laneScan struct {
+	count  int64
+	bytes  int64
+	oldest int64 // stored time of the first record, 0 if empty
+}
+
+// scanFile opens path read-only and walks every record, under recover and
+// with faults turned into panics, so a damaged file is an error instead of
+// a crash.
+func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
+	if err := precheck(path); errors.Is(err, errEmpty) {
+		return scan, nil
+	} else if err != nil {
+		return scan, err
+	}
+	db, err := bbolt.Open(path, 0o600, boltOptions(cfg, true))
+	if err != nil {
+		return scan, err
+	}
+	defer db.Close()
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	err = db.View(func(tx *bbolt.Tx) error {
+		// Walk every bucket, not only ours: a damaged page anywhere
+		// would make bbolt's freelist rebuild panic on the writable open.
+		if err := tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			return walkBucket(b, 0)
+		}); err != nil {
+			return err
+		}
+		for _, l := range Lanes {
+			b := tx.Bucket(laneBuckets[l])
+			if b == nil {
+				continue
+			}
+			c := b.Cursor()
+			var prev uint64
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if len(k) != 8 || len(v) < valueHeader {
+					return fmt.Errorf("%w: lane %s: bad record %x", ErrCorrupt, l, k)
+				}
+				seq := binary.BigEndian.Uint64(k)
+				if seq <= prev {
+					return fmt.Errorf("%w: lane %s: keys out of order", ErrCorrupt, l)
+				}
+				prev = seq
+				s := &scan[l]
+				if s.count == 0 {
+					s.oldest = int64(binary.BigEndian.Uint64(v))
+				}
+				s.count++
+				s.bytes += int64(len(v)) + 8
+			}
+			if prev > b.Sequence() {
+				return fmt.Errorf("%w: lane %s: seq %d beyond the bucket sequence %d", ErrCorrupt, l, prev, b.Sequence())
+			}
+		}
+		return nil
+	})
+	return scan, err
+}
+
+func walkBucket(b *bbolt.Bucket, depth int) error {
+	if depth > 16 {
+		return fmt.Errorf("%w: buckets nested too deep", ErrCorrupt)
+	}
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if sub := b.Bucket(k); sub != nil {
+				return walkBucket(sub, depth+1)
+			}
+		}
+		return nil
+	})
+}
+
+// isCorruption tells whether an error from opening or scanning a file
+// means the file itself is bad (as opposed to a lock held by another
+// process, a missing directory or a permission problem).
+func isCorruption(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, berrors.ErrTimeout), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
+		return false
+	}
+	return true
+}
+
+// quarantine moves a bad file aside as "<path>.corrupt-<UTC time>" and
+// returns the new name.
+func quarantine(path string, now time.Time) (string, error) {
+	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405Z")
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = fmt.Sprintf("%s.corrupt-%s-%d", path, now.UTC().Format("20060102T150405Z"), i)
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return "", err
+	}
+	syncDir(dirOf(path))
+	return dst, nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// Check runs bbolt's consistency check on the closed outbox file at path,
+// after the same pre-checks Open does, and returns every problem found
+// (nil if none). It never panics on a damaged file.
+func Check(path string) (err error) {
+	cfg := Config{}
+	cfg.Defaults()
+	if _, err := scanFile(path, &cfg); err != nil {
+		return fmt.Errorf("buffer: check %s: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, boltOptions(&cfg, true))
+	if err != nil {
+		return fmt.Errorf("buffer: check %s: %w", path, err)
+	}
+	defer db.Close()
+	var errs []error
+	err = db.View(func(tx *bbolt.Tx) error {
+		for e := range tx.Check() {
+			errs = append(errs, e)
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("buffer: check %s: %w: %w", path, ErrCorrupt, errors.Join(errs...))
+	}
+	return nil
+}
+
+func dirOf(path string) string { return filepath.Dir(path) }

@@ -1,0 +1,911 @@
+package buffer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// checkGoroutines fails the test if goroutines started during it are
+// still running at its end (with a retry loop for slow exits).
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func testConfig() Config {
+	var c Config
+	c.CommitDelay = 2 * time.Millisecond
+	return c
+}
+
+// open opens an outbox in dir (a fresh temp dir when empty) and closes it
+// at the end of the test.
+func open(t *testing.T, path string, cfg Config) *Outbox {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "outbox.db")
+	}
+	o, err := Open(path, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+func ctx10(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func payload(i int) []byte { return []byte(fmt.Sprintf("rec-%06d", i)) }
+
+func readAll(t *testing.T, o *Outbox, l Lane) []Record {
+	t.Helper()
+	var out []Record
+	var after uint64
+	for {
+		recs, err := o.Read(l, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return out
+		}
+		out = append(out, recs...)
+		after = recs[len(recs)-1].Seq
+	}
+}
+
+func payloads(recs []Record) []string {
+	var s []string
+	for _, r := range recs {
+		s = append(s, string(r.Payload))
+	}
+	return s
+}
+
+func TestOrderWithinLane(t *testing.T) {
+	checkGoroutines(t)
+	ctx := ctx10(t)
+	for _, tc := range []struct {
+		name string
+		add  func(o *Outbox, i int) error
+	}{
+		{"enqueue", func(o *Outbox, i int) error { return o.Enqueue(ctx, LaneSummaries, payload(i)) }},
+		{"append", func(o *Outbox, i int) error { return o.Append(ctx, LaneSummaries, payload(i)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.CommitMax = 7 // many small batches
+			o := open(t, "", cfg)
+			buf := make([]byte, 0, 32)
+			for i := range 100 {
+				if err := tc.add(o, i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The caller may reuse its buffer once Enqueue returned.
+			buf = append(buf[:0], "reused"...)
+			if err := o.Enqueue(ctx, LaneSummaries, buf); err != nil {
+				t.Fatal(err)
+			}
+			copy(buf, "XXXXXX")
+			if err := o.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			recs := readAll(t, o, LaneSummaries)
+			if len(recs) != 101 {
+				t.Fatalf("got %d records, want 101", len(recs))
+			}
+			for i, r := range recs[:100] {
+				if string(r.Payload) != string(payload(i)) {
+					t.Fatalf("record %d: %q, want %q", i, r.Payload, payload(i))
+				}
+				if r.Seq != uint64(i+1) {
+					t.Fatalf("record %d: seq %d", i, r.Seq)
+				}
+				if want := fmt.Sprintf("%s-summaries-%d", o.Epoch(), r.Seq); r.ID != want {
+					t.Fatalf("id %q, want %q", r.ID, want)
+				}
+				if r.Lane != LaneSummaries || r.Stored == 0 {
+					t.Fatalf("record %+v", r)
+				}
+			}
+			if string(recs[100].Payload) != "reused" {
+				t.Fatalf("enqueued payload changed with the caller's buffer: %q", recs[100].Payload)
+			}
+			// Read with after and max.
+			part, err := o.Read(LaneSummaries, 50, 3)
+			if err != nil || len(part) != 3 || part[0].Seq != 51 || part[2].Seq != 53 {
+				t.Fatalf("Read(50,3): %v %v", part, err)
+			}
+		})
+	}
+}
+
+func TestPriorityAcrossLanes(t *testing.T) {
+	ctx := ctx10(t)
+	o := open(t, "", testConfig())
+	// Lower priority first, so that arrival order differs from priority.
+	for i := range 3 {
+		for _, l := range []Lane{LaneDead, LaneRaw, LaneSummaries, LaneAlerts} {
+			if err := o.Enqueue(ctx, l, []byte(fmt.Sprintf("%s-%d", l, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := o.ReadByPriority(nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"alerts-0", "alerts-1", "alerts-2", "summaries-0", "summaries-1", "summaries-2", "raw-0", "raw-1", "raw-2"}
+	if got := payloads(recs); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// A max smaller than the first lane, and resuming after what was taken.
+	recs, _ = o.ReadByPriority(nil, 2)
+	if got := payloads(recs); strings.Join(got, ",") != "alerts-0,alerts-1" {
+		t.Fatalf("max 2: %v", got)
+	}
+	last := map[Lane]uint64{LaneAlerts: 3}
+	recs, _ = o.ReadByPriority(func(l Lane) uint64 { return last[l] }, 2)
+	if got := payloads(recs); strings.Join(got, ",") != "summaries-0,summaries-1" {
+		t.Fatalf("after alerts: %v", got)
+	}
+}
+
+func TestAckPartialBatch(t *testing.T) {
+	ctx := ctx10(t)
+	o := open(t, "", testConfig())
+	var ps [][]byte
+	for i := range 10 {
+		ps = append(ps, payload(i))
+	}
+	if err := o.Append(ctx, LaneAlerts, ps...); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := o.Read(LaneAlerts, 0, 10)
+	if len(recs) != 10 {
+		t.Fatalf("read %d", len(recs))
+	}
+	// Ack a partial, unordered batch plus unknown seqs.
+	if err := o.Ack(LaneAlerts, recs[3].Seq, recs[0].Seq, recs[1].Seq, 999, recs[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Ack(LaneSummaries, 1); err != nil { // another lane, unknown
+		t.Fatal(err)
+	}
+	left := readAll(t, o, LaneAlerts)
+	want := []string{"rec-000002", "rec-000004", "rec-000005", "rec-000006", "rec-000007", "rec-000008", "rec-000009"}
+	if got := payloads(left); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("after ack: %v", got)
+	}
+	st := o.Stats()
+	a := st.Lanes[LaneAlerts]
+	if a.Depth != 7 || a.Acked != 3 || a.Appended != 10 {
+		t.Fatalf("stats: %+v", a)
+	}
+	if a.Bytes != 7*(10+recordOverhead) {
+		t.Fatalf("bytes %d", a.Bytes)
+	}
+	var all []uint64
+	for _, r := range left {
+		all = append(all, r.Seq)
+	}
+	if err := o.Ack(LaneAlerts, all...); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.Stats(); st.Lanes[LaneAlerts].Depth != 0 || st.Lanes[LaneAlerts].Bytes != 0 || st.Lanes[LaneAlerts].OldestAge != 0 {
+		t.Fatalf("after acking all: %+v", st.Lanes[LaneAlerts])
+	}
+}
+
+func TestReopen(t *testing.T) {
+	checkGoroutines(t)
+	ctx := ctx10(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	cfg := testConfig()
+	cfg.CommitDelay = time.Hour // only Close commits
+	o, err := Open(path, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch := o.Epoch()
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if err := o.Enqueue(ctx, LaneRaw, []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("enqueue after close: %v", err)
+	}
+	if err := Check(path); err != nil {
+		t.Fatal(err)
+	}
+
+	o, err = Open(path, testConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Epoch() != epoch {
+		t.Fatalf("epoch changed: %s -> %s", epoch, o.Epoch())
+	}
+	recs := readAll(t, o, LaneRaw)
+	if len(recs) != 5 || recs[4].Seq != 5 || recs[0].ID != epoch+"-raw-1" {
+		t.Fatalf("after reopen: %+v", recs)
+	}
+	if st := o.Stats(); st.Lanes[LaneRaw].Depth != 5 || st.Lanes[LaneRaw].Bytes != 5*(10+recordOverhead) {
+		t.Fatalf("stats after reopen: %+v", st.Lanes[LaneRaw])
+	}
+	// Ack everything: seqs still continue after another reopen.
+	for _, r := range recs {
+		o.Ack(LaneRaw, r.Seq)
+	}
+	o.Close()
+	o, err = Open(path, testConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Append(ctx, LaneRaw, []byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	recs = readAll(t, o, LaneRaw)
+	if len(recs) != 1 || recs[0].Seq != 6 {
+		t.Fatalf("seq did not continue: %+v", recs)
+	}
+}
+
+func TestAppendIsDurableOnReturn(t *testing.T) {
+	ctx := ctx10(t)
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := newTestLogger(&buf, &mu)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, err := Open(path, testConfig(), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Append(ctx, LaneAlerts, []byte("a"), []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	// Visible without Flush, and the commit was logged before Append returned.
+	if recs := readAll(t, o, LaneAlerts); len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	mu.Lock()
+	log := buf.String()
+	mu.Unlock()
+	if !strings.Contains(log, `msg="outbox commit" lane=alerts last_seq=2 records=2`) {
+		t.Fatalf("commit log line missing: %s", log)
+	}
+	select {
+	case <-o.Notify():
+	default:
+		t.Fatal("no notification after a commit")
+	}
+	if err := o.Append(ctx, Lane(9), []byte("x")); err == nil {
+		t.Fatal("unknown lane accepted")
+	}
+}
+
+func TestEnqueueBackpressure(t *testing.T) {
+	checkGoroutines(t)
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.CommitDelay = time.Hour
+	cfg.CommitMax = 100
+	cfg.QueueMax = 3
+	o := open(t, "", cfg)
+	for i := range 3 {
+		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- o.Enqueue(short, LaneRaw, payload(3)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Enqueue on a full queue returned %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("blocked Enqueue: %v, want context.Canceled", err)
+	}
+	// A blocked producer proceeds once the queue drains.
+	go func() { done <- o.Enqueue(ctx, LaneRaw, payload(4)) }()
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(readAll(t, o, LaneRaw)); strings.Join(got, ",") != "rec-000000,rec-000001,rec-000002,rec-000004" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestCloseCommitsPending(t *testing.T) {
+	checkGoroutines(t)
+	ctx := ctx10(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	cfg := testConfig()
+	cfg.CommitDelay = time.Hour
+	o, err := Open(path, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				o.Enqueue(ctx, LaneSummaries, []byte(fmt.Sprintf("%d-%d", p, i)))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o = open(t, path, testConfig())
+	if n := len(readAll(t, o, LaneSummaries)); n != 200 {
+		t.Fatalf("%d records after close and reopen, want 200", n)
+	}
+}
+
+// TestConcurrentProducers mixes Append and Enqueue from many goroutines
+// and checks every record arrived once, in each producer's order.
+func TestConcurrentProducers(t *testing.T) {
+	checkGoroutines(t)
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.CommitMax = 50
+	cfg.QueueMax = 64
+	o := open(t, "", cfg)
+	const producers, each = 16, 200
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; {
+				if p%2 == 0 {
+					if err := o.Enqueue(ctx, LaneRaw, []byte(fmt.Sprintf("%02d-%04d", p, i))); err != nil {
+						t.Error(err)
+						return
+					}
+					i++
+					continue
+				}
+				// Appends of 1 to 3 records.
+				n := min(1+i%3, each-i)
+				var ps [][]byte
+				for j := range n {
+					ps = append(ps, []byte(fmt.Sprintf("%02d-%04d", p, i+j)))
+				}
+				if err := o.Append(ctx, LaneRaw, ps...); err != nil {
+					t.Error(err)
+					return
+				}
+				i += n
+			}
+		}()
+	}
+	// A reader acks as it goes.
+	stop := make(chan struct{})
+	var acked atomic.Int64
+	var got sync.Map
+	rdone := make(chan struct{})
+	go func() {
+		defer close(rdone)
+		var after uint64
+		for {
+			recs, err := o.Read(LaneRaw, after, 100)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, r := range recs {
+				if _, dup := got.LoadOrStore(string(r.Payload), r.Seq); dup {
+					t.Errorf("duplicate %s", r.Payload)
+				}
+				after = r.Seq
+				if err := o.Ack(LaneRaw, r.Seq); err != nil {
+					t.Error(err)
+				}
+				acked.Add(1)
+			}
+			if len(recs) == 0 {
+				select {
+				case <-stop:
+					return
+				case <-o.Notify():
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for acked.Load() < producers*each && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	<-rdone
+	if acked.Load() != producers*each {
+		t.Fatalf("acked %d of %d", acked.Load(), producers*each)
+	}
+	// Per producer, seqs increase with the producer's own order.
+	for p := range producers {
+		var last uint64
+		for i := range each {
+			v, ok := got.Load(fmt.Sprintf("%02d-%04d", p, i))
+			if !ok {
+				t.Fatalf("missing %02d-%04d", p, i)
+			}
+			if s := v.(uint64); s <= last {
+				t.Fatalf("producer %d out of order at %d", p, i)
+			} else {
+				last = s
+			}
+		}
+	}
+	st := o.Stats()
+	if st.Lanes[LaneRaw].Depth != 0 || st.Lanes[LaneRaw].Appended != producers*each || st.CommitRecords != producers*each {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.Commits == 0 || st.CommitLatency <= 0 {
+		t.Fatalf("commit stats %+v", st)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	rollup := func(p [][]byte) ([][]byte, error) { return p[:1], nil }
+	for _, tc := range []struct {
+		name  string
+		edit  func(c *Config)
+		paths []string
+	}{
+		{"defaults", func(c *Config) {}, nil},
+		{"negatives", func(c *Config) {
+			c.CommitDelay, c.CommitMax, c.QueueMax, c.MaxBytes = -1, -1, -1, -1
+		}, []string{"commit_delay", "commit_max", "queue_max", "max_bytes"}},
+		{"small file", func(c *Config) { c.MaxFileSize = 1000 }, []string{"max_file_size"}},
+		{"lane", func(c *Config) {
+			c.Lanes.Raw.MaxBytes, c.Lanes.Raw.MaxAge, c.Lanes.Raw.RollUpBatch = -1, -1, 1
+		}, []string{"lanes.raw.max_bytes", "lanes.raw.max_age", "lanes.raw.rollup_batch"}},
+		{"unknown policy", func(c *Config) { c.Lanes.Alerts.Policy = "drop" }, []string{"lanes.alerts.policy"}},
+		{"rollup without hook", func(c *Config) { c.Lanes.Summaries.Policy = PolicyRollUp }, []string{"lanes.summaries.policy"}},
+		{"rollup with hook", func(c *Config) { c.Lanes.Summaries.Policy = PolicyRollUp; c.RollUp = rollup }, nil},
+		{"rollup on raw", func(c *Config) { c.Lanes.Raw.Policy = PolicyRollUp; c.RollUp = rollup }, []string{"lanes.raw.policy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			c.Defaults()
+			tc.edit(&c)
+			err := c.Validate()
+			var got []string
+			for _, e := range ingest.FlattenErrors(err) {
+				var fe *ingest.FieldError
+				if !errors.As(e, &fe) {
+					t.Fatalf("not a FieldError: %v", e)
+				}
+				got = append(got, fe.Path)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.paths, " ") {
+				t.Fatalf("paths %v, want %v (%v)", got, tc.paths, err)
+			}
+		})
+	}
+	var c Config
+	c.Defaults()
+	if c.CommitDelay != DefaultCommitDelay || c.CommitMax != DefaultCommitMax || c.QueueMax != 4*DefaultCommitMax ||
+		c.Lanes.Raw.Policy != PolicyDropOldest || c.Lanes.Dead.MaxBytes != DefaultDeadMaxBytes {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), Config{CommitMax: -1}, nil); err == nil {
+		t.Fatal("Open accepted an invalid config")
+	}
+}
+
+// sizeOf is the stored size of a payload of n bytes.
+func sizeOf(n int) int64 { return int64(n) + recordOverhead }
+
+func TestCapDropOldest(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.Lanes.Raw.MaxBytes = 10 * sizeOf(10)
+	o := open(t, "", cfg)
+	for i := range 25 {
+		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 {
+			o.Flush(ctx)
+		}
+	}
+	o.Flush(ctx)
+	recs := readAll(t, o, LaneRaw)
+	if len(recs) != 10 || string(recs[0].Payload) != "rec-000015" || string(recs[9].Payload) != "rec-000024" {
+		t.Fatalf("kept %v", payloads(recs))
+	}
+	st := o.Stats().Lanes[LaneRaw]
+	if st.Dropped["cap"] != 15 || st.Depth != 10 || st.Bytes != 10*sizeOf(10) || st.TotalDropped() != 15 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCapReject(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.Lanes.Alerts.MaxBytes = 3 * sizeOf(10)
+	cfg.Lanes.Alerts.Policy = PolicyReject
+	o := open(t, "", cfg)
+	for i := range 3 {
+		if err := o.Enqueue(ctx, LaneAlerts, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Pending records count: the 4th is refused before any commit.
+	if err := o.Enqueue(ctx, LaneAlerts, payload(3)); !errors.Is(err, ErrFull) {
+		t.Fatalf("enqueue past the cap: %v, want ErrFull", err)
+	}
+	if err := o.Append(ctx, LaneAlerts, payload(4)); !errors.Is(err, ErrFull) {
+		t.Fatalf("append past the cap: %v, want ErrFull", err)
+	}
+	if err := o.Append(ctx, LaneAlerts, make([]byte, 1000)); !errors.Is(err, ErrFull) {
+		t.Fatalf("record larger than the cap: %v", err)
+	}
+	// Other lanes are not affected.
+	if err := o.Append(ctx, LaneRaw, payload(5)); err != nil {
+		t.Fatal(err)
+	}
+	o.Flush(ctx)
+	recs := readAll(t, o, LaneAlerts)
+	if len(recs) != 3 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if st := o.Stats().Lanes[LaneAlerts]; st.Dropped["full"] != 3 {
+		t.Fatalf("dropped %v", st.Dropped)
+	}
+	// Delivery makes room again.
+	o.Ack(LaneAlerts, recs[0].Seq)
+	if err := o.Append(ctx, LaneAlerts, payload(6)); err != nil {
+		t.Fatalf("after ack: %v", err)
+	}
+}
+
+// fakeRollUp merges payloads "n=<count>" into one "n=<sum>" per group of
+// up to 4, the contract cmd's rules-based hook has (fewer, coarser
+// records, same coverage).
+func fakeRollUp(ps [][]byte) ([][]byte, error) {
+	var out [][]byte
+	for i := 0; i < len(ps); i += 4 {
+		sum := 0
+		for _, p := range ps[i:min(i+4, len(ps))] {
+			var n int
+			if _, err := fmt.Sscanf(string(p), "n=%d", &n); err != nil {
+				return nil, err
+			}
+			sum += n
+		}
+		out = append(out, []byte(fmt.Sprintf("n=%d", sum)))
+	}
+	return out, nil
+}
+
+func TestCapRollUp(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.RollUp = fakeRollUp
+	cfg.Lanes.Summaries.Policy = PolicyRollUp
+	cfg.Lanes.Summaries.MaxBytes = 20 * sizeOf(3)
+	cfg.Lanes.Summaries.RollUpBatch = 8
+	o := open(t, "", cfg)
+	const total = 100
+	for range total {
+		if err := o.Append(ctx, LaneSummaries, []byte("n=1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := readAll(t, o, LaneSummaries)
+	sum := 0
+	var bytes int64
+	for i, r := range recs {
+		var n int
+		fmt.Sscanf(string(r.Payload), "n=%d", &n)
+		sum += n
+		bytes += sizeOf(len(r.Payload))
+		if i > 0 && r.Seq <= recs[i-1].Seq {
+			t.Fatal("seqs out of order")
+		}
+	}
+	st := o.Stats().Lanes[LaneSummaries]
+	if bytes > cfg.Lanes.Summaries.MaxBytes || st.Bytes != bytes {
+		t.Fatalf("%d bytes stored (stats %d), cap %d", bytes, st.Bytes, cfg.Lanes.Summaries.MaxBytes)
+	}
+	// Coverage is kept: nothing was dropped, only merged.
+	if sum != total {
+		t.Fatalf("coverage: sum %d, want %d (records %v)", sum, total, payloads(recs))
+	}
+	if st.Dropped["cap"] != 0 || st.RolledUpIn == 0 || st.RolledUpIn-st.RolledUpOut != st.Dropped["rolled_up"] {
+		t.Fatalf("stats %+v", st)
+	}
+	if int64(len(recs)) != st.Depth || st.Depth >= total {
+		t.Fatalf("depth %d, %d records", st.Depth, len(recs))
+	}
+}
+
+func TestCapRollUpFallsBack(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.RollUp = func(ps [][]byte) ([][]byte, error) { return nil, errors.New("cannot merge") }
+	cfg.Lanes.Summaries.Policy = PolicyRollUp
+	cfg.Lanes.Summaries.MaxBytes = 5 * sizeOf(3)
+	o := open(t, "", cfg)
+	for range 8 {
+		if err := o.Append(ctx, LaneSummaries, []byte("n=1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := o.Stats().Lanes[LaneSummaries]
+	if st.Depth != 5 || st.Dropped["cap"] != 3 {
+		t.Fatalf("a failing roll-up must fall back to drop oldest: %+v", st)
+	}
+}
+
+func TestTotalCap(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.MaxBytes = 10 * sizeOf(10)
+	cfg.Lanes.Summaries.Policy = PolicyReject
+	o := open(t, "", cfg)
+	for i := range 10 {
+		if err := o.Append(ctx, LaneRaw, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Alerts evict raw (lower priority, drop_oldest).
+	if err := o.Append(ctx, LaneAlerts, payload(100), payload(101)); err != nil {
+		t.Fatal(err)
+	}
+	st := o.Stats()
+	if st.Lanes[LaneRaw].Depth != 8 || st.Lanes[LaneRaw].Dropped["total_cap"] != 2 || st.Lanes[LaneAlerts].Depth != 2 {
+		t.Fatalf("after alerts: raw %+v alerts %+v", st.Lanes[LaneRaw], st.Lanes[LaneAlerts])
+	}
+	// Raw evicts its own oldest.
+	if err := o.Append(ctx, LaneRaw, payload(200)); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(readAll(t, o, LaneRaw)); got[0] != "rec-000003" || got[len(got)-1] != "rec-000200" {
+		t.Fatalf("raw %v", got)
+	}
+	// Summaries (reject) may evict raw, which is lower...
+	for i := range 8 {
+		if err := o.Append(ctx, LaneSummaries, payload(300+i)); err != nil {
+			t.Fatalf("summary %d: %v", i, err)
+		}
+	}
+	// ...but once raw is empty it rejects: alerts are higher, never evicted.
+	if err := o.Append(ctx, LaneSummaries, payload(400)); !errors.Is(err, ErrFull) {
+		t.Fatalf("summaries with nothing to evict: %v", err)
+	}
+	st = o.Stats()
+	var total int64
+	for _, l := range st.Lanes {
+		total += l.Bytes
+	}
+	if total > cfg.MaxBytes || st.Lanes[LaneAlerts].Depth != 2 || st.Lanes[LaneRaw].Depth != 0 {
+		t.Fatalf("total %d > %d or wrong lanes: %+v", total, cfg.MaxBytes, st.Lanes)
+	}
+}
+
+func TestMaxAge(t *testing.T) {
+	ctx := ctx10(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	cfg := testConfig()
+	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.Lanes.Raw.MaxAge = time.Hour
+	cfg.MaintainEvery = time.Hour // the test drives Maintain
+	o := open(t, "", cfg)
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	for i := range 3 {
+		o.Append(ctx, LaneRaw, payload(i))
+		o.Append(ctx, LaneAlerts, payload(i))
+	}
+	advance(40 * time.Minute)
+	o.Append(ctx, LaneRaw, payload(3))
+	if age := o.Stats().Lanes[LaneRaw].OldestAge; age != 40*time.Minute {
+		t.Fatalf("oldest age %v", age)
+	}
+	advance(30 * time.Minute) // first three are 70 min old, the last 30
+	if err := o.Maintain(); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(readAll(t, o, LaneRaw)); strings.Join(got, ",") != "rec-000003" {
+		t.Fatalf("raw after max age: %v", got)
+	}
+	st := o.Stats()
+	if st.Lanes[LaneRaw].Dropped["max_age"] != 3 || st.Lanes[LaneAlerts].Depth != 3 {
+		t.Fatalf("stats %+v", st.Lanes)
+	}
+	// A commit applies it too.
+	advance(time.Hour)
+	o.Append(ctx, LaneRaw, payload(4))
+	if got := payloads(readAll(t, o, LaneRaw)); strings.Join(got, ",") != "rec-000004" {
+		t.Fatalf("raw after commit: %v", got)
+	}
+}
+
+func TestUpdateJoinsTransaction(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.CommitDelay = time.Hour
+	o := open(t, "", cfg)
+	journal := []byte("journal")
+	// An enqueued record goes before the one Update puts.
+	o.Enqueue(ctx, LaneSummaries, []byte("before"))
+	err := o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
+		b, err := tx.CreateBucketIfNotExists(journal)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte("k"), []byte("v")); err != nil {
+			return err
+		}
+		return put(LaneSummaries, []byte("summary"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(readAll(t, o, LaneSummaries)); strings.Join(got, ",") != "before,summary" {
+		t.Fatalf("got %v", got)
+	}
+	// A failing function leaves nothing behind, in either bucket.
+	boom := errors.New("boom")
+	err = o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
+		tx.Bucket(journal).Delete([]byte("k"))
+		put(LaneSummaries, []byte("lost"))
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+	if got := payloads(readAll(t, o, LaneSummaries)); strings.Join(got, ",") != "before,summary" {
+		t.Fatalf("after failed update: %v", got)
+	}
+	if st := o.Stats(); st.Lanes[LaneSummaries].Depth != 2 || st.CommitErrors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	o.dbMu.RLock()
+	o.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(journal).Get([]byte("k")); string(v) != "v" {
+			t.Errorf("journal entry %q", v)
+		}
+		return nil
+	})
+	o.dbMu.RUnlock()
+}
+
+func TestEnqueueAllocs(t *testing.T) {
+	cfg := testConfig()
+	cfg.CommitDelay = time.Hour
+	cfg.CommitMax = 100000
+	cfg.QueueMax = 100000
+	o := open(t, "", cfg)
+	ctx := context.Background()
+	p := make([]byte, 100)
+	// Warm both arenas up.
+	for range 2 {
+		for range 2000 {
+			o.Enqueue(ctx, LaneRaw, p)
+		}
+		o.Flush(ctx)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := o.Enqueue(ctx, LaneRaw, p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Enqueue allocated %v times per record", allocs)
+	}
+}
+
+// TestStoredFormat pins the on-disk layout other tools rely on.
+func TestStoredFormat(t *testing.T) {
+	ctx := ctx10(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, err := Open(path, testConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Append(ctx, LaneSummaries, []byte("p"))
+	epoch := o.Epoch()
+	o.Close()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bbolt.Tx) error {
+		if e := tx.Bucket([]byte("meta")).Get([]byte("epoch")); string(e) != epoch || len(e) != 16 {
+			t.Errorf("epoch %q", e)
+		}
+		b := tx.Bucket([]byte("lane.summaries"))
+		k, v := b.Cursor().First()
+		if binary.BigEndian.Uint64(k) != 1 || string(v[8:]) != "p" || b.Sequence() != 1 {
+			t.Errorf("record %x %x seq %d", k, v, b.Sequence())
+		}
+		return nil
+	})
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func newTestLogger(buf *bytes.Buffer, mu *sync.Mutex) *slog.Logger {
+	return slog.New(slog.NewTextHandler(lockedWriter{mu, buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -1,0 +1,195 @@
+package buffer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+)
+
+// bbolt page layout (bbolt v1.x, little-endian on every platform we build
+// for): a 16-byte header (id u64, flags u16, count u16, overflow u32), then
+// count 16-byte elements, then the keys and values they point to (offsets
+// relative to the element).
+const (
+	pageBranch   = 0x01
+	pageLeaf     = 0x02
+	pageFreelist = 0x10
+	leafBucket   = 0x01
+	elemSize     = 16
+	noFreelist   = ^uint64(0)
+	maxInline    = 64 // nesting of inline buckets
+)
+
+// validatePages walks every page reachable from the meta m, reading the
+// file directly, and checks what bbolt trusts blindly: page ids inside the
+// file, no page reached twice (cycles), known page types, elements, keys
+// and values inside their page, keys in order. bbolt's own walk (its
+// freelist rebuild on open, tx.Check) loops forever or overflows the stack
+// on such damage, which no recover can catch.
+func validatePages(f *os.File, m *boltMeta) error {
+	ps := uint64(m.pageSize)
+	hwm := m.pgid
+	seen := make([]uint64, (hwm+63)/64)
+	mark := func(id uint64) bool {
+		w, b := id/64, uint64(1)<<(id%64)
+		if seen[w]&b != 0 {
+			return false
+		}
+		seen[w] |= b
+		return true
+	}
+	var hdr [pageHeader]byte
+	readPage := func(id uint64, want uint16) ([]byte, error) {
+		if id < 2 || id >= hwm {
+			return nil, fmt.Errorf("%w: page %d out of bounds (%d pages)", ErrCorrupt, id, hwm)
+		}
+		if _, err := f.ReadAt(hdr[:], int64(id*ps)); err != nil {
+			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
+		}
+		le := binary.LittleEndian
+		if got := le.Uint64(hdr[0:]); got != id {
+			return nil, fmt.Errorf("%w: page %d claims to be page %d", ErrCorrupt, id, got)
+		}
+		if flags := le.Uint16(hdr[8:]); !exactType(flags, want) {
+			return nil, fmt.Errorf("%w: page %d: unexpected type %#x", ErrCorrupt, id, flags)
+		}
+		overflow := uint64(le.Uint32(hdr[12:]))
+		if id+overflow >= hwm {
+			return nil, fmt.Errorf("%w: page %d: overflow %d beyond the file", ErrCorrupt, id, overflow)
+		}
+		for i := id; i <= id+overflow; i++ {
+			if !mark(i) {
+				return nil, fmt.Errorf("%w: page %d reached twice", ErrCorrupt, i)
+			}
+		}
+		data := make([]byte, (overflow+1)*ps)
+		if _, err := f.ReadAt(data, int64(id*ps)); err != nil {
+			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
+		}
+		return data, nil
+	}
+
+	if m.freelist != noFreelist {
+		data, err := readPage(m.freelist, pageFreelist)
+		if err != nil {
+			return err
+		}
+		if err := checkFreelist(data, hwm); err != nil {
+			return err
+		}
+	}
+	todo := []uint64{m.root}
+	for len(todo) > 0 {
+		id := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		data, err := readPage(id, pageBranch|pageLeaf)
+		if err != nil {
+			return err
+		}
+		if todo, err = checkPage(data, todo, 0); err != nil {
+			return fmt.Errorf("page %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// checkPage checks one branch or leaf page (or inline bucket page) and
+// appends the pages it points to to todo.
+func checkPage(data []byte, todo []uint64, depth int) ([]uint64, error) {
+	le := binary.LittleEndian
+	if len(data) < pageHeader {
+		return todo, fmt.Errorf("%w: short page", ErrCorrupt)
+	}
+	flags, count := le.Uint16(data[8:]), int(le.Uint16(data[10:]))
+	if flags != pageBranch && flags != pageLeaf {
+		return todo, fmt.Errorf("%w: page type %#x", ErrCorrupt, flags)
+	}
+	if pageHeader+count*elemSize > len(data) {
+		return todo, fmt.Errorf("%w: %d elements do not fit", ErrCorrupt, count)
+	}
+	var prev []byte
+	for i := range count {
+		off := pageHeader + i*elemSize
+		e := data[off : off+elemSize]
+		var pos, ksize, vsize uint64
+		switch {
+		case flags == pageBranch:
+			pos, ksize = uint64(le.Uint32(e[0:])), uint64(le.Uint32(e[4:]))
+		case flags == pageLeaf:
+			pos, ksize, vsize = uint64(le.Uint32(e[4:])), uint64(le.Uint32(e[8:])), uint64(le.Uint32(e[12:]))
+		default:
+			return todo, fmt.Errorf("%w: page type %#x", ErrCorrupt, flags)
+		}
+		start := uint64(off) + pos
+		if start+ksize+vsize > uint64(len(data)) {
+			return todo, fmt.Errorf("%w: element %d outside its page", ErrCorrupt, i)
+		}
+		key := data[start : start+ksize]
+		if i > 0 && bytes.Compare(prev, key) >= 0 {
+			return todo, fmt.Errorf("%w: keys out of order", ErrCorrupt)
+		}
+		prev = key
+		if flags == pageBranch {
+			todo = append(todo, le.Uint64(e[8:]))
+			continue
+		}
+		if le.Uint32(e[0:])&leafBucket == 0 {
+			continue
+		}
+		val := data[start+ksize : start+ksize+vsize]
+		if len(val) < 16 {
+			return todo, fmt.Errorf("%w: short bucket header", ErrCorrupt)
+		}
+		if root := le.Uint64(val); root != 0 {
+			todo = append(todo, root)
+			continue
+		}
+		if depth >= maxInline {
+			return todo, fmt.Errorf("%w: inline buckets nested too deep", ErrCorrupt)
+		}
+		inline := val[16:]
+		if len(inline) < pageHeader || le.Uint16(inline[8:]) != pageLeaf {
+			return todo, fmt.Errorf("%w: bad inline bucket", ErrCorrupt)
+		}
+		var err error
+		if todo, err = checkPage(inline, todo, depth+1); err != nil {
+			return todo, err
+		}
+	}
+	if flags == pageBranch && count == 0 {
+		return todo, fmt.Errorf("%w: empty branch page", ErrCorrupt)
+	}
+	return todo, nil
+}
+
+func checkFreelist(data []byte, hwm uint64) error {
+	le := binary.LittleEndian
+	count, start := uint64(le.Uint16(data[10:])), uint64(pageHeader)
+	if count == 0xFFFF {
+		if len(data) < pageHeader+8 {
+			return fmt.Errorf("%w: short freelist", ErrCorrupt)
+		}
+		count, start = le.Uint64(data[pageHeader:]), pageHeader+8
+	}
+	if count > (uint64(len(data))-start)/8 {
+		return fmt.Errorf("%w: freelist of %d ids does not fit", ErrCorrupt, count)
+	}
+	for i := range count {
+		if id := le.Uint64(data[start+8*i:]); id < 2 || id >= hwm {
+			return fmt.Errorf("%w: freelist id %d out of bounds", ErrCorrupt, id)
+		}
+	}
+	return nil
+}
+
+// exactType: bbolt tests page types by equality, so must we (a page with
+// two type bits would be a leaf to us and a branch to bbolt's cursor).
+func exactType(flags, want uint16) bool {
+	for _, t := range []uint16{pageBranch, pageLeaf, pageFreelist} {
+		if want&t != 0 && flags == t {
+			return true
+		}
+	}
+	return false
+}
