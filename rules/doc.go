@@ -1,0 +1,114 @@
+// Package rules runs the per-reading stages, the threshold alerts and the
+// keyed, windowed aggregation of sensorgate.
+//
+// # Basics
+//
+// An [Engine] is built from a [Config] (the `rules:` section) with [New] and
+// fed by [Engine.Run] from a channel of readings; what it produces goes to a
+// [Sink] (the command encodes it into the outbox). For every reading, in
+// this order:
+//
+//  1. Readings with a non-finite value (or an event time beyond ±2^62 ns)
+//     are rejected and counted (they never poison a window).
+//  2. The stages run in the order declared, each on the readings whose
+//     sensor and metric match its globs (path.Match syntax; after the
+//     renames of earlier stages): filter, range, calibrate, convert,
+//     deadband, rate, derive, rename, tag and dedup (see [StageConfig]).
+//     Rate and derive stages make new readings that continue with the
+//     stages after them. Filter conditions and derive formulas are expr
+//     expressions (github.com/expr-lang/expr) compiled and type-checked
+//     when the config is validated; the common subset (numbers, strings,
+//     the reading's fields, meta.<tag>, arithmetic, comparisons, logic,
+//     ?:, sqrt/exp/ln/log10/pow/hypot/dewpoint/abs/floor/ceil) is further
+//     compiled into Go closures that do not allocate, the rest runs on
+//     expr's VM.
+//  3. Threshold alerts ([AlertRule]) with hysteresis, hold time and
+//     re-notify: one [ingest.Alert] when the condition starts to hold
+//     ("fire"), again every re-notify interval, and when it stops ("clear"),
+//     all with the same ID for one firing.
+//  4. Windows ([WindowConfig]), keyed by sensor and metric (or by a tag and
+//     metric with group_by): tumbling, hopping or session, in event time
+//     (default) or processing time. A reading may fall into several
+//     windows of several rules. When a window closes, one [ingest.Summary]
+//     is emitted with count, sum, min, max, mean, stddev (sample, n-1),
+//     first and last, and on request twa, delta, rate and quantiles.
+//
+// Tumbling and hopping windows are aligned to the Unix epoch: a window of
+// size S starts at t - t mod S (a multiple of the slide for hopping ones).
+// A session window spans [first, last+gap). Summary.ID is
+// ingest.SummaryID(window name, sensor, group, metric, start, end).
+//
+// # Time and watermarks
+//
+// Each window key has a watermark: the newest event time seen minus the
+// window's lateness. A window closes (its summary is emitted) when the
+// watermark reaches its end. While a key gets no readings, its event clock
+// moves on with the wall clock: on every tick the watermark becomes at least
+// newest event time + (now - arrival of that reading) - lateness (arrival
+// from Reading.Arrival, or the tick that first saw the reading when that is
+// zero). For a sensor whose clock agrees with the gateway's that is
+// now - lateness, so silent sensors close their windows; a sensor whose
+// clock is off, or a replay of old data, is not cut short by the gateway
+// clock. Watermarks never move back: when the wall clock steps back, the
+// idle advance is re-anchored; when it steps forward, idle windows close.
+//
+// Processing-time windows use Reading.Arrival (or Options.Now when it is
+// zero) as the time and now - lateness as the watermark.
+//
+// A reading whose window already closed is late. With the default late
+// policy (drop) it is dropped and counted in [Stats].Late and in the Late
+// field of the key's next summary. With late: revise it is folded into the
+// retained window, which is emitted again on the next tick with the same
+// ID and Revision+1, as long as the window ended less than retention before
+// the watermark; older ones are dropped and counted.
+//
+// When the input channel closes, Run emits every open window (and pending
+// revision) and returns nil. Cancelling the context is a hard stop: nothing
+// is flushed.
+//
+// # Merging
+//
+// [Merge] folds one summary into another of the same key and a disjoint
+// window; [RollUp] does it for a batch of encoded outbox records, so that
+// the buffer can roll old summaries up into coarser ones instead of
+// dropping them.
+//
+// # Defaults
+//
+// Globs default to "*", alert severity to "warning", clear_below/clear_above
+// to above/below, windows to tumbling, event time, late: drop, the name to
+// the size ("10s"), retention (revise) to 10 x size, quantiles to 0.5, 0.9,
+// 0.95 and 0.99 with a DDSketch relative accuracy of 1% (every reported
+// quantile is within 1% of the exact value at rank q*(n-1)). The internal
+// tick runs every [DefaultTick]. At most max_routes (100000) distinct
+// sensor/metric pairs are tracked; the state of a pair that got no reading
+// for key_ttl (10m) and has no open window or firing alert is forgotten.
+//
+// # Caveats
+//
+// The engine is single-goroutine: Run processes readings one at a time and
+// must not run twice at once. Per reading it does not allocate in steady
+// state (routes, window keys and window buckets are cached and recycled);
+// the first reading of a new sensor/metric, emitted summaries and alerts
+// allocate. Window state is held in memory only.
+//
+// A tag-keyed (group_by) window has one watermark for the whole group: a
+// sensor of the group lagging behind the others by more than the lateness
+// sees its readings counted as late.
+//
+// Late and rejected readings that no later summary of their key carries
+// (for example at shutdown) are only visible in [Stats].
+//
+// Readings beyond max_routes are dropped and counted ([Stats].Overflow):
+// the one place where the engine drops data outside the declared stage,
+// validation and late policies.
+//
+// TWA, delta and rate keep the (time, value) samples of an open window
+// (16 bytes each); quantiles keep a DDSketch per open window (its size
+// grows with the log-range of the values, not their number). Hopping
+// windows update size/slide windows per reading.
+//
+// Alerts evaluate readings in event-time order per rule and sensor: a
+// reading older than the newest one seen is ignored by the alert (it still
+// counts in its window).
+package rules

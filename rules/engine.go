@@ -1,0 +1,562 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// DefaultTick is how often Run advances the watermarks of idle keys when
+// Options.Tick is nil.
+const DefaultTick = 500 * time.Millisecond
+
+// ErrRunning is returned by Run when the engine is already running.
+var ErrRunning = errors.New("rules: engine already running")
+
+// Options are the run-time inputs of an Engine that are not configuration.
+type Options struct {
+	// Now is the wall clock; nil means time.Now.
+	Now func() time.Time
+	// Tick drives the idle watermark advance, the emission of revisions
+	// and the clean-up; nil means an internal ticker every DefaultTick.
+	// The value received is ignored: Run reads Now on every tick.
+	Tick <-chan time.Time
+	// Meta returns the static metadata of a sensor (location, tags),
+	// attached to its summaries and alerts and used by window group_by. It
+	// is called once per sensor and metric, not per reading; the map must
+	// not be modified afterwards. nil means none.
+	Meta func(sensor string) map[string]string
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Sink receives what the engine emits. Implemented by cmd: it encodes and
+// enqueues into the outbox. The pointer is only valid during the call: a
+// Sink must not retain it (or its Quantiles, Sketch and Meta).
+type Sink interface {
+	Summary(ctx context.Context, s *ingest.Summary) error
+	Alert(ctx context.Context, a *ingest.Alert) error
+}
+
+// Stats are the engine's counters since New.
+type Stats struct {
+	Readings  uint64 // readings received by Run
+	Rejected  uint64 // non-finite values and readings refused by range stages
+	Filtered  uint64 // dropped by filter, deadband and dedup stages
+	Derived   uint64 // readings made by rate and derive stages
+	Late      uint64 // late readings dropped (late: drop, or past retention)
+	Revised   uint64 // late readings folded into a revised summary
+	Summaries uint64 // summaries emitted, revisions included
+	Revisions uint64 // summaries emitted with Revision > 0
+	Alerts    uint64 // alerts emitted (fire, re-notify and clear)
+	// ExprErrors counts expression evaluations that failed at run time
+	// (the reading is dropped by a filter, no derived reading is made).
+	ExprErrors uint64
+	// Overflow counts readings dropped because they would have needed a
+	// new route while the engine held Config.MaxRoutes of them (a flood of
+	// unknown sensor ids). The only place the engine drops data besides
+	// the declared stage, late and validation policies.
+	Overflow uint64
+
+	OpenWindows int64 // window instances currently open
+	Keys        int64 // window keys (window rule x sensor or group x metric)
+	Routes      int64 // distinct (sensor, metric) routes cached
+}
+
+// Engine runs the stages, alerts and windows of a Config over a stream of
+// readings. Create it with New; Run it once at a time.
+type Engine struct {
+	cfg     Config
+	now     func() time.Time
+	tickC   <-chan time.Time
+	meta    func(string) map[string]string
+	log     *slog.Logger
+	alertsR []*alertRule
+	stages  []*stage
+	windows []*window
+
+	running atomic.Bool
+
+	// State owned by the Run goroutine.
+	ctx       context.Context
+	sink      Sink
+	routes    map[routeKey]*route
+	wkeys     map[wkeyID]*wkey
+	keys      []*wkey // creation order, for deterministic ticks and flushes
+	astates   map[alertKey]*alertState
+	derives   map[deriveKey]*deriveState
+	env       evalEnv
+	flushHook func() // tests: called when the flush begins
+	// exprLogged limits expression failure logs to one per stage per tick.
+	exprLogged map[int]bool
+	free       []*bucket
+	lastTick   int64
+	lastSweep  int64
+	sum        ingest.Summary
+	alert      ingest.Alert
+
+	readings    atomic.Uint64
+	rejected    atomic.Uint64
+	filtered    atomic.Uint64
+	derived     atomic.Uint64
+	lateDropped atomic.Uint64
+	lateFolded  atomic.Uint64
+	summaries   atomic.Uint64
+	revisions   atomic.Uint64
+	alerts      atomic.Uint64
+	exprErrors  atomic.Uint64
+	overflow    atomic.Uint64
+	openWindows atomic.Int64
+	nkeys       atomic.Int64
+	nroutes     atomic.Int64
+}
+
+type routeKey struct {
+	sensor, metric string
+	from           int // index of the first stage to apply
+}
+
+type wkeyID struct {
+	win                   int
+	sensor, group, metric string
+}
+
+type alertKey struct {
+	rule           int
+	sensor, metric string
+}
+
+// route is what happens to readings of one sensor and metric entering the
+// pipeline at stage `from`: the stages that match, then (under the names
+// the stages gave it) the alerts and windows.
+type route struct {
+	key    routeKey
+	used   int64 // wall clock (last tick) when it was last used
+	steps  []step
+	sensor string // after renames
+	metric string
+	alerts []*alertState
+	wins   []*wkey
+}
+
+// New compiles cfg (which must have been defaulted and validated; New
+// validates again and returns that error).
+func New(cfg Config, opts Options) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("rules: invalid config: %w", err)
+	}
+	if cfg.MaxRoutes == 0 {
+		cfg.MaxRoutes = DefaultMaxRoutes
+	}
+	if cfg.KeyTTL == 0 {
+		cfg.KeyTTL = DefaultKeyTTL
+	}
+	e := &Engine{
+		cfg:     cfg,
+		now:     opts.Now,
+		tickC:   opts.Tick,
+		meta:    opts.Meta,
+		log:     opts.Logger,
+		routes:  map[routeKey]*route{},
+		wkeys:   map[wkeyID]*wkey{},
+		astates: map[alertKey]*alertState{},
+		derives: map[deriveKey]*deriveState{},
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for _, a := range cfg.Alerts {
+		e.alertsR = append(e.alertsR, compileAlert(a))
+	}
+	for i := range cfg.Stages {
+		st, err := compileStage(i, &cfg.Stages[i])
+		if err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		e.stages = append(e.stages, st)
+	}
+	for i, w := range cfg.Windows {
+		e.windows = append(e.windows, compileWindow(i, w))
+	}
+	return e, nil
+}
+
+// Stats returns the counters. Safe to call from any goroutine.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Readings:    e.readings.Load(),
+		Rejected:    e.rejected.Load(),
+		Filtered:    e.filtered.Load(),
+		Derived:     e.derived.Load(),
+		Late:        e.lateDropped.Load(),
+		Revised:     e.lateFolded.Load(),
+		Summaries:   e.summaries.Load(),
+		Revisions:   e.revisions.Load(),
+		Alerts:      e.alerts.Load(),
+		ExprErrors:  e.exprErrors.Load(),
+		Overflow:    e.overflow.Load(),
+		OpenWindows: e.openWindows.Load(),
+		Keys:        e.nkeys.Load(),
+		Routes:      e.nroutes.Load(),
+	}
+}
+
+// Run processes readings until in is closed, then flushes every open window
+// (and pending revision) to sink and returns nil. Cancelling ctx is a hard
+// stop: Run returns ctx.Err() without flushing. An error from sink stops Run
+// and is returned (wrapped). The engine keeps its state between runs.
+func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer e.running.Store(false)
+	e.ctx, e.sink = ctx, sink
+	defer func() { e.ctx, e.sink = nil, nil }()
+	tick := e.tickC
+	if tick == nil {
+		t := time.NewTicker(DefaultTick)
+		defer t.Stop()
+		tick = t.C
+	}
+	if e.lastTick == 0 {
+		e.lastTick = e.now().UnixNano()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick:
+			if err := e.tick(); err != nil {
+				return err
+			}
+		case r, ok := <-in:
+			if !ok {
+				return e.flush()
+			}
+			if err := e.process(&r); err != nil {
+				return err
+			}
+			// Drain what is queued without going through the full select
+			// every time; ctx and tick are seen at the next round.
+		drain:
+			for range 64 {
+				select {
+				case r, ok := <-in:
+					if !ok {
+						return e.flush()
+					}
+					if err := e.process(&r); err != nil {
+						return err
+					}
+				default:
+					break drain
+				}
+			}
+		}
+	}
+}
+
+func (e *Engine) wrapSink(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) && e.ctx.Err() != nil {
+		return err
+	}
+	return fmt.Errorf("rules: sink: %w", err)
+}
+
+// process runs one reading through the pipeline.
+func (e *Engine) process(r *ingest.Reading) error {
+	e.readings.Add(1)
+	rt := e.routeFor(r.Sensor, r.Metric, 0)
+	if rt == nil {
+		return nil // over MaxRoutes: counted by routeFor
+	}
+	if !finite(r.Value) || r.Time > maxSaneTime || r.Time < -maxSaneTime {
+		e.reject(rt)
+		return nil
+	}
+	return e.wrapSink(e.runRoute(rt, r))
+}
+
+func (e *Engine) reject(rt *route) {
+	e.rejected.Add(1)
+	for _, k := range rt.wins {
+		k.pendRej++
+	}
+}
+
+func (e *Engine) runRoute(rt *route, r *ingest.Reading) error {
+	for i := range rt.steps {
+		keep, err := e.runStep(rt, &rt.steps[i], r)
+		if err != nil || !keep {
+			return err
+		}
+	}
+	r.Sensor, r.Metric = rt.sensor, rt.metric
+	for _, a := range rt.alerts {
+		if err := e.checkAlert(a, r); err != nil {
+			return err
+		}
+	}
+	for _, k := range rt.wins {
+		if err := e.addWindow(k, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routeFor returns the route of sensor/metric entering at stage from,
+// creating it on first use; nil (counted in Stats.Overflow) when the
+// engine already holds MaxRoutes routes.
+func (e *Engine) routeFor(sensor, metric string, from int) *route {
+	if rt, ok := e.routes[routeKey{sensor, metric, from}]; ok {
+		rt.used = e.lastTick
+		return rt
+	}
+	if len(e.routes) >= e.cfg.MaxRoutes {
+		e.overflow.Add(1)
+		return nil
+	}
+	return e.newRoute(strings.Clone(sensor), strings.Clone(metric), from)
+}
+
+func match(pattern, name string) bool {
+	if pattern == "*" {
+		return true
+	}
+	ok, _ := pathMatch(pattern, name)
+	return ok
+}
+
+func (e *Engine) newRoute(sensor, metric string, from int) *route {
+	rt := &route{}
+	origSensor, origMetric := sensor, metric
+	var meta map[string]string
+	if e.meta != nil {
+		meta = e.meta(sensor)
+	}
+	for _, st := range e.stages[from:] {
+		if !match(st.cfg.Sensor, sensor) || !match(st.cfg.Metric, metric) {
+			continue
+		}
+		if s, ok := e.newStep(st, sensor, metric, meta); ok {
+			rt.steps = append(rt.steps, s)
+		}
+		switch st.cfg.Type {
+		case StageRename:
+			s := rt.steps[len(rt.steps)-1]
+			if s.outS != sensor && e.meta != nil {
+				if m := e.meta(s.outS); m != nil {
+					meta = m
+				}
+			}
+			sensor, metric = s.outS, s.out
+		case StageTag:
+			m := maps.Clone(meta)
+			if m == nil {
+				m = map[string]string{}
+			}
+			maps.Copy(m, st.cfg.Tags)
+			meta = m
+		}
+	}
+	rt.sensor, rt.metric = sensor, metric
+	for i, a := range e.alertsR {
+		if !match(a.cfg.Sensor, sensor) || !match(a.cfg.Metric, metric) {
+			continue
+		}
+		ak := alertKey{i, sensor, metric}
+		st := e.astates[ak]
+		if st == nil {
+			st = &alertState{rule: a, sensor: sensor, metric: metric, meta: meta, key: ak}
+			e.astates[ak] = st
+		}
+		st.refs++
+		rt.alerts = append(rt.alerts, st)
+	}
+	for _, w := range e.windows {
+		if !match(w.cfg.Sensor, sensor) || !match(w.cfg.Metric, metric) {
+			continue
+		}
+		id := wkeyID{win: w.idx, sensor: sensor, metric: metric}
+		kmeta := meta
+		if w.cfg.GroupBy != "" {
+			v, ok := meta[w.cfg.GroupBy]
+			if !ok {
+				continue
+			}
+			id.sensor = ""
+			id.group = w.cfg.GroupBy + "=" + v
+			kmeta = map[string]string{w.cfg.GroupBy: v}
+		}
+		k := e.wkeys[id]
+		if k == nil {
+			k = &wkey{w: w, sensor: id.sensor, group: id.group, metric: metric, meta: kmeta, wm: minTime, sessEnd: minTime, id: id}
+			e.wkeys[id] = k
+			e.keys = append(e.keys, k)
+			e.nkeys.Add(1)
+		}
+		k.refs++
+		rt.wins = append(rt.wins, k)
+	}
+	rt.key = routeKey{origSensor, origMetric, from}
+	rt.used = e.lastTick
+	e.routes[rt.key] = rt
+	e.nroutes.Add(1)
+	return rt
+}
+
+const minTime = -1 << 63
+
+// maxSaneTime bounds the event times the windows accept (about the year
+// 2116 either side of 1970), so that window arithmetic cannot overflow.
+const maxSaneTime = 1 << 62
+
+// tick advances watermarks by the wall clock, emits pending revisions and
+// forgets retained windows past retention.
+func (e *Engine) tick() error {
+	now := e.now().UnixNano()
+	if now < e.lastTick {
+		// The wall clock stepped back (NTP step, RTC-less boot): shift the
+		// anchors of the idle advance by the step so that it keeps
+		// measuring the time that really elapsed. Watermarks never move
+		// back, so nothing is emitted twice.
+		back := e.lastTick - now
+		e.log.Warn("rules: wall clock stepped back", "by", time.Duration(back))
+		for _, k := range e.keys {
+			k.anchorWall -= back
+			if k.maxArrival != 0 {
+				k.maxArrival -= back
+			}
+		}
+	}
+	e.lastTick = now
+	clear(e.exprLogged)
+	for _, k := range e.keys {
+		if err := e.tickKey(k, now); err != nil {
+			return e.wrapSink(err)
+		}
+	}
+	if ttl := int64(e.cfg.KeyTTL); now-e.lastSweep >= min(ttl/4, int64(time.Minute)) || now < e.lastSweep {
+		e.lastSweep = now
+		e.sweep(now - ttl)
+	}
+	return nil
+}
+
+// sweep forgets the routes not used since before (wall clock) whose
+// windows are all closed (and past retention) and whose alerts are clear,
+// and then the window keys, alert and derive states no route leads to.
+// The per-route stage state (deadband, rate, dedup) goes with the route.
+func (e *Engine) sweep(before int64) {
+	for key, rt := range e.routes {
+		if rt.used >= before || !routeIdle(rt) {
+			continue
+		}
+		delete(e.routes, key)
+		e.nroutes.Add(-1)
+		for _, k := range rt.wins {
+			k.refs--
+		}
+		for _, a := range rt.alerts {
+			if a.refs--; a.refs == 0 {
+				delete(e.astates, a.key)
+			}
+		}
+		for _, s := range rt.steps {
+			if s.derive != nil {
+				if s.derive.refs--; s.derive.refs == 0 {
+					delete(e.derives, s.derive.key)
+				}
+			}
+		}
+	}
+	keep := e.keys[:0]
+	for _, k := range e.keys {
+		if k.refs > 0 || len(k.open) > 0 || len(k.emitted) > 0 {
+			keep = append(keep, k)
+			continue
+		}
+		delete(e.wkeys, k.id)
+		e.nkeys.Add(-1)
+	}
+	clear(e.keys[len(keep):])
+	e.keys = keep
+}
+
+func routeIdle(rt *route) bool {
+	for _, k := range rt.wins {
+		if len(k.open) > 0 || len(k.emitted) > 0 {
+			return false
+		}
+	}
+	for _, a := range rt.alerts {
+		if a.active {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) tickKey(k *wkey, now int64) error {
+	w := k.w
+	if w.processing {
+		if err := e.advance(k, now-w.lateness); err != nil {
+			return err
+		}
+		return e.revise(k)
+	}
+	if k.active {
+		// Anchor the key's event clock to the wall clock: at the arrival
+		// of its newest reading when known, else (conservatively) now.
+		k.active = false
+		k.anchorT, k.anchorWall = k.maxT, now
+		if k.maxArrival != 0 && k.maxArrival < now {
+			k.anchorWall = k.maxArrival
+		}
+	}
+	if k.hasMax && now > k.anchorWall {
+		// The key's event clock moves on with the wall clock while it is
+		// idle, so silent sensors still close their windows.
+		if err := e.advance(k, k.anchorT+(now-k.anchorWall)-w.lateness); err != nil {
+			return err
+		}
+	}
+	return e.revise(k)
+}
+
+// flush emits every open window and pending revision, in key creation
+// order and window start order.
+func (e *Engine) flush() error {
+	if e.flushHook != nil {
+		e.flushHook()
+	}
+	for _, k := range e.keys {
+		for len(k.open) > 0 {
+			b := k.open[0]
+			k.open = k.open[1:]
+			e.openWindows.Add(-1)
+			err := e.emit(k, b)
+			e.retire(k, b)
+			if err != nil {
+				return e.wrapSink(err)
+			}
+		}
+		k.open = k.open[:0:0]
+		if err := e.revise(k); err != nil {
+			return e.wrapSink(err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,488 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// stage is a compiled StageConfig.
+type stage struct {
+	cfg      StageConfig
+	idx      int
+	prog     *program
+	lo, hi   float64
+	scale    float64
+	offset   float64
+	poly     []float64
+	perNs    float64
+	maxAge   int64
+	silence  int64
+	dedupLen int
+}
+
+// step is a stage applied to one route, with that route's state.
+type step struct {
+	st       *stage
+	sensor   string // names when the reading reaches this stage
+	metric   string
+	out      string // rate/derive: output metric; rename: new metric
+	outS     string // rename: new sensor
+	meta     map[string]string
+	hasLast  bool
+	lastV    float64
+	lastT    int64
+	ring     []sample
+	ringPos  int
+	convFrom string
+	convA    float64
+	convB    float64
+	convErr  bool
+	convSet  bool
+	derive   *deriveState
+	slot     int
+}
+
+// deriveState is what a derive stage knows of one sensor: the latest value
+// of each input.
+type deriveState struct {
+	vals    []float64
+	times   []int64
+	quality []ingest.Quality
+	have    []bool
+	key     deriveKey
+	refs    int
+}
+
+type deriveKey struct {
+	stage  int
+	sensor string
+}
+
+// stageFields lists, per type, the optional fields that apply (besides
+// type, sensor and metric).
+var stageFields = map[string][]string{
+	StageFilter:    {"expr"},
+	StageRange:     {"min", "max", "action"},
+	StageCalibrate: {"scale", "offset", "poly", "unit"},
+	StageConvert:   {"from", "to"},
+	StageDeadband:  {"delta", "max_silence"},
+	StageRate:      {"output", "unit", "per"},
+	StageDerive:    {"inputs", "expr", "output", "unit", "max_age"},
+	StageRename:    {"to_sensor", "to_metric"},
+	StageTag:       {"tags"},
+	StageDedup:     {"size"},
+}
+
+func setFields(s *StageConfig) []string {
+	var f []string
+	add := func(name string, set bool) {
+		if set {
+			f = append(f, name)
+		}
+	}
+	add("expr", s.Expr != "")
+	add("min", s.Min != nil)
+	add("max", s.Max != nil)
+	add("action", s.Action != "")
+	add("scale", s.Scale != nil)
+	add("offset", s.Offset != 0)
+	add("poly", len(s.Poly) > 0)
+	add("from", s.From != "")
+	add("to", s.To != "")
+	add("delta", s.Delta != 0)
+	add("max_silence", s.MaxSilence != 0)
+	add("output", s.Output != "")
+	add("unit", s.Unit != "")
+	add("per", s.Per != 0)
+	add("inputs", len(s.Inputs) > 0)
+	add("max_age", s.MaxAge != 0)
+	add("to_sensor", s.ToSensor != "")
+	add("to_metric", s.ToMetric != "")
+	add("tags", len(s.Tags) > 0)
+	add("size", s.Size != 0)
+	return f
+}
+
+func validateStage(s *StageConfig, p string) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	allowed, known := stageFields[s.Type]
+	if !known {
+		types := make([]string, 0, len(stageFields))
+		for t := range stageFields {
+			types = append(types, t)
+		}
+		slices.Sort(types)
+		return ingest.Errorf(p+".type", "unknown stage type %q (one of %s)", s.Type, strings.Join(types, ", "))
+	}
+	add(checkGlob(s.Sensor, p+".sensor"))
+	add(checkGlob(s.Metric, p+".metric"))
+	for _, f := range setFields(s) {
+		if !slices.Contains(allowed, f) {
+			add(ingest.Errorf(p+"."+f, "does not apply to a %s stage", s.Type))
+		}
+	}
+	switch s.Type {
+	case StageFilter:
+		if s.Expr == "" {
+			add(ingest.Errorf(p+".expr", "must not be empty"))
+		} else if _, err := compileExpr(s.Expr, nil, true); err != nil {
+			add(ingest.Errorf(p+".expr", "%w", err))
+		}
+	case StageRange:
+		if s.Min == nil && s.Max == nil {
+			add(ingest.Errorf(p, "one of min and max must be set"))
+		}
+		if s.Min != nil && s.Max != nil && !(*s.Min <= *s.Max) {
+			add(ingest.Errorf(p+".max", "must be >= min"))
+		}
+		if s.Min != nil && math.IsNaN(*s.Min) || s.Max != nil && math.IsNaN(*s.Max) {
+			add(ingest.Errorf(p, "min and max must be numbers"))
+		}
+		switch s.Action {
+		case "reject", "clamp", "flag":
+		default:
+			add(ingest.Errorf(p+".action", "must be reject, clamp or flag (got %q)", s.Action))
+		}
+	case StageCalibrate:
+		switch {
+		case len(s.Poly) > 0 && (s.Scale != nil || s.Offset != 0):
+			add(ingest.Errorf(p+".poly", "use either poly or scale/offset"))
+		case len(s.Poly) == 0 && s.Scale == nil && s.Offset == 0:
+			add(ingest.Errorf(p, "one of scale, offset and poly must be set"))
+		}
+		for i, c := range s.Poly {
+			if !finite(c) {
+				add(ingest.Errorf(fmt.Sprintf("%s.poly[%d]", p, i), "must be a finite number"))
+			}
+		}
+		if s.Scale != nil && !finite(*s.Scale) || !finite(s.Offset) {
+			add(ingest.Errorf(p, "scale and offset must be finite numbers"))
+		}
+	case StageConvert:
+		to, ok := lookupUnit(s.To)
+		if !ok {
+			add(ingest.Errorf(p+".to", "unknown unit %q (known: %s)", s.To, strings.Join(KnownUnits(), "; ")))
+		}
+		if s.From != "" {
+			if _, _, err := conversion(s.From, s.To); err != nil && ok {
+				add(ingest.Errorf(p+".from", "%w", err))
+			} else if _, known := lookupUnit(s.From); !known {
+				add(ingest.Errorf(p+".from", "unknown unit %q", s.From))
+			}
+		}
+		_ = to
+	case StageDeadband:
+		if s.Delta < 0 || !finite(s.Delta) {
+			add(ingest.Errorf(p+".delta", "must be a number >= 0"))
+		}
+		if s.MaxSilence < 0 {
+			add(ingest.Errorf(p+".max_silence", "must be >= 0"))
+		}
+	case StageRate:
+		if s.Per <= 0 {
+			add(ingest.Errorf(p+".per", "must be > 0"))
+		}
+		if s.Output == "" {
+			add(ingest.Errorf(p+".output", "must not be empty"))
+		}
+	case StageDerive:
+		if len(s.Inputs) == 0 {
+			add(ingest.Errorf(p+".inputs", "must list the input metrics"))
+		}
+		for i, in := range s.Inputs {
+			if in == "" || slices.Index(s.Inputs, in) != i {
+				add(ingest.Errorf(fmt.Sprintf("%s.inputs[%d]", p, i), "empty or duplicate input %q", in))
+			}
+		}
+		if s.Output == "" {
+			add(ingest.Errorf(p+".output", "must not be empty"))
+		}
+		if s.MaxAge <= 0 {
+			add(ingest.Errorf(p+".max_age", "must be > 0"))
+		}
+		if s.Expr == "" {
+			add(ingest.Errorf(p+".expr", "must not be empty"))
+		} else if _, err := compileExpr(s.Expr, s.Inputs, false); err != nil {
+			add(ingest.Errorf(p+".expr", "%w", err))
+		}
+	case StageRename:
+		if s.ToSensor == "" && s.ToMetric == "" {
+			add(ingest.Errorf(p, "one of to_sensor and to_metric must be set"))
+		}
+	case StageTag:
+		if len(s.Tags) == 0 {
+			add(ingest.Errorf(p+".tags", "must not be empty"))
+		}
+	case StageDedup:
+		if s.Size < 1 || s.Size > 64 {
+			add(ingest.Errorf(p+".size", "must be in 1..64"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func compileStage(i int, c *StageConfig) (*stage, error) {
+	st := &stage{cfg: *c, idx: i, scale: 1}
+	var err error
+	switch c.Type {
+	case StageFilter:
+		st.prog, err = compileExpr(c.Expr, nil, true)
+	case StageDerive:
+		st.prog, err = compileExpr(c.Expr, c.Inputs, false)
+		st.maxAge = int64(c.MaxAge)
+	case StageRange:
+		st.lo, st.hi = math.Inf(-1), math.Inf(1)
+		if c.Min != nil {
+			st.lo = *c.Min
+		}
+		if c.Max != nil {
+			st.hi = *c.Max
+		}
+	case StageCalibrate:
+		if c.Scale != nil {
+			st.scale = *c.Scale
+		}
+		st.offset = c.Offset
+		st.poly = slices.Clone(c.Poly)
+	case StageRate:
+		st.perNs = float64(c.Per)
+	case StageDeadband:
+		st.silence = int64(c.MaxSilence)
+	case StageDedup:
+		st.dedupLen = c.Size
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stages[%d]: %w", i, err)
+	}
+	return st, nil
+}
+
+// expand fills {sensor} and {metric} in a name template.
+func expand(tmpl, sensor, metric string) string {
+	if !strings.Contains(tmpl, "{") {
+		return tmpl
+	}
+	return strings.NewReplacer("{sensor}", sensor, "{metric}", metric).Replace(tmpl)
+}
+
+// newStep prepares stage st for the route of sensor/metric; ok=false when
+// the stage has nothing to do on it.
+func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]string) (step, bool) {
+	s := step{st: st, sensor: sensor, metric: metric, meta: meta}
+	c := &st.cfg
+	switch c.Type {
+	case StageTag:
+		return s, false // applied to the route's metadata
+	case StageRate:
+		s.out = expand(c.Output, sensor, metric)
+	case StageDerive:
+		s.slot = slices.Index(c.Inputs, metric)
+		if s.slot < 0 {
+			return s, false
+		}
+		s.out = expand(c.Output, sensor, metric)
+		dk := deriveKey{st.idx, sensor}
+		ds := e.derives[dk]
+		if ds == nil {
+			n := len(c.Inputs)
+			ds = &deriveState{vals: make([]float64, n), times: make([]int64, n), quality: make([]ingest.Quality, n), have: make([]bool, n), key: dk}
+			e.derives[dk] = ds
+		}
+		ds.refs++
+		s.derive = ds
+	case StageRename:
+		s.outS, s.out = sensor, metric
+		if c.ToSensor != "" {
+			s.outS = expand(c.ToSensor, sensor, metric)
+		}
+		if c.ToMetric != "" {
+			s.out = expand(c.ToMetric, sensor, metric)
+		}
+	case StageDedup:
+		s.ring = make([]sample, 0, st.dedupLen)
+	}
+	return s, true
+}
+
+// runStep applies one stage to r. keep=false: the reading goes no further.
+func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
+	st := s.st
+	switch st.cfg.Type {
+	case StageFilter:
+		e.env.r = *r
+		e.env.meta = s.meta
+		ok, err := st.prog.evalBool(&e.env)
+		if err != nil {
+			e.exprErrors.Add(1)
+			e.exprError(st, err)
+			ok = false
+		}
+		if !ok {
+			e.filtered.Add(1)
+		}
+		return ok, nil
+	case StageRange:
+		if r.Value >= st.lo && r.Value <= st.hi {
+			return true, nil
+		}
+		switch st.cfg.Action {
+		case "clamp":
+			r.Value = min(max(r.Value, st.lo), st.hi)
+			r.Quality |= ingest.QualityOutOfRange
+		case "flag":
+			r.Quality |= ingest.QualityOutOfRange
+		default:
+			e.reject(rt)
+			return false, nil
+		}
+		return true, nil
+	case StageCalibrate:
+		if st.poly != nil {
+			v, x := 0.0, r.Value
+			for i := len(st.poly) - 1; i >= 0; i-- {
+				v = v*x + st.poly[i]
+			}
+			r.Value = v
+		} else {
+			r.Value = r.Value*st.scale + st.offset
+		}
+		if !finite(r.Value) {
+			e.reject(rt)
+			return false, nil
+		}
+		if st.cfg.Unit != "" {
+			r.Unit = st.cfg.Unit
+		}
+		r.Quality |= ingest.QualityCalibrated
+		return true, nil
+	case StageConvert:
+		from := r.Unit
+		if from == "" {
+			from = st.cfg.From
+		}
+		if !s.convSet || from != s.convFrom {
+			s.convFrom = strings.Clone(from)
+			s.convSet = true
+			a, b, err := conversion(from, st.cfg.To)
+			s.convA, s.convB, s.convErr = a, b, err != nil
+			if err != nil {
+				e.log.Warn("rules: cannot convert", "stage", st.idx, "sensor", r.Sensor, "metric", r.Metric, "err", err)
+			}
+		}
+		if s.convErr {
+			e.reject(rt)
+			return false, nil
+		}
+		if s.convA != 1 || s.convB != 0 {
+			r.Value = r.Value*s.convA + s.convB
+			r.Quality |= ingest.QualityCalibrated
+		}
+		r.Unit = st.cfg.To
+		return true, nil
+	case StageDeadband:
+		if s.hasLast && math.Abs(r.Value-s.lastV) <= st.cfg.Delta &&
+			(st.silence == 0 || r.Time-s.lastT < st.silence) {
+			e.filtered.Add(1)
+			return false, nil
+		}
+		s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
+		return true, nil
+	case StageDedup:
+		for _, p := range s.ring {
+			if p.t == r.Time && p.v == r.Value {
+				e.filtered.Add(1)
+				return false, nil
+			}
+		}
+		if len(s.ring) < cap(s.ring) {
+			s.ring = append(s.ring, sample{r.Time, r.Value})
+		} else {
+			s.ring[s.ringPos] = sample{r.Time, r.Value}
+			s.ringPos = (s.ringPos + 1) % len(s.ring)
+		}
+		return true, nil
+	case StageRename:
+		r.Sensor, r.Metric = s.outS, s.out
+		return true, nil
+	case StageRate:
+		if s.hasLast && r.Time > s.lastT {
+			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
+			s.lastV, s.lastT = r.Value, r.Time
+			if err := e.emitDerived(st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
+				return false, err
+			}
+			return true, nil
+		}
+		if !s.hasLast || r.Time > s.lastT {
+			s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
+		}
+		return true, nil
+	case StageDerive:
+		ds := s.derive
+		ds.vals[s.slot], ds.times[s.slot], ds.quality[s.slot], ds.have[s.slot] = r.Value, r.Time, r.Quality, true
+		lo, hi := r.Time, r.Time
+		var q ingest.Quality
+		for i, h := range ds.have {
+			if !h {
+				return true, nil
+			}
+			lo, hi = min(lo, ds.times[i]), max(hi, ds.times[i])
+			q |= ds.quality[i]
+		}
+		if hi-lo > st.maxAge {
+			return true, nil
+		}
+		e.env.r = *r
+		e.env.meta = s.meta
+		e.env.vars = ds.vals
+		v, err := st.prog.evalNum(&e.env)
+		e.env.vars = nil
+		if err != nil {
+			e.exprErrors.Add(1)
+			e.exprError(st, err)
+			return true, nil
+		}
+		if err := e.emitDerived(st, r, s.out, st.cfg.Unit, v, q); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	return true, nil
+}
+
+// emitDerived sends a reading made by stage st through the stages after it.
+func (e *Engine) emitDerived(st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
+	d := ingest.Reading{Sensor: r.Sensor, Metric: metric, Value: v, Unit: unit, Time: r.Time, Arrival: r.Arrival, Quality: q | ingest.QualityDerived}
+	rt := e.routeFor(d.Sensor, d.Metric, st.idx+1)
+	if rt == nil {
+		return nil // counted by routeFor
+	}
+	if !finite(v) {
+		e.reject(rt)
+		return nil
+	}
+	e.derived.Add(1)
+	return e.runRoute(rt, &d)
+}
+
+// exprError logs an expression failure, at most once per stage per tick.
+func (e *Engine) exprError(st *stage, err error) {
+	if e.exprLogged == nil {
+		e.exprLogged = map[int]bool{}
+	}
+	if e.exprLogged[st.idx] {
+		return
+	}
+	e.exprLogged[st.idx] = true
+	e.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
+}
