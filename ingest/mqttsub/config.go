@@ -1,0 +1,345 @@
+package mqttsub
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/decode"
+)
+
+// Defaults applied by [Config.Defaults].
+const (
+	DefaultKeepAlive            = 30 * time.Second
+	DefaultQueueSize            = 1024
+	DefaultMaxPayload           = 64 << 10
+	DefaultConnectTimeout       = 10 * time.Second
+	DefaultMaxReconnectInterval = 30 * time.Second
+)
+
+// Payload formats of [Subscription.Format].
+const (
+	FormatJSON    = "json"    // JSON objects with a field mapping (json: block)
+	FormatSenML   = "senml"   // SenML JSON, RFC 8428 (senml: block)
+	FormatMsgpack = "msgpack" // ingest.ReadingBatch from another sensorgate (msgpack: block)
+	FormatNumber  = "number"  // a bare number, sensor and metric from the topic (number: block)
+)
+
+// Config is one entry of the `sources.mqtt:` list: one connection to one
+// broker with any number of subscriptions.
+type Config struct {
+	// Broker is the broker URL: tcp:// (or mqtt://), ssl:// (tls://,
+	// mqtts://), ws://, wss://. A missing port defaults to 1883 (8883 for
+	// TLS schemes).
+	Broker string `yaml:"broker"`
+	// ClientID defaults to "sensorgate-<hostname>-<hash of broker and
+	// topics>", stable across restarts so that a persistent session
+	// (clean_session: false) finds its queued messages again.
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"`
+	// Password in the file itself is accepted but discouraged; prefer
+	// PasswordFile (first line of the file, trailing newline trimmed) or
+	// PasswordEnv (name of an environment variable). At most one of the
+	// three. The password is never logged.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// TLS for ssl://, tls://, mqtts:// and wss:// brokers.
+	TLS TLSConfig `yaml:"tls"`
+	// KeepAlive is the MQTT keepalive interval (default 30s).
+	KeepAlive time.Duration `yaml:"keepalive"`
+	// CleanSession (default true). false asks the broker to keep the
+	// subscriptions and queue QoS 1/2 messages while the gateway is away.
+	CleanSession *bool `yaml:"clean_session"`
+	// QueueSize bounds the hand-off queue between paho's network goroutine
+	// and Run, in messages (default 1024). See the package documentation
+	// for what happens when it is full.
+	QueueSize int `yaml:"queue_size"`
+	// MaxPayload is the largest payload decoded, in bytes (default 64 KiB);
+	// larger ones are counted under reason too_large and dropped.
+	MaxPayload int `yaml:"max_payload"`
+	// ConnectTimeout bounds one connection attempt (default 10s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// MaxReconnectInterval caps the backoff between attempts (default 30s).
+	MaxReconnectInterval time.Duration  `yaml:"max_reconnect_interval"`
+	Subscriptions        []Subscription `yaml:"subscriptions"`
+}
+
+// TLSConfig configures TLS towards the broker.
+type TLSConfig struct {
+	// CAFile is a PEM file of CA certificates to trust instead of the
+	// system pool.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key, for
+	// brokers that authenticate clients by certificate.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the broker's certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify disables certificate checks (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+func (t TLSConfig) set() bool { return t != TLSConfig{} }
+
+// Subscription is one topic filter and how to decode what arrives on it.
+type Subscription struct {
+	// Topic is an MQTT topic filter; + and # wildcards and $share/ are
+	// allowed.
+	Topic string `yaml:"topic"`
+	// QoS is the maximum QoS asked for: 0, 1 or 2.
+	QoS byte `yaml:"qos"`
+	// Format is the payload format: json (default), senml, msgpack or
+	// number.
+	Format string `yaml:"format"`
+	// JSON is the mapping for format json.
+	JSON decode.JSONMapping `yaml:"json"`
+	// SenML is the mapping for format senml.
+	SenML decode.SenMLMapping `yaml:"senml"`
+	// Msgpack is the mapping for format msgpack.
+	Msgpack decode.MsgpackMapping `yaml:"msgpack"`
+	// Number is the mapping for format number.
+	Number decode.NumberMapping `yaml:"number"`
+}
+
+// Defaults fills the zero fields of c with the defaults documented on each
+// field (and on the subscriptions' mappings).
+func (c *Config) Defaults() {
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.CleanSession == nil {
+		t := true
+		c.CleanSession = &t
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxReconnectInterval == 0 {
+		c.MaxReconnectInterval = DefaultMaxReconnectInterval
+	}
+	for i := range c.Subscriptions {
+		s := &c.Subscriptions[i]
+		if s.Format == "" {
+			s.Format = FormatJSON
+		}
+		switch s.Format {
+		case FormatJSON:
+			s.JSON.Defaults()
+		case FormatSenML:
+			s.SenML.Defaults()
+		case FormatNumber:
+			s.Number.Defaults()
+		}
+	}
+	if c.ClientID == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "gateway"
+		}
+		h := fnv.New32a()
+		h.Write([]byte(c.Broker))
+		for _, s := range c.Subscriptions {
+			h.Write([]byte{0})
+			h.Write([]byte(s.Topic))
+		}
+		c.ClientID = fmt.Sprintf("sensorgate-%s-%08x", host, h.Sum32())
+	}
+}
+
+// Validate checks c (after Defaults). Paths are relative to the list entry.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := brokerURL(c.Broker); err != nil {
+		errs = append(errs, ingest.Errorf("broker", "%v", err))
+	}
+	n := 0
+	for _, s := range []string{c.Password, c.PasswordFile, c.PasswordEnv} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		errs = append(errs, ingest.Errorf("password", "set at most one of password, password_file and password_env"))
+	}
+	if len(c.ClientID) > 65535 {
+		errs = append(errs, ingest.Errorf("client_id", "too long"))
+	}
+	if c.CleanSession != nil && !*c.CleanSession && c.ClientID == "" {
+		errs = append(errs, ingest.Errorf("client_id", "required when clean_session is false"))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, ingest.Errorf("tls", "cert_file and key_file go together"))
+	}
+	if c.KeepAlive < 0 || (c.KeepAlive > 0 && c.KeepAlive < time.Second) || c.KeepAlive > 65535*time.Second {
+		errs = append(errs, ingest.Errorf("keepalive", "must be 0 or between 1s and 18h12m15s"))
+	}
+	if c.QueueSize <= 0 {
+		errs = append(errs, ingest.Errorf("queue_size", "must be > 0"))
+	}
+	if c.MaxPayload <= 0 {
+		errs = append(errs, ingest.Errorf("max_payload", "must be > 0"))
+	}
+	if c.ConnectTimeout <= 0 {
+		errs = append(errs, ingest.Errorf("connect_timeout", "must be > 0"))
+	}
+	if c.MaxReconnectInterval <= 0 {
+		errs = append(errs, ingest.Errorf("max_reconnect_interval", "must be > 0"))
+	}
+	if len(c.Subscriptions) == 0 {
+		errs = append(errs, ingest.Errorf("subscriptions", "at least one subscription is required"))
+	}
+	seen := map[string]int{}
+	for i, s := range c.Subscriptions {
+		p := fmt.Sprintf("subscriptions[%d]", i)
+		if err := validFilter(s.Topic); err != nil {
+			errs = append(errs, ingest.Errorf(p+".topic", "%v", err))
+		} else if j, dup := seen[s.Topic]; dup {
+			errs = append(errs, ingest.Errorf(p+".topic", "same filter as subscriptions[%d]", j))
+		} else {
+			seen[s.Topic] = i
+		}
+		if s.QoS > 2 {
+			errs = append(errs, ingest.Errorf(p+".qos", "must be 0, 1 or 2"))
+		}
+		switch s.Format {
+		case FormatJSON, "":
+			m := s.JSON
+			if err := m.Validate(); err != nil {
+				errs = append(errs, ingest.PrefixErrors(p+".json", err))
+			}
+		case FormatSenML:
+			m := s.SenML
+			if err := m.Validate(); err != nil {
+				errs = append(errs, ingest.PrefixErrors(p+".senml", err))
+			}
+		case FormatNumber:
+			m := s.Number
+			if err := m.Validate(); err != nil {
+				errs = append(errs, ingest.PrefixErrors(p+".number", err))
+			}
+		case FormatMsgpack:
+		default:
+			errs = append(errs, ingest.Errorf(p+".format", "unknown format %q (want json, senml, msgpack or number)", s.Format))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue makes a Config safe to log: the password never appears.
+func (c Config) LogValue() slog.Value {
+	topics := make([]string, len(c.Subscriptions))
+	for i, s := range c.Subscriptions {
+		topics[i] = s.Topic
+	}
+	return slog.GroupValue(
+		slog.String("broker", c.Broker),
+		slog.String("client_id", c.ClientID),
+		slog.String("username", c.Username),
+		slog.Bool("password_set", c.Password != "" || c.PasswordFile != "" || c.PasswordEnv != ""),
+		slog.Any("topics", topics),
+	)
+}
+
+// brokerURL parses and checks a broker URL.
+func brokerURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("required")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL: %w", err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("unsupported scheme %q (want tcp, ssl, tls, mqtts, ws or wss)", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("no host")
+	}
+	if u.User != nil {
+		return nil, errors.New("credentials in the URL are not allowed; use username and password_file")
+	}
+	return u, nil
+}
+
+func tlsScheme(scheme string) bool {
+	switch scheme {
+	case "ssl", "tls", "mqtts", "wss":
+		return true
+	}
+	return false
+}
+
+// validFilter checks an MQTT topic filter (MQTT 3.1.1 section 4.7).
+func validFilter(f string) error {
+	if f == "" {
+		return errors.New("required")
+	}
+	if strings.ContainsRune(f, 0) {
+		return errors.New("contains NUL")
+	}
+	if rest, ok := strings.CutPrefix(f, "$share/"); ok {
+		group, filter, ok := strings.Cut(rest, "/")
+		if !ok || group == "" || strings.ContainsAny(group, "+#") || filter == "" {
+			return errors.New("shared subscription must be $share/<group>/<filter>")
+		}
+		f = filter
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		switch {
+		case l == "#":
+			if i != len(levels)-1 {
+				return errors.New("# must be the last level")
+			}
+		case l == "+":
+		case strings.ContainsAny(l, "+#"):
+			return errors.New("wildcards must occupy a whole level")
+		}
+	}
+	return nil
+}
+
+// matchFilter reports whether topic matches filter (already validated).
+// Topics beginning with $ do not match filters beginning with a wildcard.
+func matchFilter(filter, topic string) bool {
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		_, filter, _ = strings.Cut(rest, "/")
+	}
+	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
+		return false
+	}
+	for {
+		fl, frest, fmore := strings.Cut(filter, "/")
+		if fl == "#" {
+			return true
+		}
+		tl, trest, tmore := strings.Cut(topic, "/")
+		if fl != "+" && fl != tl {
+			return false
+		}
+		if !fmore || !tmore {
+			// "a/#" also matches "a".
+			return fmore == tmore || (!tmore && frest == "#")
+		}
+		filter, topic = frest, trest
+	}
+}
+
+// String renders c without its password, so that printing a Config by
+// accident cannot leak it.
+func (c Config) String() string { return c.LogValue().String() }

@@ -1,0 +1,127 @@
+package mqttsub
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/decode"
+	"go.yaml.in/yaml/v3"
+)
+
+func TestConfigYAMLAndDefaults(t *testing.T) {
+	const doc = `
+broker: tcp://127.0.0.1:1883
+keepalive: 15s
+queue_size: 10
+subscriptions:
+  - {topic: "sensors/+/telemetry", qos: 1, format: json,
+     json: {sensor_topic_segment: 1, time_field: ts, time_format: unix_ms,
+            metrics: {temperature: {field: env.temp, unit: "°C"}}}}
+`
+	var c Config
+	dec := yaml.NewDecoder(stringsReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.KeepAlive != 15*time.Second || c.QueueSize != 10 || !*c.CleanSession || c.MaxPayload != DefaultMaxPayload || c.ClientID == "" {
+		t.Errorf("defaults: %+v", c)
+	}
+	s := c.Subscriptions[0]
+	if s.QoS != 1 || *s.JSON.SensorTopicSegment != 1 || s.JSON.Metrics["temperature"].Unit != "°C" || s.JSON.TimeFormat != decode.TimeUnixMS {
+		t.Errorf("subscription: %+v", s)
+	}
+	c2 := Config{Broker: c.Broker, Subscriptions: c.Subscriptions}
+	c2.Defaults()
+	if c2.ClientID != c.ClientID {
+		t.Errorf("client id not stable: %s vs %s", c2.ClientID, c.ClientID)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := func() Config {
+		c := Config{Broker: "tcp://h:1883", Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}}
+		c.Defaults()
+		return c
+	}
+	f := false
+	tests := []struct {
+		mod   func(*Config)
+		paths []string
+	}{
+		{func(*Config) {}, nil},
+		{func(c *Config) { c.Broker = "http://h" }, []string{"broker"}},
+		{func(c *Config) { c.Broker = "tcp://u:p@h" }, []string{"broker"}},
+		{func(c *Config) { c.Broker = "" }, []string{"broker"}},
+		{func(c *Config) { c.Password, c.PasswordFile = "x", "/f" }, []string{"password"}},
+		{func(c *Config) { c.TLS.CertFile = "c.pem" }, []string{"tls"}},
+		{func(c *Config) { c.KeepAlive = time.Millisecond }, []string{"keepalive"}},
+		{func(c *Config) { c.QueueSize, c.MaxPayload = -1, -1 }, []string{"queue_size", "max_payload"}},
+		{func(c *Config) { c.ClientID, c.CleanSession = "", &f }, []string{"client_id"}},
+		{func(c *Config) { c.Subscriptions = nil }, []string{"subscriptions"}},
+		{func(c *Config) {
+			c.Subscriptions = append(c.Subscriptions, Subscription{Topic: "a/#/b", QoS: 3, Format: "xml"}, jsonSub("a/+", 0, 1))
+		}, []string{"subscriptions[1].topic", "subscriptions[1].qos", "subscriptions[1].format", "subscriptions[2].topic"}},
+		{func(c *Config) { c.Subscriptions[0].JSON.TimeFormat = "days" }, []string{"subscriptions[0].json.time_format"}},
+		{func(c *Config) { c.Subscriptions[0].Topic = "$share/g/x/+" }, nil},
+		{func(c *Config) { c.Subscriptions[0].Topic = "$share//x" }, []string{"subscriptions[0].topic"}},
+	}
+	for i, tt := range tests {
+		c := good()
+		tt.mod(&c)
+		var got []string
+		for _, e := range ingest.FlattenErrors(c.Validate()) {
+			var fe *ingest.FieldError
+			if !errors.As(e, &fe) {
+				t.Fatalf("%d: not a FieldError: %v", i, e)
+			}
+			got = append(got, fe.Path)
+		}
+		if !slices.Equal(got, tt.paths) {
+			t.Errorf("%d: paths %v, want %v", i, got, tt.paths)
+		}
+	}
+}
+
+func TestMatchFilter(t *testing.T) {
+	tests := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+", "a/b", true},
+		{"a/+", "a/b/c", false},
+		{"a/+", "a", false},
+		{"a/+", "a/", true},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"#", "a/b", true},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"+/+/t", "s/g/t", true},
+		{"$share/grp/s/+", "s/x", true},
+		{"a/b/c", "a/b", false},
+	}
+	for _, tt := range tests {
+		if got := matchFilter(tt.filter, tt.topic); got != tt.want {
+			t.Errorf("matchFilter(%q, %q) = %v", tt.filter, tt.topic, got)
+		}
+	}
+}
+
+func TestLogValueHidesPassword(t *testing.T) {
+	c := Config{Broker: "tcp://h", Username: "u", Password: "s3cret"}
+	if s := fmt.Sprint(c.LogValue()); containsStr(s, "s3cret") {
+		t.Errorf("LogValue shows the password: %s", s)
+	}
+}

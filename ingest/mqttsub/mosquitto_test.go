@@ -1,0 +1,257 @@
+package mqttsub
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/decode"
+)
+
+const mosquittoBin = "/usr/sbin/mosquitto"
+
+// mosquitto is a Debian mosquitto process started by a test.
+type mosquitto struct {
+	t      *testing.T
+	conf   string
+	addr   string
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+// startMosquitto writes conf (plus a listener on addr) into a temporary
+// directory and starts mosquitto with it; it skips the test when the
+// binary is missing.
+func startMosquitto(t *testing.T, addr, conf string) *mosquitto {
+	t.Helper()
+	if _, err := os.Stat(mosquittoBin); err != nil {
+		t.Skipf("interop test needs Debian's mosquitto (%s): %v", mosquittoBin, err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	path := filepath.Join(t.TempDir(), "mosquitto.conf")
+	full := fmt.Sprintf("listener %s %s\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nuser root\n%s\n", port, host, conf)
+	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := &mosquitto{t: t, conf: path, addr: addr}
+	m.start()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *mosquitto) start() {
+	m.t.Helper()
+	m.stderr = new(bytes.Buffer)
+	m.cmd = exec.Command(mosquittoBin, "-c", m.conf)
+	m.cmd.Stderr = m.stderr
+	if err := m.cmd.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", m.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("mosquitto did not listen on %s: %v\n%s", m.addr, err, m.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (m *mosquitto) stop() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	m.cmd.Process.Kill() // the process this test started, by its pid
+	m.cmd.Wait()
+	m.cmd = nil
+}
+
+// publisher is a plain paho client for the tests.
+func publisher(t *testing.T, url, user, pass string) paho.Client {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("pub-%d", time.Now().UnixNano())).
+		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).SetAutoReconnect(false)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+func publish(t *testing.T, c paho.Client, topic string, qos byte, payload []byte) {
+	t.Helper()
+	tok := c.Publish(topic, qos, false, payload)
+	if !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// waitSubscribed publishes a probe on topic until the subscriber counts it
+// as received: the broker has the subscription.
+func waitSubscribed(t *testing.T, s *Subscriber, c paho.Client, topic string) {
+	t.Helper()
+	before := s.Stats().Received
+	waitFor(t, "subscription on "+topic, func() bool {
+		publish(t, c, topic, 0, []byte("probe"))
+		time.Sleep(20 * time.Millisecond)
+		return s.Stats().Received > before
+	})
+}
+
+func TestMosquittoWildcardsAndQoS(t *testing.T) {
+	checkNoLeak(t)
+	addr := freeAddr(t)
+	startMosquitto(t, addr, "allow_anonymous true")
+	cfg := Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{
+		{Topic: "q0/+/json", QoS: 0, Format: FormatJSON, JSON: decode.JSONMapping{SensorTopicSegment: intp(1), TimeField: "ts"}},
+		{Topic: "q1/#", QoS: 1, Format: FormatSenML},
+		{Topic: "q2/+/+", QoS: 2, Format: FormatNumber, Number: decode.NumberMapping{TopicTemplate: "q2/{sensor}/{metric}", Unit: "V"}},
+	}}
+	s := newSub(t, cfg)
+	out := make(chan ingest.Reading, 64)
+	running(t, s, out)
+	pub := publisher(t, "tcp://"+addr, "", "")
+	waitSubscribed(t, s, pub, "q0/probe/json")
+	drain(out)
+
+	publish(t, pub, "q0/dev-a/json", 0, payload(1714564800, "temp", 1.5))
+	publish(t, pub, "q1/x/y", 1, []byte(`[{"bn":"dev-b:","n":"rh","v":40}]`))
+	publish(t, pub, "q2/dev-c/battery", 2, []byte("3.3"))
+	publish(t, pub, "q2/dev-c/battery", 1, []byte("3.2")) // downgraded QoS still matches
+	got := collect(t, out, 4)
+	sort.Slice(got, func(i, j int) bool { return got[i].Sensor+fmt.Sprint(got[i].Value) < got[j].Sensor+fmt.Sprint(got[j].Value) })
+	want := []string{"dev-a/temp=1.5", "dev-b/rh=40", "dev-c/battery=3.2V", "dev-c/battery=3.3V"}
+	for i, r := range got {
+		if s := fmt.Sprintf("%s/%s=%v%s", r.Sensor, r.Metric, r.Value, r.Unit); s != want[i] {
+			t.Errorf("reading %d: %s, want %s", i, s, want[i])
+		}
+	}
+}
+
+func drain(out chan ingest.Reading) {
+	for {
+		select {
+		case <-out:
+		default:
+			return
+		}
+	}
+}
+
+func mosquittoPasswd(t *testing.T, user, pass string) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		t.Skipf("needs mosquitto_passwd: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "passwd")
+	if out, err := exec.Command(bin, "-b", "-c", path, user, pass).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
+	}
+	return path
+}
+
+func TestMosquittoWrongPasswordRefused(t *testing.T) {
+	checkNoLeak(t)
+	addr := freeAddr(t)
+	pw := mosquittoPasswd(t, "gw", "s3cret")
+	startMosquitto(t, addr, "allow_anonymous false\npassword_file "+pw)
+	t.Setenv("SG_TEST_MQTT_PW", "not-it")
+	s := newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordEnv: "SG_TEST_MQTT_PW",
+		ConnectTimeout: 2 * time.Second, MaxReconnectInterval: time.Second,
+		Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
+	out := make(chan ingest.Reading, 1)
+	stop := running(t, s, out)
+	waitFor(t, "a refused connection", func() bool { return s.Stats().ConnectFailures >= 2 })
+	err := s.LastError()
+	if !errors.Is(err, packets.ErrorRefusedNotAuthorised) && !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+		t.Fatalf("LastError = %v, want a credentials refusal", err)
+	}
+	if strings.Contains(err.Error(), "not-it") {
+		t.Fatalf("password in error: %v", err)
+	}
+	stop()
+
+	t.Setenv("SG_TEST_MQTT_PW", "s3cret")
+	s = newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordEnv: "SG_TEST_MQTT_PW",
+		Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
+	running(t, s, out)
+	waitFor(t, "connection with the right password", func() bool { return s.Stats().Connected })
+}
+
+func TestMosquittoRestartMidStream(t *testing.T) {
+	checkNoLeak(t)
+	addr := freeAddr(t)
+	m := startMosquitto(t, addr, "allow_anonymous true")
+	s := newSub(t, Config{Broker: "tcp://" + addr, KeepAlive: 2 * time.Second, MaxReconnectInterval: time.Second,
+		Subscriptions: []Subscription{jsonSub("st/+", 1, 1)}})
+	out := make(chan ingest.Reading, 256)
+	running(t, s, out)
+	pub := publisher(t, "tcp://"+addr, "", "")
+	waitSubscribed(t, s, pub, "st/probe")
+	drain(out)
+	for i := range 50 {
+		publish(t, pub, "st/before", 1, payload(1714564800, "seq", i))
+	}
+	collect(t, out, 50)
+
+	m.stop() // the broker goes away mid-stream...
+	waitFor(t, "the subscriber to notice", func() bool { return !s.Stats().Connected })
+	m.start() // ...and comes back empty: no session, no subscriptions
+	waitFor(t, "reconnection", func() bool { return s.Stats().Connected })
+	pub2 := publisher(t, "tcp://"+addr, "", "")
+	waitSubscribed(t, s, pub2, "st/probe")
+	drain(out)
+	for i := range 50 {
+		publish(t, pub2, "st/after", 1, payload(1714564900, "seq", i))
+	}
+	got := collect(t, out, 50)
+	for i, r := range got {
+		if r.Sensor != "after" || r.Value != float64(i) {
+			t.Fatalf("reading %d after restart: %+v", i, r)
+		}
+	}
+	if st := s.Stats(); st.Reconnects < 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestMosquittoMutualTLS(t *testing.T) {
+	checkNoLeak(t)
+	p := newPKI(t)
+	addr := freeAddr(t)
+	startMosquitto(t, addr, fmt.Sprintf("allow_anonymous true\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
+		p.CA, p.ServerCert, p.ServerKey))
+	s := newSub(t, Config{Broker: "ssl://" + addr,
+		TLS:           TLSConfig{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey},
+		Subscriptions: []Subscription{jsonSub("m/+", 1, 1)}})
+	out := make(chan ingest.Reading, 4)
+	running(t, s, out)
+	waitFor(t, "TLS connection with a client certificate", func() bool { return s.Stats().Connected })
+
+	// Without a client certificate the broker refuses the handshake.
+	s2 := newSub(t, Config{Broker: "ssl://" + addr, TLS: TLSConfig{CAFile: p.CA}, ConnectTimeout: 2 * time.Second,
+		Subscriptions: []Subscription{jsonSub("m/+", 1, 1)}})
+	running(t, s2, make(chan ingest.Reading))
+	waitFor(t, "refusal without client certificate", func() bool { return s2.Stats().ConnectFailures > 0 })
+	if s2.Stats().Connected {
+		t.Fatal("connected without a client certificate")
+	}
+}

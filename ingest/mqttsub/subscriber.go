@@ -1,0 +1,564 @@
+package mqttsub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/decode"
+)
+
+// ErrRunning is returned by Run when the Subscriber is already running.
+var ErrRunning = errors.New("mqttsub: already running")
+
+// ReasonNoSubscription counts messages whose topic matched none of the
+// configured filters (the broker sent something we did not ask for).
+const ReasonNoSubscription = "no_subscription"
+
+// Options are the run-time dependencies of a Subscriber.
+type Options struct {
+	// Logger receives connection events and rate-limited decode errors;
+	// nil discards.
+	Logger *slog.Logger
+	// Now is the clock for arrival times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats is a snapshot of a Subscriber's counters.
+type Stats struct {
+	Received uint64 // messages handed to us by paho
+	Readings uint64 // readings sent on out
+	// DecodeErrors counts messages (not readings) by reason: the
+	// decode.Reasons (too_large included) and no_subscription.
+	DecodeErrors map[string]uint64
+	// Dropped counts QoS 0 messages dropped because the hand-off queue was
+	// full: the one place this source drops data.
+	Dropped uint64
+	// Held counts QoS 1/2 messages for which paho's goroutine had to wait
+	// for room in the queue (back-pressure, nothing lost).
+	Held              uint64
+	Queued            int  // messages waiting in the hand-off queue now
+	Connected         bool // connected to the broker now
+	Connects          uint64
+	Reconnects        uint64 // connections after the first
+	ConnectFailures   uint64
+	SubscribeFailures uint64 // filters the broker refused
+	LastError         string // last connection or subscription error, "" if none
+}
+
+type decoder interface {
+	Decode(topic string, payload []byte, arrival int64, out []ingest.Reading) ([]ingest.Reading, error)
+}
+
+type subscription struct {
+	filter string
+	qos    byte
+	dec    decoder
+}
+
+type item struct {
+	msg     mqtt.Message
+	arrival int64
+}
+
+// Subscriber is an MQTT source: it connects to one broker, subscribes to
+// the configured filters and turns messages into readings.
+type Subscriber struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	url      *url.URL
+	password string
+	tls      *tls.Config
+	subs     []subscription
+
+	running atomic.Bool
+	queue   atomic.Pointer[chan item] // the current Run's queue, for Stats
+
+	received, readings, dropped, held atomic.Uint64
+	connects, connectFailures         atomic.Uint64
+	subscribeFailures                 atomic.Uint64
+	connected                         atomic.Bool
+	reasons                           [len(decode.Reasons) + 1]atomic.Uint64 // + no_subscription
+	lastErr                           atomic.Pointer[string]
+	lastErrVal                        atomic.Pointer[error]
+
+	dropLog, decodeLog, connLog rateLimit
+}
+
+// New checks cfg (after applying Defaults to a copy), reads the password
+// file and TLS material, and compiles the decoders. It does not connect.
+func New(cfg Config, opts Options) (*Subscriber, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("mqttsub: config: %w", err)
+	}
+	s := &Subscriber{cfg: cfg, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.url, _ = brokerURL(cfg.Broker)
+	switch {
+	case cfg.Password != "":
+		s.password = cfg.Password
+	case cfg.PasswordFile != "":
+		b, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqttsub: password_file: %w", err)
+		}
+		s.password, _, _ = strings.Cut(string(b), "\n")
+		s.password = strings.TrimRight(s.password, "\r")
+	case cfg.PasswordEnv != "":
+		v, ok := os.LookupEnv(cfg.PasswordEnv)
+		if !ok {
+			return nil, fmt.Errorf("mqttsub: password_env: environment variable %s is not set", cfg.PasswordEnv)
+		}
+		s.password = v
+	}
+	if tlsScheme(s.url.Scheme) || cfg.TLS.set() {
+		tc, err := cfg.TLS.build(s.url.Hostname())
+		if err != nil {
+			return nil, err
+		}
+		s.tls = tc
+	}
+	for i, sub := range cfg.Subscriptions {
+		var d decoder
+		switch sub.Format {
+		case FormatJSON:
+			jd, err := decode.NewJSON(sub.JSON)
+			if err != nil {
+				return nil, fmt.Errorf("mqttsub: subscriptions[%d]: %w", i, err)
+			}
+			d = jd
+		case FormatSenML:
+			sd, err := decode.NewSenML(sub.SenML)
+			if err != nil {
+				return nil, fmt.Errorf("mqttsub: subscriptions[%d]: %w", i, err)
+			}
+			d = sd
+		case FormatMsgpack:
+			d = decode.NewMsgpack(sub.Msgpack)
+		case FormatNumber:
+			nd, err := decode.NewNumber(sub.Number)
+			if err != nil {
+				return nil, fmt.Errorf("mqttsub: subscriptions[%d]: %w", i, err)
+			}
+			d = nd
+		}
+		s.subs = append(s.subs, subscription{filter: sub.Topic, qos: sub.QoS, dec: d})
+	}
+	return s, nil
+}
+
+func (t TLSConfig) build(host string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.ServerName != "" {
+		tc.ServerName = t.ServerName
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqttsub: tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqttsub: tls.ca_file: no PEM certificates in %s", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqttsub: tls client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Subscriber) Stats() Stats {
+	st := Stats{
+		Received:          s.received.Load(),
+		Readings:          s.readings.Load(),
+		Dropped:           s.dropped.Load(),
+		Held:              s.held.Load(),
+		Connected:         s.connected.Load(),
+		Connects:          s.connects.Load(),
+		ConnectFailures:   s.connectFailures.Load(),
+		SubscribeFailures: s.subscribeFailures.Load(),
+		DecodeErrors:      make(map[string]uint64, len(s.reasons)),
+	}
+	if st.Connects > 1 {
+		st.Reconnects = st.Connects - 1
+	}
+	for i, r := range decode.Reasons {
+		st.DecodeErrors[r] = s.reasons[i].Load()
+	}
+	st.DecodeErrors[ReasonNoSubscription] = s.reasons[len(decode.Reasons)].Load()
+	if q := s.queue.Load(); q != nil {
+		st.Queued = len(*q)
+	}
+	if e := s.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}
+
+// LastError returns the last connection or subscription error (wrapping
+// paho's error values, e.g. packets.ErrorRefusedBadUsernameOrPassword), or
+// nil.
+func (s *Subscriber) LastError() error {
+	if e := s.lastErrVal.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func (s *Subscriber) setErr(err error) {
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+	s.lastErrVal.Store(&err)
+}
+
+func (s *Subscriber) count(reason string) {
+	if i := decode.ReasonIndex(reason); i >= 0 {
+		s.reasons[i].Add(1)
+		return
+	}
+	s.reasons[len(decode.Reasons)].Add(1)
+}
+
+// Run connects (retrying until the broker answers), subscribes on every
+// (re)connection, and sends readings on out until ctx is cancelled; then it
+// disconnects and returns nil. Connection problems are logged, counted and
+// retried with jittered exponential backoff (1s doubling up to
+// max_reconnect_interval), never returned.
+//
+// Reconnection is driven here rather than by paho's AutoReconnect and
+// ConnectRetry, whose backoff sleeps cannot be interrupted: this way Run
+// stops promptly and leaves no paho goroutine behind.
+func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer s.running.Store(false)
+
+	queue := make(chan item, s.cfg.QueueSize)
+	s.queue.Store(&queue)
+	stop := make(chan struct{})
+	lost := make(chan struct{}, 1)
+	var hooks hookGroup
+	client := mqtt.NewClient(s.clientOptions(queue, stop, lost, &hooks))
+	s.log.Info("mqttsub: connecting", "config", s.cfg)
+
+	var (
+		tok        mqtt.Token
+		connecting <-chan struct{}
+		retry      *time.Timer
+		retryC     <-chan time.Time
+		backoff    time.Duration
+	)
+	connect := func() {
+		tok = client.Connect()
+		connecting = tok.Done()
+	}
+	schedule := func() {
+		if backoff == 0 {
+			backoff = time.Second
+		} else if backoff *= 2; backoff > s.cfg.MaxReconnectInterval {
+			backoff = s.cfg.MaxReconnectInterval
+		}
+		d := backoff/2 + rand.N(backoff/2+1) // jitter: [backoff/2, backoff]
+		retry = time.NewTimer(d)
+		retryC = retry.C
+	}
+	defer func() {
+		close(stop) // unblock a paho handler waiting for queue room
+		if retry != nil {
+			retry.Stop()
+		}
+		client.Disconnect(250)
+		if connecting != nil { // an attempt in flight ends within connect_timeout
+			select {
+			case <-connecting:
+			case <-time.After(s.cfg.ConnectTimeout + time.Second):
+			}
+			client.Disconnect(0)
+		}
+		hooks.closeAndWait()
+		s.connected.Store(false)
+		s.log.Info("mqttsub: disconnected", "broker", s.cfg.Broker)
+	}()
+
+	connect()
+	buf := make([]ingest.Reading, 0, 64)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-connecting:
+			connecting = nil
+			if err := tok.Error(); err != nil {
+				// Counted and logged by the connection notification handler.
+				schedule()
+				continue
+			}
+			backoff = 0
+		case <-retryC:
+			retryC = nil
+			connect()
+		case <-lost:
+			if connecting == nil && retryC == nil {
+				schedule()
+			}
+		case it := <-queue:
+			var ok bool
+			if buf, ok = s.handle(ctx, it, buf[:0], out); !ok {
+				return nil
+			}
+		}
+	}
+}
+
+// hookGroup tracks paho callbacks that may run for a while (the subscribe
+// in OnConnect) so that Run can wait for them before returning.
+type hookGroup struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (h *hookGroup) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *hookGroup) leave() { h.wg.Done() }
+
+func (h *hookGroup) closeAndWait() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// handle decodes one message and sends its readings. It acknowledges the
+// message (QoS 1/2) only after every reading was handed to out; it returns
+// false when ctx ended first (the message stays unacknowledged).
+func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, out chan<- ingest.Reading) ([]ingest.Reading, bool) {
+	m := it.msg
+	topic, payload := m.Topic(), m.Payload()
+	var err error
+	switch sub := s.match(topic); {
+	case len(payload) > s.cfg.MaxPayload:
+		err = &decode.Error{Format: "mqtt", Reason: decode.ReasonTooLarge, Offset: -1, Skipped: 1,
+			Msg: fmt.Sprintf("payload of %d bytes over max_payload %d", len(payload), s.cfg.MaxPayload)}
+	case sub == nil:
+		s.count(ReasonNoSubscription)
+		if s.decodeLog.allow() {
+			s.log.Warn("mqttsub: message on a topic no subscription matches", "topic", topic)
+		}
+	default:
+		buf, err = sub.dec.Decode(topic, payload, it.arrival, buf)
+	}
+	if err != nil {
+		var de *decode.Error
+		reason := decode.ReasonMalformed
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		s.count(reason)
+		if s.decodeLog.allow() {
+			s.log.Warn("mqttsub: bad payload", "topic", topic, "reason", reason, "err", err, "suppressed", s.decodeLog.takeSuppressed())
+		}
+	}
+	for i := range buf {
+		select {
+		case out <- buf[i]:
+		case <-ctx.Done():
+			s.readings.Add(uint64(i))
+			return buf, false
+		}
+	}
+	s.readings.Add(uint64(len(buf)))
+	m.Ack()
+	return buf, true
+}
+
+// match returns the first subscription (in config order) whose filter
+// matches topic.
+func (s *Subscriber) match(topic string) *subscription {
+	if len(s.subs) == 1 {
+		return &s.subs[0] // the broker only sends what we subscribed to
+	}
+	for i := range s.subs {
+		if matchFilter(s.subs[i].filter, topic) {
+			return &s.subs[i]
+		}
+	}
+	return nil
+}
+
+func (s *Subscriber) clientOptions(queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions()
+	o.AddBroker(s.cfg.Broker)
+	o.SetClientID(s.cfg.ClientID)
+	o.SetUsername(s.cfg.Username)
+	o.SetPassword(s.password)
+	if s.tls != nil {
+		o.SetTLSConfig(s.tls)
+	}
+	o.SetKeepAlive(s.cfg.KeepAlive)
+	o.SetCleanSession(*s.cfg.CleanSession)
+	o.SetConnectTimeout(s.cfg.ConnectTimeout)
+	o.SetMaxReconnectInterval(s.cfg.MaxReconnectInterval)
+	o.SetAutoReconnect(false) // Run reconnects, see there
+	o.SetConnectRetry(false)
+	o.SetResumeSubs(false) // we subscribe in OnConnect, every time
+	o.SetAutoAckDisabled(true)
+	o.SetOrderMatters(true) // handler runs on paho's router goroutine and never blocks for long
+	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.onMessage(m, queue, stop) })
+	o.SetOnConnectHandler(func(c mqtt.Client) {
+		if hooks.enter() {
+			defer hooks.leave()
+			s.onConnect(c)
+		}
+	})
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		s.connected.Store(false)
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
+		s.setErr(fmt.Errorf("mqttsub: connection lost: %w", err))
+		s.log.Warn("mqttsub: connection lost, reconnecting", "broker", s.cfg.Broker, "err", err)
+	})
+	o.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+		if f, ok := n.(mqtt.ConnectionNotificationFailed); ok {
+			s.connectFailures.Add(1)
+			err := fmt.Errorf("mqttsub: connect %s: %w", s.cfg.Broker, f.Reason)
+			s.setErr(err)
+			if s.connLog.allow() {
+				s.log.Error("mqttsub: cannot connect, retrying", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID,
+					"err", f.Reason, "failures", s.connectFailures.Load())
+			}
+		}
+	})
+	return o
+}
+
+// onMessage runs on paho's router goroutine. QoS 0 messages are dropped
+// (and counted) when the queue is full: the one declared drop point. For
+// QoS 1/2 the message is not acknowledged until Run has handed its
+// readings on, so the broker's in-flight window throttles it; should the
+// queue still be full, the handler waits for room (or for Run to stop).
+func (s *Subscriber) onMessage(m mqtt.Message, queue chan item, stop chan struct{}) {
+	s.received.Add(1)
+	it := item{msg: m, arrival: s.now().UnixNano()}
+	select {
+	case queue <- it:
+		return
+	default:
+	}
+	if m.Qos() == 0 {
+		s.dropped.Add(1)
+		if s.dropLog.allow() {
+			s.log.Warn("mqttsub: queue full, dropping QoS 0 messages", "broker", s.cfg.Broker, "dropped", s.dropped.Load())
+		}
+		return
+	}
+	s.held.Add(1)
+	select {
+	case queue <- it:
+	case <-stop:
+	}
+}
+
+// onConnect subscribes to every filter. It runs on each connection, so a
+// reconnect that lost the session gets its subscriptions back.
+func (s *Subscriber) onConnect(c mqtt.Client) {
+	s.connects.Add(1)
+	s.connected.Store(true)
+	filters := make(map[string]byte, len(s.subs))
+	for _, sub := range s.subs {
+		filters[sub.filter] = sub.qos
+	}
+	tok := c.SubscribeMultiple(filters, nil)
+	if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+		s.subscribeFailures.Add(1)
+		s.setErr(fmt.Errorf("mqttsub: subscribe: no answer within %s", s.cfg.ConnectTimeout))
+		s.log.Error("mqttsub: subscribe timed out", "broker", s.cfg.Broker)
+		return
+	}
+	if err := tok.Error(); err != nil {
+		s.subscribeFailures.Add(1)
+		s.setErr(fmt.Errorf("mqttsub: subscribe: %w", err))
+		s.log.Error("mqttsub: subscribe failed", "broker", s.cfg.Broker, "err", err)
+		return
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for topic, code := range st.Result() {
+			if code >= 0x80 {
+				s.subscribeFailures.Add(1)
+				s.setErr(fmt.Errorf("mqttsub: subscribe %q: refused by broker (code %#x)", topic, code))
+				s.log.Error("mqttsub: broker refused subscription", "topic", topic, "code", code)
+			}
+		}
+	}
+	s.log.Info("mqttsub: connected and subscribed", "broker", s.cfg.Broker, "topics", len(filters), "connects", s.connects.Load())
+}
+
+// rateLimit lets one log line through per interval and counts the rest.
+// It uses the monotonic clock, so a wall-clock jump (NTP sync on a board
+// without RTC) does not silence it.
+type rateLimit struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed uint64
+}
+
+const logInterval = 10 * time.Second
+
+func (r *rateLimit) allow() bool {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.next) {
+		r.suppressed++
+		return false
+	}
+	r.next = now.Add(logInterval)
+	return true
+}
+
+func (r *rateLimit) takeSuppressed() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.suppressed
+	r.suppressed = 0
+	return n
+}

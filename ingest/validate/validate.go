@@ -1,0 +1,375 @@
+package validate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// Reasons a reading is rejected at the door.
+const (
+	ReasonNotFinite     = "not_finite"     // NaN or ±Inf
+	ReasonOutOfRange    = "out_of_range"   // outside the sensor's configured physical range
+	ReasonUnknownSensor = "unknown_sensor" // not in the allowlist
+)
+
+// Reasons lists every rejection reason in a fixed order.
+var Reasons = [...]string{ReasonNotFinite, ReasonOutOfRange, ReasonUnknownSensor}
+
+// Indexes into Reasons.
+const (
+	idxNotFinite = iota
+	idxOutOfRange
+	idxUnknownSensor
+)
+
+// Policies of Config.OutOfRange.
+const (
+	PolicyReject = "reject"
+	PolicyFlag   = "flag"
+)
+
+// DefaultMaxFutureSkew is the default of Config.MaxFutureSkew.
+const DefaultMaxFutureSkew = 5 * time.Minute
+
+// Config is the door-validation section.
+type Config struct {
+	// MaxFutureSkew: a payload timestamp further than this ahead of the
+	// gateway's (synchronised) clock is not trusted: the reading gets the
+	// arrival time, the payload's value in OrigTime and
+	// ingest.QualityFutureTime. Default 5m.
+	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
+	// MinTime: payload timestamps before it come from a device whose own
+	// clock was never set (or a bug) and are treated like future ones, with
+	// ingest.QualityStaleTime. Default 2025-01-01T00:00:00Z (DefaultMinTime).
+	MinTime time.Time `yaml:"min_time"`
+	// OutOfRange is reject (default: dropped and counted) or flag (kept with
+	// ingest.QualityOutOfRange).
+	OutOfRange string `yaml:"out_of_range"`
+	// Allow lists the sensor ids accepted; empty accepts every sensor unless
+	// KnownSensorsOnly is set.
+	Allow []string `yaml:"allow"`
+	// KnownSensorsOnly accepts only sensors present in the sensors section
+	// of the configuration (the map given to New), plus Allow.
+	KnownSensorsOnly bool `yaml:"known_sensors_only"`
+}
+
+// Defaults fills zero fields.
+func (c *Config) Defaults() {
+	if c.MaxFutureSkew == 0 {
+		c.MaxFutureSkew = DefaultMaxFutureSkew
+	}
+	if c.MinTime.IsZero() {
+		c.MinTime = DefaultMinTime
+	}
+	if c.OutOfRange == "" {
+		c.OutOfRange = PolicyReject
+	}
+}
+
+// Validate checks c after Defaults.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxFutureSkew < 0 {
+		errs = append(errs, ingest.Errorf("max_future_skew", "must be >= 0"))
+	}
+	switch c.OutOfRange {
+	case PolicyReject, PolicyFlag, "":
+	default:
+		errs = append(errs, ingest.Errorf("out_of_range", "must be reject or flag, not %q", c.OutOfRange))
+	}
+	for i, s := range c.Allow {
+		if s == "" {
+			errs = append(errs, ingest.Errorf(fmt.Sprintf("allow[%d]", i), "empty sensor id"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Range is a physical range; a nil bound is open.
+type Range struct {
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
+}
+
+// Contains reports whether v lies within r (bounds included).
+func (r Range) Contains(v float64) bool {
+	return (r.Min == nil || v >= *r.Min) && (r.Max == nil || v <= *r.Max)
+}
+
+// Validate checks that min <= max.
+func (r Range) Validate() error {
+	if r.Min != nil && r.Max != nil && *r.Min > *r.Max {
+		return ingest.Errorf("min", "must be <= max")
+	}
+	if (r.Min != nil && math.IsNaN(*r.Min)) || (r.Max != nil && math.IsNaN(*r.Max)) {
+		return ingest.Errorf("", "bounds must be numbers")
+	}
+	return nil
+}
+
+// SensorSpec is what validation needs to know of a configured sensor.
+type SensorSpec struct {
+	// Ranges maps metric names to their physical range.
+	Ranges map[string]Range
+}
+
+// Options are the run-time inputs of a Validator.
+type Options struct {
+	// Logger gets rate-limited rejection messages; nil discards.
+	Logger *slog.Logger
+	// Clock is the gateway clock; nil makes one with default options.
+	// Share it with the sources (as their Now) so that arrival stamps can be
+	// corrected after a jump.
+	Clock *Clock
+	// Tick drives Clock.Refresh in Run; nil means a 1 s ticker.
+	Tick <-chan time.Time
+}
+
+// Stats is a snapshot of a Validator's counters.
+type Stats struct {
+	Checked  uint64
+	Passed   uint64
+	Rejected map[string]uint64 // by reason
+	// Flagged counts readings passed on with a quality flag set here.
+	FutureTime, StaleTime, ClockUnsynced, OutOfRange uint64
+	// Corrected counts arrival stamps moved after a clock jump.
+	Corrected uint64
+	Synced    bool // the clock is synchronised now
+	Jumps     uint64
+}
+
+type rangeKey struct{ sensor, metric string }
+
+// Validator is the door-validation stage between the sources and the rules.
+type Validator struct {
+	cfg       Config
+	log       *slog.Logger
+	clock     *Clock
+	tick      <-chan time.Time
+	ranges    map[rangeKey]Range
+	allow     map[string]bool // nil: everyone
+	flagRange bool
+	skew      int64
+	minTime   int64
+
+	checked, passed                           atomic.Uint64
+	rejected                                  [len(Reasons)]atomic.Uint64
+	future, stale, unsynced, flagged, correct atomic.Uint64
+	logLimit                                  rateLimit
+}
+
+// New builds a Validator. sensors is the sensors section (id -> spec); it
+// gives the ranges and, with KnownSensorsOnly, the allowlist.
+func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validate: config: %w", err)
+	}
+	v := &Validator{cfg: cfg, log: opts.Logger, clock: opts.Clock, tick: opts.Tick,
+		ranges: map[rangeKey]Range{}, flagRange: cfg.OutOfRange == PolicyFlag,
+		skew: int64(cfg.MaxFutureSkew), minTime: cfg.MinTime.UnixNano()}
+	if v.log == nil {
+		v.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if v.clock == nil {
+		v.clock = NewClock(ClockOptions{MinTime: cfg.MinTime})
+	}
+	var errs []error
+	ids := make([]string, 0, len(sensors))
+	for id := range sensors {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		for m, r := range sensors[id].Ranges {
+			if err := r.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("validate: sensor %q metric %q: %w", id, m, err))
+				continue
+			}
+			v.ranges[rangeKey{id, m}] = r
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(cfg.Allow) > 0 || cfg.KnownSensorsOnly {
+		v.allow = map[string]bool{}
+		for _, id := range cfg.Allow {
+			v.allow[id] = true
+		}
+		if cfg.KnownSensorsOnly {
+			for _, id := range ids {
+				v.allow[id] = true
+			}
+		}
+	}
+	return v, nil
+}
+
+// Clock returns the clock the Validator uses.
+func (v *Validator) Clock() *Clock { return v.clock }
+
+// Check validates r in place. It returns ok=false and the reason when r must
+// be dropped; otherwise it may have set quality flags, replaced an
+// untrusted event time with the arrival time (keeping the payload's in
+// OrigTime), or corrected an arrival stamp taken before a clock jump.
+//
+// The order of the checks: allowlist, finiteness, range, then time.
+func (v *Validator) Check(r *ingest.Reading) (ok bool, reason string) {
+	v.checked.Add(1)
+	if v.allow != nil && !v.allow[r.Sensor] {
+		return v.reject(r, idxUnknownSensor)
+	}
+	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+		return v.reject(r, idxNotFinite)
+	}
+	if len(v.ranges) > 0 {
+		if rg, found := v.ranges[rangeKey{r.Sensor, r.Metric}]; found && !rg.Contains(r.Value) {
+			if !v.flagRange {
+				return v.reject(r, idxOutOfRange)
+			}
+			r.Quality |= ingest.QualityOutOfRange
+			v.flagged.Add(1)
+		}
+	}
+	v.checkTime(r)
+	v.passed.Add(1)
+	return true, ""
+}
+
+func (v *Validator) checkTime(r *ingest.Reading) {
+	// An arrival stamped before a jump of the unsynchronised clock: move it
+	// (and an event time that was only the arrival time) onto the new clock.
+	if a, moved := v.clock.Correct(r.Arrival); moved {
+		if r.Quality.Has(ingest.QualityNoEventTime) && r.Time == r.Arrival {
+			r.Time = a
+		}
+		r.Arrival = a
+		r.Quality |= ingest.QualityClockUnsynced // it was taken while unsynced
+		v.correct.Add(1)
+	} else if !v.clock.Synced() {
+		r.Quality |= ingest.QualityClockUnsynced
+		v.unsynced.Add(1)
+	}
+	if r.Quality.Has(ingest.QualityNoEventTime) {
+		return // Time is the arrival time: nothing from the payload to judge
+	}
+	switch {
+	case r.Time < v.minTime:
+		r.OrigTime, r.Time = r.Time, r.Arrival
+		r.Quality |= ingest.QualityStaleTime
+		v.stale.Add(1)
+	case v.clock.Synced() && r.Time > r.Arrival+v.skew:
+		// Only a synchronised gateway can call a device's time "future": an
+		// unsynced one may itself be years behind.
+		r.OrigTime, r.Time = r.Time, r.Arrival
+		r.Quality |= ingest.QualityFutureTime
+		v.future.Add(1)
+	}
+}
+
+func (v *Validator) reject(r *ingest.Reading, i int) (bool, string) {
+	v.rejected[i].Add(1)
+	reason := Reasons[i]
+	if v.logLimit.allow() {
+		v.log.Warn("validate: reading rejected", "reason", reason, "sensor", r.Sensor, "metric", r.Metric,
+			"value", r.Value, "suppressed", v.logLimit.takeSuppressed())
+	}
+	return false, reason
+}
+
+// Stats returns a snapshot of the counters.
+func (v *Validator) Stats() Stats {
+	s := Stats{
+		Checked: v.checked.Load(), Passed: v.passed.Load(), Rejected: make(map[string]uint64, len(Reasons)),
+		FutureTime: v.future.Load(), StaleTime: v.stale.Load(), ClockUnsynced: v.unsynced.Load(),
+		OutOfRange: v.flagged.Load(), Corrected: v.correct.Load(),
+		Synced: v.clock.Synced(), Jumps: v.clock.jumpCount.Load(),
+	}
+	for i, r := range Reasons {
+		s.Rejected[r] = v.rejected[i].Load()
+	}
+	return s
+}
+
+// Run checks every reading from in and passes the good ones to out, until
+// in is closed or ctx is cancelled; it then closes out and returns nil. It
+// refreshes the clock on every tick and logs clock jumps and the first sync.
+func (v *Validator) Run(ctx context.Context, in <-chan ingest.Reading, out chan<- ingest.Reading) error {
+	defer close(out)
+	tick := v.tick
+	if tick == nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	wasSynced := v.clock.Synced()
+	if !wasSynced {
+		v.log.Warn("validate: the gateway clock is not synchronised; readings are flagged clock_unsynced until it is",
+			"now", v.clock.Now().UTC())
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			if j, jumped := v.clock.Refresh(); jumped {
+				v.log.Warn("validate: clock jumped", "by", time.Duration(j.Offset), "was_unsynced", j.Unsynced)
+			}
+			if s := v.clock.Synced(); s != wasSynced {
+				wasSynced = s
+				v.log.Info("validate: clock synchronisation changed", "synced", s, "now", v.clock.Now().UTC())
+			}
+		case r, ok := <-in:
+			if !ok {
+				return nil
+			}
+			if ok, _ := v.Check(&r); !ok {
+				continue
+			}
+			select {
+			case out <- r:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// rateLimit lets one log line through per 10 s (monotonic) and counts the
+// rest.
+type rateLimit struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed uint64
+}
+
+func (r *rateLimit) allow() bool {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.next) {
+		r.suppressed++
+		return false
+	}
+	r.next = now.Add(10 * time.Second)
+	return true
+}
+
+func (r *rateLimit) takeSuppressed() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.suppressed
+	r.suppressed = 0
+	return n
+}
