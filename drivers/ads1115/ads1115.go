@@ -1,0 +1,73 @@
+package ads1115
+
+import (
+	"context"
+	"fmt"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/ads1x15"
+)
+
+// DefaultAddr is the address with ADDR tied to GND (0x48..0x4B possible,
+// ADS1115 datasheet §9.5.1.1 table 4).
+const DefaultAddr uint16 = 0x48
+
+// Chip variants.
+const (
+	ADS1115 = "ADS1115"
+	ADS1015 = "ADS1015"
+)
+
+// Dev is one channel of an ADS1x15.
+type Dev struct {
+	chip string
+	ch   int
+	pin  ads1x15.PinADC
+}
+
+// channels maps single-ended inputs to periph's mux values (MUX[2:0] =
+// 100..111, ADS1115 datasheet §9.6.3 table 8).
+var channels = [...]ads1x15.Channel{ads1x15.Channel0, ads1x15.Channel1, ads1x15.Channel2, ads1x15.Channel3}
+
+// New returns channel (0-3, single-ended against GND) of the chip at addr
+// with a full-scale range of at least fullScale. No bus traffic happens
+// until Sense.
+func New(bus i2c.Bus, addr uint16, chip string, channel int, fullScale physic.ElectricPotential) (*Dev, error) {
+	if channel < 0 || channel > 3 {
+		return nil, fmt.Errorf("ads1115: channel %d: want 0-3", channel)
+	}
+	var d *ads1x15.Dev
+	var err error
+	switch chip {
+	case ADS1115:
+		d, err = ads1x15.NewADS1115(bus, &ads1x15.Opts{I2cAddress: addr})
+	case ADS1015:
+		d, err = ads1x15.NewADS1015(bus, &ads1x15.Opts{I2cAddress: addr})
+	default:
+		return nil, fmt.Errorf("ads1115: unknown chip %q", chip)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ads1115: %w", err)
+	}
+	// 1 Hz is below every data rate; SaveEnergy then picks the fastest.
+	pin, err := d.PinForChannel(channels[channel], fullScale, physic.Hertz, ads1x15.SaveEnergy)
+	if err != nil {
+		return nil, fmt.Errorf("ads1115: %w", err)
+	}
+	return &Dev{chip: chip, ch: channel, pin: pin}, nil
+}
+
+func (d *Dev) String() string { return fmt.Sprintf("%s{AIN%d}", d.chip, d.ch) }
+
+// Sense converts once and returns the voltage and the raw code.
+func (d *Dev) Sense(ctx context.Context) (physic.ElectricPotential, int32, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
+	s, err := d.pin.Read()
+	if err != nil {
+		return 0, 0, fmt.Errorf("ads1115: %s: %w", d, err)
+	}
+	return s.V, s.Raw, nil
+}

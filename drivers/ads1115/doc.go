@@ -1,0 +1,12 @@
+// Package ads1115 reads single-ended channels of the TI ADS1115 (16-bit)
+// and ADS1015 (12-bit) ADCs on I²C through periph's ads1x15 driver, one
+// single-shot conversion per Sense at the fastest data rate (TI's
+// recommended duty cycling for low power, ADS1115 datasheet §9.4.3).
+//
+// The programmable gain is chosen from the full-scale voltage (the smallest
+// range that covers it: 0.256, 0.512, 1.024, 2.048, 4.096 or 6.144 V).
+// Scaling to engineering units is the poller's job. These chips have no CRC
+// and no id register; a vanished chip shows as a bus error (NACK).
+//
+// The driver does not own its bus.
+package ads1115

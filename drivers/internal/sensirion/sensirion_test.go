@@ -1,0 +1,37 @@
+package sensirion
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/sensorgate/sensorgate/drivers/chiperr"
+)
+
+func TestCRC8(t *testing.T) {
+	for _, tc := range []struct {
+		in   []byte
+		want byte
+	}{
+		{[]byte{0xBE, 0xEF}, 0x92}, // SHT3x datasheet §4.12, SHT4x datasheet §4.4, SCD4x datasheet §3.11
+		{[]byte{0x01, 0xF4}, 0x33}, // SCD4x datasheet §3.5.2 read_measurement example: CO2 500 ppm
+		{[]byte{0x66, 0x67}, 0xA2}, // same example: temperature 25 °C
+		{[]byte{0x5E, 0xB9}, 0x3C}, // same example: humidity 37 %RH
+	} {
+		if got := CRC8(tc.in); got != tc.want {
+			t.Errorf("CRC8(% x) = %#02x, want %#02x", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestWords(t *testing.T) {
+	var w [3]uint16
+	if err := Words(w[:], []byte{0x01, 0xF4, 0x33, 0x66, 0x67, 0xA2, 0x5E, 0xB9, 0x3C}); err != nil || w != [3]uint16{500, 0x6667, 0x5EB9} {
+		t.Fatalf("%v %x", err, w)
+	}
+	if err := Words(w[:], []byte{0x01, 0xF4, 0x33, 0x66, 0x67, 0xA3, 0x5E, 0xB9, 0x3C}); !errors.Is(err, chiperr.ErrCRC) {
+		t.Fatalf("bad crc: %v", err)
+	}
+	if err := Words(w[:], []byte{1, 2}); err == nil || errors.Is(err, chiperr.ErrCRC) {
+		t.Fatalf("short: %v", err)
+	}
+}

@@ -1,0 +1,595 @@
+package drivers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/conn/v3/spi"
+
+	"github.com/sensorgate/sensorgate/drivers/ads1115"
+	"github.com/sensorgate/sensorgate/drivers/bme280"
+	"github.com/sensorgate/sensorgate/drivers/chiperr"
+	"github.com/sensorgate/sensorgate/drivers/ds18b20"
+	"github.com/sensorgate/sensorgate/drivers/pulse"
+	"github.com/sensorgate/sensorgate/drivers/scd4x"
+	"github.com/sensorgate/sensorgate/drivers/sht3x"
+	"github.com/sensorgate/sensorgate/drivers/sht4x"
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// Opener opens buses and pins. The command passes a HostOpener (real
+// hardware through periph's registries); tests pass fakes built on periph's
+// i2ctest and gpiotest.
+type Opener interface {
+	OpenI2C(bus string) (i2c.BusCloser, error)
+	OpenSPI(port string) (spi.PortCloser, error)
+	OpenPin(name string) (gpio.PinIO, error)
+}
+
+// ErrNoOpener is returned by a sensor's open when it needs a bus or pin but
+// the Poller has no Opener.
+var ErrNoOpener = errors.New("drivers: no opener for buses and pins")
+
+var (
+	edges = map[string]gpio.Edge{"rising": gpio.RisingEdge, "falling": gpio.FallingEdge, "both": gpio.BothEdges}
+	pulls = map[string]gpio.Pull{"up": gpio.PullUp, "down": gpio.PullDown, "none": gpio.Float}
+)
+
+// Options tune a Poller.
+type Options struct {
+	// Now stamps the readings (nil means time.Now).
+	Now func() time.Time
+	// Logger receives a line when a sensor starts failing and when it
+	// recovers (nil discards).
+	Logger *slog.Logger
+	// Seed seeds the interval jitter.
+	Seed int64
+	// Sleep is passed to the chip drivers that wait for a conversion (nil:
+	// real timers honouring the context). Tests pass a no-op.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// MinBackoff is the first retry delay after a failure (default: the
+	// sensor's interval, at most 1s).
+	MinBackoff time.Duration
+}
+
+// Error reasons in SensorStats.ErrorsByReason.
+const (
+	ReasonCRC      = "crc"
+	ReasonNotReady = "not_ready"
+	ReasonPowerOn  = "power_on"
+	ReasonNotFound = "not_found"
+	ReasonChipID   = "chip_id"
+	ReasonTimeout  = "timeout"
+	ReasonOpen     = "open" // the bus or pin could not be opened
+	ReasonBus      = "bus"  // any other I/O error: a NACK, a vanished chip
+)
+
+var reasons = []string{ReasonCRC, ReasonNotReady, ReasonPowerOn, ReasonNotFound, ReasonChipID, ReasonTimeout, ReasonOpen, ReasonBus}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, chiperr.ErrCRC):
+		return ReasonCRC
+	case errors.Is(err, chiperr.ErrNotReady):
+		return ReasonNotReady
+	case errors.Is(err, chiperr.ErrPowerOn):
+		return ReasonPowerOn
+	case errors.Is(err, chiperr.ErrNotFound):
+		return ReasonNotFound
+	case errors.Is(err, chiperr.ErrChipID):
+		return ReasonChipID
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.Is(err, errOpen):
+		return ReasonOpen
+	}
+	return ReasonBus
+}
+
+// transient errors keep the device open: the chip answered, the data was
+// bad or late.
+func transient(reason string) bool {
+	return reason == ReasonCRC || reason == ReasonNotReady || reason == ReasonPowerOn
+}
+
+var errOpen = errors.New("open")
+
+// SensorStats are one sensor's counters.
+type SensorStats struct {
+	ID, Type string
+	// Up is true while the last read succeeded.
+	Up       bool
+	Reads    uint64 // successful reads
+	Readings uint64 // readings sent
+	Errors   uint64 // failed reads and opens
+	// ErrorsByReason splits Errors by the Reason* constants.
+	ErrorsByReason map[string]uint64
+	Opens          uint64 // (re)initialisations of the chip
+	// Consecutive failures since the last success.
+	Consecutive uint64
+	LastError   string
+}
+
+// Stats are the poller's counters, sensors in id order.
+type Stats struct {
+	Sensors  []SensorStats
+	Reads    uint64
+	Readings uint64
+	Errors   uint64
+}
+
+// Poller polls chips and sends their readings: an ingest.Source. Each
+// sensor has its own goroutine, interval, jitter, read timeout and
+// exponential backoff, so one broken chip never stops the others.
+type Poller struct {
+	sensors []*sensor
+	op      Opener
+	opts    Options
+	now     func() time.Time
+	log     *slog.Logger
+	ran     atomic.Bool
+
+	busMu sync.Mutex
+	buses map[string]i2c.BusCloser
+}
+
+type sensor struct {
+	Entry
+	rng *rand.Rand
+
+	up          atomic.Bool
+	reads       atomic.Uint64
+	readings    atomic.Uint64
+	errs        atomic.Uint64
+	opens       atomic.Uint64
+	consecutive atomic.Uint64
+	byReason    [8]atomic.Uint64 // indexed like reasons
+	lastErrMu   sync.Mutex
+	lastErr     string
+}
+
+// NewPoller checks the entries (after filling their defaults on a copy)
+// and returns a poller. op may be nil when no sensor needs a bus or pin
+// (ds18b20 reads sysfs files).
+func NewPoller(entries []Entry, op Opener, opts Options) (*Poller, error) {
+	p := &Poller{op: op, opts: opts, now: opts.Now, log: opts.Logger, buses: map[string]i2c.BusCloser{}}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for i, e := range entries {
+		if e.ID == "" {
+			errs = append(errs, fmt.Errorf("drivers: sensor [%d]: empty id", i))
+			continue
+		}
+		if seen[e.ID] {
+			errs = append(errs, fmt.Errorf("drivers: sensor %q: duplicate id", e.ID))
+			continue
+		}
+		seen[e.ID] = true
+		e.Device.Defaults(e.Type)
+		if err := e.Device.Validate(e.Type); err != nil {
+			errs = append(errs, fmt.Errorf("drivers: sensor %q: %w", e.ID, err))
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(e.ID))
+		p.sensors = append(p.sensors, &sensor{Entry: e, rng: rand.New(rand.NewPCG(uint64(opts.Seed), h.Sum64()))})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	sort.Slice(p.sensors, func(i, j int) bool { return p.sensors[i].ID < p.sensors[j].ID })
+	return p, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Poller) Stats() Stats {
+	var st Stats
+	for _, s := range p.sensors {
+		ss := SensorStats{ID: s.ID, Type: s.Type, Up: s.up.Load(), Reads: s.reads.Load(), Readings: s.readings.Load(),
+			Errors: s.errs.Load(), Opens: s.opens.Load(), Consecutive: s.consecutive.Load(), ErrorsByReason: map[string]uint64{}}
+		for i, r := range reasons {
+			if n := s.byReason[i].Load(); n > 0 {
+				ss.ErrorsByReason[r] = n
+			}
+		}
+		s.lastErrMu.Lock()
+		ss.LastError = s.lastErr
+		s.lastErrMu.Unlock()
+		st.Sensors = append(st.Sensors, ss)
+		st.Reads += ss.Reads
+		st.Readings += ss.Readings
+		st.Errors += ss.Errors
+	}
+	return st
+}
+
+// ErrRunning is returned by Run the second time.
+var ErrRunning = errors.New("drivers: Run called twice")
+
+// Run polls every sensor until ctx is cancelled, then closes the devices
+// and the buses it opened and returns nil. Failures of single sensors are
+// counted and retried with backoff, never returned.
+func (p *Poller) Run(ctx context.Context, out chan<- ingest.Reading) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	var wg sync.WaitGroup
+	for _, s := range p.sensors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.poll(ctx, s, out)
+		}()
+	}
+	<-ctx.Done()
+	wg.Wait()
+	p.busMu.Lock()
+	defer p.busMu.Unlock()
+	for name, b := range p.buses {
+		if err := b.Close(); err != nil {
+			p.log.Warn("drivers: close bus", "bus", name, "err", err)
+		}
+		delete(p.buses, name)
+	}
+	return nil
+}
+
+// device is an opened chip as the poller sees it.
+type device interface {
+	// read appends the chip's values to dst.
+	read(ctx context.Context, dst []value) ([]value, error)
+	close() error
+}
+
+type value struct {
+	metric, unit string
+	v            float64
+}
+
+func (p *Poller) poll(ctx context.Context, s *sensor, out chan<- ingest.Reading) {
+	var dev device
+	defer func() {
+		if dev != nil {
+			dev.close()
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var (
+		vals []value
+		next = p.now() // nominal time of the next read
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		var err error
+		if dev == nil {
+			s.opens.Add(1)
+			dev, err = p.open(ctx, s)
+		}
+		if err == nil {
+			rctx, cancel := context.WithTimeout(ctx, s.Device.Timeout)
+			vals, err = dev.read(rctx, vals[:0])
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			reason := reasonOf(err)
+			if dev != nil && !transient(reason) {
+				dev.close()
+				dev = nil
+			}
+			p.fail(s, reason, err)
+			timer.Reset(p.backoff(s))
+			next = p.now()
+			continue
+		}
+		if n := s.consecutive.Swap(0); n > 0 {
+			p.log.Info("drivers: sensor recovered", "sensor", s.ID, "type", s.Type, "failures", n)
+		}
+		s.up.Store(true)
+		s.reads.Add(1)
+		now := p.now().UnixNano()
+		for _, v := range vals {
+			r := ingest.Reading{Sensor: s.ID, Metric: v.metric, Unit: v.unit, Value: v.v, Time: now, Arrival: now}
+			select {
+			case out <- r:
+				s.readings.Add(1)
+			case <-ctx.Done():
+				return
+			}
+		}
+		// Next read at the nominal schedule plus jitter; after a stall, at
+		// once but never in a burst.
+		next = next.Add(s.Device.Interval)
+		at := next
+		if j := int64(s.Device.Jitter); j > 0 {
+			at = at.Add(time.Duration(s.rng.Int64N(2*j+1) - j))
+		}
+		wait := at.Sub(p.now())
+		if wait < 0 {
+			wait, next = 0, p.now()
+		}
+		timer.Reset(wait)
+	}
+}
+
+func (p *Poller) fail(s *sensor, reason string, err error) {
+	s.up.Store(false)
+	s.errs.Add(1)
+	for i, r := range reasons {
+		if r == reason {
+			s.byReason[i].Add(1)
+		}
+	}
+	s.lastErrMu.Lock()
+	s.lastErr = err.Error()
+	s.lastErrMu.Unlock()
+	n := s.consecutive.Add(1)
+	if n == 1 || n%100 == 0 {
+		p.log.Warn("drivers: sensor failing", "sensor", s.ID, "type", s.Type, "reason", reason, "failures", n, "err", err)
+	}
+}
+
+// backoff is the wait after the n-th consecutive failure: min backoff ×
+// 2^(n-1), capped at max_backoff, with ±20 % jitter.
+func (p *Poller) backoff(s *sensor) time.Duration {
+	base := p.opts.MinBackoff
+	if base <= 0 {
+		base = min(s.Device.Interval, time.Second)
+	}
+	n := min(s.consecutive.Load(), 30)
+	d := base << (n - 1)
+	if d <= 0 || d > s.Device.MaxBackoff {
+		d = s.Device.MaxBackoff
+	}
+	return d - d/5 + time.Duration(s.rng.Int64N(int64(d/5)*2+1))
+}
+
+// bus returns the shared I²C bus name, opening it on first use. Buses stay
+// open until Run returns: chips come and go, the bus adapter does not.
+func (p *Poller) bus(name string) (i2c.Bus, error) {
+	if p.op == nil {
+		return nil, fmt.Errorf("%w: %w", errOpen, ErrNoOpener)
+	}
+	p.busMu.Lock()
+	defer p.busMu.Unlock()
+	if b, ok := p.buses[name]; ok {
+		return b, nil
+	}
+	b, err := p.op.OpenI2C(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errOpen, err)
+	}
+	p.buses[name] = b
+	return b, nil
+}
+
+func celsius(t physic.Temperature) float64 {
+	return float64(t-physic.ZeroCelsius) / float64(physic.Kelvin)
+}
+func hpa(pr physic.Pressure) float64            { return float64(pr) / float64(100*physic.Pascal) }
+func percent(h physic.RelativeHumidity) float64 { return float64(h) / float64(physic.PercentRH) }
+func volts(v physic.ElectricPotential) float64  { return float64(v) / float64(physic.Volt) }
+func fullScale(v float64) physic.ElectricPotential {
+	return physic.ElectricPotential(v * float64(physic.Volt))
+}
+
+// Units of the readings.
+const (
+	UnitCelsius = "°C"
+	UnitHPa     = "hPa"
+	UnitPercent = "%RH"
+	UnitPPM     = "ppm"
+	MetricTemp  = "temperature"
+	MetricHum   = "humidity"
+	MetricPress = "pressure"
+	MetricCO2   = "co2"
+	MetricCount = "count"
+	MetricRate  = "rate"
+)
+
+// open makes the chip of s ready on its bus.
+func (p *Poller) open(ctx context.Context, s *sensor) (device, error) {
+	c := &s.Device
+	addr := uint16(c.Address)
+	switch s.Type {
+	case TypeBME280, TypeBMP280:
+		if c.isSPI() {
+			if p.op == nil {
+				return nil, fmt.Errorf("%w: %w", errOpen, ErrNoOpener)
+			}
+			port, err := p.op.OpenSPI(c.Bus)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", errOpen, err)
+			}
+			d, err := bme280.NewSPI(port, nil)
+			if err != nil {
+				port.Close()
+				return nil, err
+			}
+			return &bmeDev{d: d, port: port}, nil
+		}
+		b, err := p.bus(c.Bus)
+		if err != nil {
+			return nil, err
+		}
+		d, err := bme280.New(b, addr, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &bmeDev{d: d}, nil
+	case TypeDS18B20:
+		d, err := ds18b20.New(c.Bus, c.Serial)
+		if err != nil {
+			return nil, err
+		}
+		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
+			t, err := d.Sense(ctx)
+			if err != nil {
+				return dst, err
+			}
+			return append(dst, value{MetricTemp, UnitCelsius, celsius(t)}), nil
+		}, nil}, nil
+	case TypeADS1115, TypeADS1015:
+		b, err := p.bus(c.Bus)
+		if err != nil {
+			return nil, err
+		}
+		chip := ads1115.ADS1115
+		if s.Type == TypeADS1015 {
+			chip = ads1115.ADS1015
+		}
+		d, err := ads1115.New(b, addr, chip, c.Channel, fullScale(c.FullScale))
+		if err != nil {
+			return nil, err
+		}
+		metric, unit, scale, offset := c.Metric, c.Unit, c.Scale, c.Offset
+		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
+			v, _, err := d.Sense(ctx)
+			if err != nil {
+				return dst, err
+			}
+			return append(dst, value{metric, unit, volts(v)*scale + offset}), nil
+		}, nil}, nil
+	case TypeSHT3x:
+		b, err := p.bus(c.Bus)
+		if err != nil {
+			return nil, err
+		}
+		d, err := sht3x.New(ctx, b, addr, &sht3x.Opts{Sleep: p.opts.Sleep})
+		if err != nil {
+			return nil, err
+		}
+		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
+			m, err := d.Sense(ctx)
+			if err != nil {
+				return dst, err
+			}
+			return append(dst, value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricHum, UnitPercent, percent(m.Humidity)}), nil
+		}, nil}, nil
+	case TypeSHT4x:
+		b, err := p.bus(c.Bus)
+		if err != nil {
+			return nil, err
+		}
+		d, err := sht4x.New(ctx, b, addr, &sht4x.Opts{Sleep: p.opts.Sleep})
+		if err != nil {
+			return nil, err
+		}
+		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
+			m, err := d.Sense(ctx)
+			if err != nil {
+				return dst, err
+			}
+			return append(dst, value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricHum, UnitPercent, percent(m.Humidity)}), nil
+		}, nil}, nil
+	case TypeSCD4x:
+		b, err := p.bus(c.Bus)
+		if err != nil {
+			return nil, err
+		}
+		d, err := scd4x.New(ctx, b, addr, &scd4x.Opts{Sleep: p.opts.Sleep})
+		if err != nil {
+			return nil, err
+		}
+		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
+			m, err := d.Sense(ctx)
+			if err != nil {
+				return dst, err
+			}
+			return append(dst, value{MetricCO2, UnitPPM, float64(m.CO2)},
+				value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricHum, UnitPercent, percent(m.Humidity)}), nil
+		}, d.Halt}, nil
+	case TypePulse:
+		if p.op == nil {
+			return nil, fmt.Errorf("%w: %w", errOpen, ErrNoOpener)
+		}
+		pin, err := p.op.OpenPin(c.Pin)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errOpen, err)
+		}
+		cnt, err := pulse.New(pin, &pulse.Opts{Edge: edges[c.Edge], Pull: pulls[c.Pull], Debounce: c.Debounce, Now: p.opts.Now})
+		if err != nil {
+			return nil, err
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cnt.Run(rctx)
+		}()
+		per, unit := c.PerPulse, c.Unit
+		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
+			n, rate := cnt.Sense()
+			return append(dst, value{MetricCount, unit, float64(n) * per}, value{MetricRate, unit + "/s", rate * per}), nil
+		}, func() error {
+			cancel()
+			<-done
+			return cnt.Halt()
+		}}, nil
+	}
+	return nil, fmt.Errorf("drivers: unknown type %q", s.Type)
+}
+
+// funcDev adapts functions to a device.
+type funcDev struct {
+	readFn  func(ctx context.Context, dst []value) ([]value, error)
+	closeFn func() error
+}
+
+func (f funcDev) read(ctx context.Context, dst []value) ([]value, error) { return f.readFn(ctx, dst) }
+func (f funcDev) close() error {
+	if f.closeFn == nil {
+		return nil
+	}
+	return f.closeFn()
+}
+
+type bmeDev struct {
+	d    *bme280.Dev
+	port spi.PortCloser
+}
+
+func (b *bmeDev) read(ctx context.Context, dst []value) ([]value, error) {
+	m, err := b.d.Sense(ctx)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricPress, UnitHPa, hpa(m.Pressure)})
+	if b.d.HasHumidity() {
+		dst = append(dst, value{MetricHum, UnitPercent, percent(m.Humidity)})
+	}
+	return dst, nil
+}
+
+func (b *bmeDev) close() error {
+	err := b.d.Halt()
+	if b.port != nil {
+		err = errors.Join(err, b.port.Close())
+	}
+	return err
+}

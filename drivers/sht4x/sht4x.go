@@ -1,0 +1,135 @@
+package sht4x
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/physic"
+
+	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
+)
+
+// I²C addresses by part (SHT4x-A..., -B..., -C..., datasheet §4.1).
+const (
+	DefaultAddr uint16 = 0x44
+	AddrB       uint16 = 0x45
+	AddrC       uint16 = 0x46
+)
+
+// Commands, datasheet §4.5 table 7.
+const (
+	cmdMeasureHigh   = 0xFD
+	cmdMeasureMedium = 0xF6
+	cmdMeasureLow    = 0xE0
+	cmdSerial        = 0x89
+	cmdSoftReset     = 0x94
+)
+
+// Precision trades measurement time for repeatability (datasheet table 7).
+type Precision int
+
+// Precision settings.
+const (
+	High Precision = iota
+	Medium
+	Low
+)
+
+// Maximum measurement durations, datasheet §3.1 table 4.
+var duration = [...]time.Duration{High: 8300 * time.Microsecond, Medium: 4500 * time.Microsecond, Low: 1600 * time.Microsecond}
+var command = [...]byte{High: cmdMeasureHigh, Medium: cmdMeasureMedium, Low: cmdMeasureLow}
+
+// Opts configure a Dev; the zero value is high precision.
+type Opts struct {
+	Precision Precision
+	// Sleep waits for a measurement (nil: a timer honouring ctx).
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Measurement is one reading of the chip.
+type Measurement struct {
+	Temperature physic.Temperature
+	Humidity    physic.RelativeHumidity
+}
+
+// Dev is an SHT4x on a bus.
+type Dev struct {
+	d      i2c.Dev
+	opts   Opts
+	sleep  func(context.Context, time.Duration) error
+	serial uint32
+}
+
+// New returns the SHT4x at addr on bus after reading its serial number.
+func New(ctx context.Context, bus i2c.Bus, addr uint16, opts *Opts) (*Dev, error) {
+	d := &Dev{d: i2c.Dev{Bus: bus, Addr: addr}}
+	if opts != nil {
+		d.opts = *opts
+	}
+	if d.opts.Precision < High || d.opts.Precision > Low {
+		return nil, fmt.Errorf("sht4x: bad precision %d", d.opts.Precision)
+	}
+	d.sleep = d.opts.Sleep
+	if d.sleep == nil {
+		d.sleep = sensirion.Sleep
+	}
+	w, err := d.command(ctx, cmdSerial, time.Millisecond, 2)
+	if err != nil {
+		return nil, fmt.Errorf("sht4x: serial: %w", err)
+	}
+	d.serial = uint32(w[0])<<16 | uint32(w[1])
+	return d, nil
+}
+
+func (d *Dev) String() string { return fmt.Sprintf("SHT4x{%s %#x}", d.d.Bus, d.d.Addr) }
+
+// Serial returns the serial number read by New.
+func (d *Dev) Serial() uint32 { return d.serial }
+
+// command sends c, waits wait and reads n CRC-checked words.
+func (d *Dev) command(ctx context.Context, c byte, wait time.Duration, n int) ([2]uint16, error) {
+	var w [2]uint16
+	if err := d.d.Tx([]byte{c}, nil); err != nil {
+		return w, err
+	}
+	if err := d.sleep(ctx, wait); err != nil {
+		return w, err
+	}
+	b := make([]byte, 3*n)
+	if err := d.d.Tx(nil, b); err != nil {
+		return w, err
+	}
+	return w, sensirion.Words(w[:n], b)
+}
+
+// Reset sends a soft reset (datasheet §4.5) and waits 1 ms.
+func (d *Dev) Reset(ctx context.Context) error {
+	if err := d.d.Tx([]byte{cmdSoftReset}, nil); err != nil {
+		return fmt.Errorf("sht4x: reset: %w", err)
+	}
+	return d.sleep(ctx, time.Millisecond)
+}
+
+// Sense takes one measurement.
+func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
+	w, err := d.command(ctx, command[d.opts.Precision], duration[d.opts.Precision], 2)
+	if err != nil {
+		return Measurement{}, fmt.Errorf("sht4x: measure: %w", err)
+	}
+	return Measurement{Temperature: Temperature(w[0]), Humidity: Humidity(w[1])}, nil
+}
+
+// Temperature converts a raw word: T = -45 °C + 175 °C·S/(2^16-1)
+// (datasheet §4.6).
+func Temperature(s uint16) physic.Temperature {
+	return physic.ZeroCelsius - 45*physic.Kelvin + physic.Temperature(175*int64(physic.Kelvin)*int64(s)/65535)
+}
+
+// Humidity converts a raw word: RH = -6 % + 125 %·S/(2^16-1), cropped to
+// [0, 100] % as the datasheet recommends (§4.6).
+func Humidity(s uint16) physic.RelativeHumidity {
+	rh := -6*physic.PercentRH + physic.RelativeHumidity(125*int64(physic.PercentRH)*int64(s)/65535)
+	return min(max(rh, 0), 100*physic.PercentRH)
+}
