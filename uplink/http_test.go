@@ -1,0 +1,204 @@
+package uplink
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sensorgate/sensorgate/buffer"
+)
+
+// httpUpstream is a scripted HTTP endpoint: each request gets the next
+// scripted response (then 200), and requests whose body contains a
+// poisoned record id get 400.
+type httpUpstream struct {
+	mu       sync.Mutex
+	script   []func(w http.ResponseWriter) // consumed one per request
+	poison   string
+	ids      []string // record ids of accepted requests, in order
+	requests int
+	times    []time.Time
+	headers  []http.Header
+}
+
+func (h *httpUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		body = zr
+	}
+	var batch []map[string]any
+	if err := json.NewDecoder(body).Decode(&batch); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	h.mu.Lock()
+	h.requests++
+	h.times = append(h.times, time.Now())
+	h.headers = append(h.headers, r.Header.Clone())
+	var step func(http.ResponseWriter)
+	if len(h.script) > 0 {
+		step, h.script = h.script[0], h.script[1:]
+	}
+	h.mu.Unlock()
+	if step != nil {
+		step(w)
+		return
+	}
+	var ids []string
+	for _, e := range batch {
+		id := e["record_id"].(string)
+		if h.poison != "" && id == h.poison {
+			http.Error(w, "bad record", http.StatusBadRequest)
+			return
+		}
+		ids = append(ids, id)
+	}
+	h.mu.Lock()
+	h.ids = append(h.ids, ids...)
+	h.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *httpUpstream) snapshot() (ids []string, requests int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.ids...), h.requests
+}
+
+func status(code int, hdr ...string) func(http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Set(hdr[i], hdr[i+1])
+		}
+		w.WriteHeader(code)
+	}
+}
+
+func TestHTTPRetriesAndDeadLetters(t *testing.T) {
+	checkGoroutines(t)
+	stall := make(chan struct{})
+	up := &httpUpstream{
+		poison: "e1-1-6",
+		script: []func(http.ResponseWriter){
+			status(500),
+			status(429, "Retry-After", "1"),
+			func(w http.ResponseWriter) { <-stall }, // a request that times out
+			status(503),
+		},
+	}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	defer close(stall)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+
+	ob := newMemOutbox()
+	want := map[string]int{}
+	for i := 0; i < 10; i++ {
+		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+		want["e1-1-"+strconv.Itoa(i+1)] = i
+	}
+	delete(want, "e1-1-6")
+	cfg := Config{Name: "api", Type: "http", URL: srv.URL + "/ingest", BatchSize: 4, Timeout: 300 * time.Millisecond,
+		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}, PollInterval: 20 * time.Millisecond,
+		Gzip: true, TokenFile: tokenFile, Headers: map[string]string{"X-Tenant": "acme"}}
+	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUplink(t, u)
+	waitFor(t, "lane drained", func() bool { return ob.count(buffer.LaneSummaries) == 0 })
+	stop()
+
+	ids, _ := up.snapshot()
+	if dups := checkOrder(t, ids, want); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	if n := ob.count(buffer.LaneDead); n != 1 {
+		t.Errorf("dead lane holds %d records, want 1", n)
+	}
+	if rs, _ := ob.Read(buffer.LaneDead, 0, 10); len(rs) == 1 && string(rs[0].Payload) != string(mustSummary(t, 5)) {
+		t.Error("dead lane holds the wrong record")
+	}
+	st := u.Stats()
+	if st.DeadLettered != 1 || st.Acked != 9 || st.Retries < 12 || !strings.Contains(st.LastError, "400") {
+		t.Errorf("stats %+v", st)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	// Request 2 got 429 with Retry-After: 1; the next one came no sooner.
+	if gap := up.times[2].Sub(up.times[1]); gap < time.Second {
+		t.Errorf("Retry-After not honoured: next request after %v", gap)
+	}
+	h := up.headers[0]
+	if h.Get("Authorization") != "Bearer s3cret" || h.Get("X-Tenant") != "acme" || h.Get("Content-Type") != "application/json" {
+		t.Errorf("headers %v", h)
+	}
+}
+
+func TestHTTPBisectsOnlyOffenders(t *testing.T) {
+	checkGoroutines(t)
+	up := &httpUpstream{poison: "e1-2-37"}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	ob := onlyOutbox{newMemOutbox()} // no dead lane: dropped and counted
+	want := map[string]int{}
+	for i := 0; i < 100; i++ {
+		ob.m.Append(context.Background(), buffer.LaneRaw, mustReadings(t, 2))
+		want["e1-2-"+strconv.Itoa(i+1)] = i
+	}
+	delete(want, "e1-2-37")
+	u, err := New(Config{Type: "http", URL: srv.URL, BatchSize: 50, PollInterval: 20 * time.Millisecond,
+		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}, ob, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUplink(t, u)
+	waitFor(t, "lane drained", func() bool { return ob.m.count(buffer.LaneRaw) == 0 })
+	stop()
+	ids, requests := up.snapshot()
+	checkOrder(t, ids, want)
+	if st := u.Stats(); st.Dropped != 1 || st.Acked != 99 || st.DeadLettered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// 2 batches of 50; the bad one is halved down to the record: 1 + 2*6 requests, the good one 1.
+	if requests > 20 {
+		t.Errorf("%d requests", requests)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"": 0, "3": 3 * time.Second, "-1": 0, "junk": 0, "999999": maxRetryAfter,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
+	} {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("%q: %v want %v", in, got, want)
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for code, want := range map[int]bool{500: true, 502: true, 429: true, 408: true, 401: true, 403: true,
+		400: false, 404: false, 413: false, 422: false, 302: true} {
+		if retryable(code) != want {
+			t.Errorf("%d: %v", code, !want)
+		}
+	}
+}
