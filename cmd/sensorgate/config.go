@@ -1,0 +1,246 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/mqttsub"
+	"github.com/sensorgate/sensorgate/rules"
+	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/uplink"
+)
+
+// Config is the whole config file. Each section is owned by its package; this
+// type only composes them and checks what spans sections (unique sensor ids,
+// lane routing).
+type Config struct {
+	Gateway GatewayConfig   `yaml:"gateway"`
+	Log     LogConfig       `yaml:"log"`
+	Sources SourcesConfig   `yaml:"sources"`
+	Sensors []SensorConfig  `yaml:"sensors"`
+	Rules   rules.Config    `yaml:"rules"`
+	Buffer  buffer.Config   `yaml:"buffer"`
+	Uplinks []uplink.Config `yaml:"uplinks"`
+	Metrics MetricsConfig   `yaml:"metrics"`
+}
+
+// GatewayConfig is the `gateway:` section.
+type GatewayConfig struct {
+	// ID names this gateway upstream (topics, birth messages). Default: the
+	// host name.
+	ID string `yaml:"id"`
+	// DataDir holds the outbox file. Default ./data.
+	DataDir string `yaml:"data_dir"`
+	// QueueSize bounds the readings channel between the sources and the
+	// rules. Default 4096.
+	QueueSize int `yaml:"queue_size"`
+	// ShutdownGrace is how long a clean stop waits for the uplinks to deliver
+	// what the outbox holds before it closes; what is left stays in the
+	// outbox for the next start. Default 5s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// LogConfig is the `log:` section.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// SourcesConfig is the `sources:` section.
+type SourcesConfig struct {
+	MQTT []mqttsub.Config `yaml:"mqtt"`
+}
+
+// SensorConfig is one entry of `sensors:`: the sensor's identity and static
+// metadata, plus a type-specific block for sensors the gateway produces
+// itself. Sensors that publish over MQTT need an entry only for metadata
+// (location, tags) and physical ranges.
+type SensorConfig struct {
+	ID       string            `yaml:"id"`
+	Type     string            `yaml:"type"`
+	Location string            `yaml:"location"`
+	Tags     map[string]string `yaml:"tags"`
+	// Ranges are the physical limits per metric; readings outside are
+	// rejected at the door and counted.
+	Ranges map[string]Range        `yaml:"ranges"`
+	Sim    *simulator.SensorConfig `yaml:"sim"`
+}
+
+// Range is a closed interval; an unset end is open.
+type Range struct {
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
+}
+
+// MetricsConfig is the `metrics:` section.
+type MetricsConfig struct {
+	// Listen is the address of the /metrics and /healthz endpoint; empty
+	// disables it. Default 127.0.0.1:9100 (loopback: exposing it is a choice).
+	Listen *string `yaml:"listen"`
+}
+
+func (c *Config) defaults() {
+	if c.Gateway.ID == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.Gateway.ID = h
+		} else {
+			c.Gateway.ID = "sensorgate"
+		}
+	}
+	if c.Gateway.DataDir == "" {
+		c.Gateway.DataDir = "data"
+	}
+	if c.Gateway.QueueSize == 0 {
+		c.Gateway.QueueSize = 4096
+	}
+	if c.Gateway.ShutdownGrace == 0 {
+		c.Gateway.ShutdownGrace = 5 * time.Second
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Metrics.Listen == nil {
+		l := "127.0.0.1:9100"
+		c.Metrics.Listen = &l
+	}
+	for i := range c.Sources.MQTT {
+		c.Sources.MQTT[i].Defaults()
+	}
+	for i := range c.Sensors {
+		if c.Sensors[i].Sim != nil {
+			c.Sensors[i].Sim.Defaults()
+		}
+	}
+	c.Rules.Defaults()
+	c.Buffer.Defaults()
+	if c.Buffer.Path == "" {
+		c.Buffer.Path = filepath.Join(c.Gateway.DataDir, "outbox.db")
+	}
+	// Uplinks that name no lanes take the lanes no other uplink claims.
+	uplink.AssignDefaultLanes(c.Uplinks)
+	for i := range c.Uplinks {
+		c.Uplinks[i].Defaults()
+	}
+}
+
+var gatewayIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func (c *Config) validate() error {
+	var errs []error
+	add := func(prefix string, err error) {
+		if err != nil {
+			errs = append(errs, ingest.PrefixErrors(prefix, err))
+		}
+	}
+	if !gatewayIDRe.MatchString(c.Gateway.ID) {
+		errs = append(errs, ingest.Errorf("gateway.id", "must be letters, digits, '.', '_' or '-' (it goes into MQTT topics), got %q", c.Gateway.ID))
+	}
+	if c.Gateway.QueueSize < 1 {
+		errs = append(errs, ingest.Errorf("gateway.queue_size", "must be >= 1"))
+	}
+	if c.Gateway.ShutdownGrace < 0 {
+		errs = append(errs, ingest.Errorf("gateway.shutdown_grace", "must be >= 0"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, ingest.Errorf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, ingest.Errorf("log.format", "must be text or json, got %q", c.Log.Format))
+	}
+	for i := range c.Sources.MQTT {
+		add("sources.mqtt["+strconv.Itoa(i)+"]", c.Sources.MQTT[i].Validate())
+	}
+	seen := map[string]int{}
+	for i, s := range c.Sensors {
+		p := "sensors[" + strconv.Itoa(i) + "]"
+		switch {
+		case s.ID == "":
+			errs = append(errs, ingest.Errorf(p+".id", "is required"))
+		default:
+			if j, dup := seen[s.ID]; dup {
+				errs = append(errs, ingest.Errorf(p+".id", "%q is already used by sensors[%d]", s.ID, j))
+			}
+			seen[s.ID] = i
+		}
+		switch s.Type {
+		case "":
+			if s.Sim != nil {
+				errs = append(errs, ingest.Errorf(p+".sim", "is only valid with type: sim"))
+			}
+		case "sim":
+			if s.Sim == nil {
+				errs = append(errs, ingest.Errorf(p+".sim", "is required for type: sim"))
+			} else {
+				add(p+".sim", s.Sim.Validate())
+			}
+		default:
+			errs = append(errs, ingest.Errorf(p+".type", "unknown sensor type %q (want sim, or leave empty for a sensor that publishes over MQTT)", s.Type))
+		}
+		for m, r := range s.Ranges {
+			if r.Min != nil && r.Max != nil && *r.Min > *r.Max {
+				errs = append(errs, ingest.Errorf(p+".ranges."+m, "min %v is above max %v", *r.Min, *r.Max))
+			}
+		}
+	}
+	add("rules", c.Rules.Validate())
+	add("buffer", c.Buffer.Validate())
+	for i := range c.Uplinks {
+		p := "uplinks[" + strconv.Itoa(i) + "]"
+		add(p, c.Uplinks[i].Validate())
+	}
+	add("uplinks", uplink.ValidateRouting(c.Uplinks))
+	if len(c.Sources.MQTT) == 0 && !c.hasSimSensors() {
+		errs = append(errs, ingest.Errorf("sources", "no source configured: add sources.mqtt or a sensor of type sim"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) hasSimSensors() bool {
+	for _, s := range c.Sensors {
+		if s.Type == "sim" {
+			return true
+		}
+	}
+	return false
+}
+
+// loadConfig reads, decodes, defaults and validates the config at path.
+// Every problem is returned, each with its key path and line.
+func loadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parseConfig(data, lookupEnv)
+}
+
+func parseConfig(data []byte, getenv func(string) (string, bool)) (*Config, error) {
+	doc, errs := parseYAML(data, getenv)
+	if doc == nil {
+		return nil, errs
+	}
+	var c Config
+	errs = append(errs, doc.decode(&c)...)
+	if len(errs) == 0 {
+		c.defaults()
+		errs = append(errs, doc.locate(c.validate())...)
+	}
+	if errs = sortErrors(errs); len(errs) > 0 {
+		return nil, errs
+	}
+	return &c, nil
+}

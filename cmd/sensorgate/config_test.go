@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExamplesAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseConfig(data, env(nil)); err != nil {
+			t.Errorf("%s:\n%v", f, err)
+		}
+	}
+}
+
+func TestConfigDefaultsAndCrossSectionChecks(t *testing.T) {
+	c, err := parseConfig([]byte(`gateway: {id: gw-1, data_dir: /var/lib/sg}
+sensors:
+  - {id: s1, type: sim, location: shed, tags: {zone: a}, sim: {metrics: {t: {model: constant, base: 1}}}}
+uplinks:
+  - {name: console, type: stdout}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Buffer.Path != "/var/lib/sg/outbox.db" || c.Gateway.QueueSize != 4096 || c.Gateway.ShutdownGrace != 5*time.Second || *c.Metrics.Listen != "127.0.0.1:9100" {
+		t.Fatalf("defaults: %+v %+v", c.Gateway, c.Buffer)
+	}
+	if m := sensorMeta(c.Sensors)["s1"]; m["location"] != "shed" || m["zone"] != "a" {
+		t.Fatalf("meta %v", m)
+	}
+
+	_, err = parseConfig([]byte(`gateway: {id: "bad id/x"}
+sensors:
+  - {id: s1, type: sim, sim: {metrics: {t: {model: constant}}}}
+  - {id: s1, type: thermocouple}
+  - {id: s2, ranges: {t: {min: 5, max: 1}}}
+uplinks:
+  - {name: a, type: stdout, lanes: [summaries]}
+  - {name: b, type: stdout, lanes: [summaries]}
+`), env(nil))
+	var ce ConfigErrors
+	if !errors.As(err, &ce) {
+		t.Fatalf("err %v", err)
+	}
+	for _, want := range []string{
+		"gateway.id: must be letters",
+		"sensors[1].id: \"s1\" is already used by sensors[0] (line 4)",
+		"sensors[1].type: unknown sensor type \"thermocouple\"",
+		"sensors[2].ranges.t: min 5 is above max 1 (line 5)",
+		"uplinks[1].lanes",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+	for _, e := range ce {
+		if e.Line == 0 {
+			t.Errorf("error without a line: %v", e)
+		}
+	}
+}
+
+func TestConfigNeedsASource(t *testing.T) {
+	_, err := parseConfig([]byte("uplinks: [{type: stdout}]\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "sources: no source configured") {
+		t.Fatalf("err %v", err)
+	}
+}

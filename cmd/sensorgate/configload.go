@@ -1,0 +1,427 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// This file is the strict, position-aware YAML loader. It is generic over the
+// target struct so that each package can keep a plain Config with yaml tags:
+// the loader (1) parses to a node tree, (2) expands ${ENV} inside scalar
+// values only (so a secret can never change the document's structure or its
+// line numbers), (3) walks the tree against the Go type to report every
+// unknown key, (4) decodes, turning yaml's "line N: cannot unmarshal" into
+// key-path errors, and (5) lets callers resolve any key path to its line.
+
+// ConfigError is one problem in a config file, located by key path and line.
+type ConfigError struct {
+	Path string // "rules.windows[1].size"; empty for document-level errors
+	Line int    // 1-based; 0 when unknown
+	Msg  string
+}
+
+func (e ConfigError) Error() string {
+	var b strings.Builder
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " (line %d)", e.Line)
+	}
+	return b.String()
+}
+
+// ConfigErrors is every problem found in one config file, in line order.
+type ConfigErrors []ConfigError
+
+func (es ConfigErrors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// yamlDoc is a parsed document plus the key-path index used to put line
+// numbers on errors found after decoding.
+type yamlDoc struct {
+	root  *yaml.Node
+	lines map[string]int // key path -> line of its key (or item)
+	// valueLines maps a line to the path of the first scalar value on it,
+	// to translate yaml's line-only type errors into key paths.
+	valueLines map[int]string
+}
+
+// parseYAML parses data and expands ${VAR} references in scalar values with
+// getenv. A missing variable is an error (an empty secret is worse than a
+// refusal to start); ${VAR:-default} supplies a default.
+func parseYAML(data []byte, getenv func(string) (string, bool)) (*yamlDoc, ConfigErrors) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, ConfigErrors{yamlSyntaxError(err)}
+	}
+	d := &yamlDoc{root: &root, lines: map[string]int{}, valueLines: map[int]string{}}
+	if root.Kind == 0 { // empty file
+		return d, nil
+	}
+	var errs ConfigErrors
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := joinKey(path, k.Value)
+				if _, dup := d.lines[p]; dup {
+					errs = append(errs, ConfigError{Path: p, Line: k.Line, Msg: "duplicate key"})
+				}
+				d.lines[p] = k.Line
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := path + "[" + strconv.Itoa(i) + "]"
+				d.lines[p] = c.Line
+				walk(c, p)
+			}
+		case yaml.ScalarNode:
+			if _, seen := d.valueLines[n.Line]; !seen {
+				d.valueLines[n.Line] = path
+			}
+			if strings.Contains(n.Value, "${") {
+				v, err := expandEnv(n.Value, getenv)
+				if err != nil {
+					errs = append(errs, ConfigError{Path: path, Line: n.Line, Msg: err.Error()})
+				}
+				n.Value = v
+				if n.Tag == "!!str" || n.Tag == "" {
+					// The expanded text decides the type, as if written inline:
+					// port: ${PORT} is an int.
+					n.Tag = ""
+					n.Style = 0
+					var probe yaml.Node
+					if yaml.Unmarshal([]byte(v), &probe) == nil && len(probe.Content) == 1 && probe.Content[0].Kind == yaml.ScalarNode {
+						n.Tag = probe.Content[0].Tag
+					} else {
+						n.Tag = "!!str"
+					}
+				}
+			}
+		case yaml.AliasNode:
+			// Aliases share their anchor's values; the anchor was walked.
+		}
+	}
+	walk(&root, "")
+	return d, errs
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+func expandEnv(s string, getenv func(string) (string, bool)) (string, error) {
+	var missing []string
+	out := envRef.ReplaceAllStringFunc(s, func(m string) string {
+		g := envRef.FindStringSubmatch(m)
+		if v, ok := getenv(g[1]); ok {
+			return v
+		}
+		if g[2] != "" {
+			return g[3]
+		}
+		missing = append(missing, g[1])
+		return ""
+	})
+	if len(missing) > 0 {
+		return out, fmt.Errorf("environment variable %s is not set (use ${%s:-default} for a default)", missing[0], missing[0])
+	}
+	if strings.Contains(out, "${") {
+		return out, errors.New("malformed ${...} reference (want ${NAME} or ${NAME:-default})")
+	}
+	return out, nil
+}
+
+var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func yamlSyntaxError(err error) ConfigError {
+	msg := err.Error()
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return ConfigError{Line: line, Msg: "syntax error: " + m[2]}
+	}
+	return ConfigError{Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// decode checks d against out's type for unknown keys, then decodes it into
+// out. out must be a pointer to a struct.
+func (d *yamlDoc) decode(out any) ConfigErrors {
+	if d.root.Kind == 0 {
+		return nil
+	}
+	var errs ConfigErrors
+	checkKeys(d.root, reflect.TypeOf(out), "", &errs)
+	if err := d.root.Decode(out); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			errs = append(errs, ConfigError{Msg: err.Error()})
+		} else {
+			for _, s := range te.Errors {
+				errs = append(errs, d.typeError(s))
+			}
+		}
+	}
+	return errs
+}
+
+var (
+	typeErrLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unmarshalRe   = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (.+)$")
+)
+
+// typeError turns one of yaml's type errors into a ConfigError with a key
+// path and a message an operator understands.
+func (d *yamlDoc) typeError(s string) ConfigError {
+	m := typeErrLineRe.FindStringSubmatch(s)
+	if m == nil {
+		return ConfigError{Msg: s}
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg := m[2]
+	if strings.Contains(msg, "not found in type") {
+		// checkKeys already reported the unknown key with its path.
+		return ConfigError{}
+	}
+	if u := unmarshalRe.FindStringSubmatch(msg); u != nil {
+		msg = fmt.Sprintf("must be %s, got %q", describeGoType(u[3]), u[2])
+	}
+	return ConfigError{Path: d.valueLines[line], Line: line, Msg: msg}
+}
+
+func describeGoType(t string) string {
+	switch {
+	case t == "time.Duration":
+		return "a duration like 10s or 1m30s"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case strings.HasPrefix(t, "uint"):
+		return "a whole number >= 0"
+	case strings.HasPrefix(t, "int"):
+		return "a whole number"
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping"
+	}
+	return "of type " + t
+}
+
+var (
+	durationType    = reflect.TypeOf(time.Duration(0))
+	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+)
+
+// checkKeys reports every mapping key in n that t has no field for. Types
+// with their own UnmarshalYAML are trusted to check themselves.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
+	for t.Kind() == reflect.Pointer {
+		if t.Implements(unmarshalerType) {
+			return
+		}
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) || t == durationType {
+		return
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			checkKeys(c, t, path, errs)
+		}
+	case yaml.AliasNode:
+		checkKeys(n.Alias, t, path, errs)
+	case yaml.MappingNode:
+		switch t.Kind() {
+		case reflect.Struct:
+			fields := yamlFields(t)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := joinKey(path, k.Value)
+				if k.Value == "<<" { // merge key
+					checkKeys(v, t, path, errs)
+					continue
+				}
+				ft, ok := fields[k.Value]
+				if !ok {
+					*errs = append(*errs, ConfigError{Path: p, Line: k.Line, Msg: "unknown key" + suggest(k.Value, fields)})
+					continue
+				}
+				checkKeys(v, ft, p, errs)
+			}
+		case reflect.Map:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				checkKeys(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), errs)
+			}
+		}
+	case yaml.SequenceNode:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, c := range n.Content {
+				checkKeys(c, t.Elem(), path+"["+strconv.Itoa(i)+"]", errs)
+			}
+		}
+	}
+}
+
+// yamlFields maps the yaml key names of struct t (following ",inline") to
+// their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if strings.Contains(","+opts+",", ",inline,") {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range yamlFields(ft) {
+					out[k] = v
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name) // yaml.v3's default
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// suggest names the closest known key when the unknown one looks like a typo.
+func suggest(key string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return " (known keys: " + strings.Join(names, ", ") + ")"
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// locate turns validation errors (ingest.FieldError trees with full paths)
+// into ConfigErrors with the line of the nearest key path the file has.
+func (d *yamlDoc) locate(err error) ConfigErrors {
+	var out ConfigErrors
+	for _, e := range ingest.FlattenErrors(err) {
+		var fe *ingest.FieldError
+		if errors.As(e, &fe) {
+			out = append(out, ConfigError{Path: fe.Path, Line: d.lineOf(fe.Path), Msg: fe.Err.Error()})
+			continue
+		}
+		out = append(out, ConfigError{Msg: e.Error()})
+	}
+	return out
+}
+
+// lineOf returns the line of path, or of its longest prefix that the file
+// has (a missing key is reported where its parent is).
+func (d *yamlDoc) lineOf(path string) int {
+	for p := path; p != ""; {
+		if l, ok := d.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+// sortErrors orders errors by line (unknown lines last) and drops empties
+// and duplicates.
+func sortErrors(es ConfigErrors) ConfigErrors {
+	out := es[:0]
+	seen := map[ConfigError]bool{}
+	for _, e := range es {
+		if e == (ConfigError{}) || seen[e] {
+			continue
+		}
+		seen[e] = true
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		li, lj := out[i].Line, out[j].Line
+		if li == 0 || lj == 0 {
+			return li != 0 && lj == 0
+		}
+		return li < lj
+	})
+	return out
+}
+
+// lookupEnv is os.LookupEnv; a variable so tests can use a fixed environment.
+func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }

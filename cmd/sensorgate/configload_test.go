@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+type testWindow struct {
+	Size time.Duration `yaml:"size"`
+}
+
+type testRule struct {
+	ID     string     `yaml:"id"`
+	Above  float64    `yaml:"above"`
+	Window testWindow `yaml:"window"`
+}
+
+type testCfg struct {
+	Name  string            `yaml:"name"`
+	Port  int               `yaml:"port"`
+	Rules []testRule        `yaml:"rules"`
+	Tags  map[string]string `yaml:"tags"`
+	Pass  string            `yaml:"password"`
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoaderReportsTypoAndWrongTypeWithLines(t *testing.T) {
+	src := `name: gw
+port: 1883
+rules:
+  - id: hot
+    above: 30
+  - id: cold
+    abvoe: 5
+    above: chilly
+    window:
+      size: ten
+`
+	d, errs := parseYAML([]byte(src), env(nil))
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	var c testCfg
+	errs = sortErrors(d.decode(&c))
+	want := []string{
+		`rules[1].abvoe: unknown key (did you mean "above"?) (line 7)`,
+		`rules[1].above: must be a number, got "chilly" (line 8)`,
+		`rules[1].window.size: must be a duration like 10s or 1m30s, got "ten" (line 10)`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors:\n%v", len(errs), errs)
+	}
+	for i, w := range want {
+		if errs[i].Error() != w {
+			t.Errorf("error %d:\n got %s\nwant %s", i, errs[i], w)
+		}
+	}
+}
+
+func TestLoaderEnvExpansion(t *testing.T) {
+	src := "password: ${PW}\nport: ${PORT}\nname: ${NAME:-gw-default}\n"
+	d, errs := parseYAML([]byte(src), env(map[string]string{"PW": "a#b: c", "PORT": "8883"}))
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	var c testCfg
+	if errs := d.decode(&c); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	// A secret with YAML syntax in it stays a plain string.
+	if c.Pass != "a#b: c" || c.Port != 8883 || c.Name != "gw-default" {
+		t.Fatalf("%+v", c)
+	}
+	_, errs = parseYAML([]byte("name: x\npassword: ${MISSING}\n"), env(nil))
+	if len(errs) != 1 || errs[0].Line != 2 || errs[0].Path != "password" || !strings.Contains(errs[0].Msg, "MISSING is not set") {
+		t.Fatalf("missing env: %v", errs)
+	}
+}
+
+func TestLoaderSyntaxError(t *testing.T) {
+	_, errs := parseYAML([]byte("name: gw\nrules:\n  - id: a\n   bad: [\n"), env(nil))
+	if len(errs) != 1 || errs[0].Line == 0 || !strings.Contains(errs[0].Msg, "syntax error") {
+		t.Fatalf("%v", errs)
+	}
+}
+
+func TestLoaderDuplicateKeyAndUnknownTopLevel(t *testing.T) {
+	d, errs := parseYAML([]byte("name: a\nname: b\n"), env(nil))
+	if len(errs) == 0 || errs[0].Msg != "duplicate key" || errs[0].Line != 2 {
+		t.Fatalf("%v", errs)
+	}
+	d, _ = parseYAML([]byte("nmae: a\nzzzzzzzz: 1\n"), env(nil))
+	var c testCfg
+	errs = sortErrors(d.decode(&c))
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), `did you mean "name"`) || !strings.Contains(errs[1].Msg, "known keys:") {
+		t.Fatalf("%v", errs)
+	}
+}
+
+func TestLocateValidationErrors(t *testing.T) {
+	d, _ := parseYAML([]byte("name: gw\nrules:\n  - id: a\n    window:\n      size: 0s\n  - id: b\n"), env(nil))
+	err := ingest.PrefixErrors("rules[0]", ingest.Errorf("window.size", "must be > 0"))
+	err = errors.Join(err, ingest.PrefixErrors("rules[1]", ingest.Errorf("window.size", "is required")))
+	errs := d.locate(err)
+	if errs[0].Error() != "rules[0].window.size: must be > 0 (line 5)" {
+		t.Fatal(errs[0])
+	}
+	// A missing key is reported at its nearest parent.
+	if errs[1].Error() != "rules[1].window.size: is required (line 6)" {
+		t.Fatal(errs[1])
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("name: gw\nport: 1\nrules: [{id: a, above: 1, window: {size: 1s}}]\n"))
+	f.Add([]byte("a: &x {b: 1}\nc: *x\n<<: *x\n"))
+	f.Add([]byte("password: ${PW:-x}\n"))
+	f.Add([]byte("- [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, errs := parseYAML(data, env(map[string]string{"PW": "s"}))
+		if len(errs) > 0 {
+			return
+		}
+		var c testCfg
+		for _, e := range d.decode(&c) {
+			_ = e.Error()
+		}
+	})
+}

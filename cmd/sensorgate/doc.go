@@ -1,0 +1,43 @@
+// Command sensorgate runs the gateway and its operator tools.
+//
+//	sensorgate run --config FILE        run the gateway
+//	sensorgate validate --config FILE   check a config: exit 0, or exit 2 with every problem and its line
+//	sensorgate version                  version, commit, Go version, GOOS/GOARCH
+//
+// # Basics
+//
+// run loads and validates the config before anything starts (a config error
+// never leaves a half-started gateway), opens the outbox, then wires the
+// pipeline from the sink end to the source end: uplinks, rules, sources.
+// Readings flow through one bounded channel into the rules; summaries and
+// alerts are encoded and queued in the outbox lanes; uplinks forward them and
+// delete them only when upstream confirmed.
+//
+// # Signals
+//
+// SIGINT and SIGTERM stop the sources first; when they have returned the
+// readings channel is closed, the rules flush every open window into the
+// outbox, the outbox commits, and the uplinks get gateway.shutdown_grace to
+// deliver. What they could not deliver stays in the outbox for the next
+// start. Exit status 0.
+//
+// SIGHUP re-reads the config. An invalid config is logged and ignored (the
+// running one stays). A valid one replaces the pipeline: the old one is
+// stopped the same way (windows flushed), the outbox stays open. Changes to
+// buffer and gateway.data_dir need a restart.
+//
+// # Configuration
+//
+// One YAML file. Unknown keys are errors, and every error names its key
+// path and line: "rules.alerts[1].above: must be a number, got "warm" (line
+// 23)". ${NAME} and ${NAME:-default} are replaced by environment variables
+// inside values only, so a secret can never change the file's structure.
+// Each section belongs to a package (rules.Config, buffer.Config, ...), which
+// supplies its defaults and validation; this command only composes them.
+//
+// # Metrics
+//
+// metrics.listen (default 127.0.0.1:9100) serves /metrics in the Prometheus
+// text format and /healthz as JSON. Every number in every component's
+// Stats() is exported as sensorgate_<component>_<field>.
+package main

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/mqttsub"
+	"github.com/sensorgate/sensorgate/rules"
+	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/uplink"
+)
+
+func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("validate", "sensorgate validate --config FILE",
+		"Check a config file without starting anything. Exit 0 when it is valid; exit 2 with every\nproblem (key path and line) on stderr when it is not. Secrets are never printed.", stderr)
+	path := fs.String("config", "", "config file (required)")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "validate: --config is required")
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		printConfigError(stderr, *path, err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d mqtt source(s), %d sensor(s), %d window(s), %d alert rule(s), %d uplink(s))\n",
+		*path, len(cfg.Sources.MQTT), len(cfg.Sensors), len(cfg.Rules.Windows), len(cfg.Rules.Alerts), len(cfg.Uplinks))
+	return 0
+}
+
+func printConfigError(w io.Writer, path string, err error) {
+	var ce ConfigErrors
+	if errors.As(err, &ce) {
+		for _, e := range ce {
+			fmt.Fprintf(w, "%s: %s\n", path, e)
+		}
+		fmt.Fprintf(w, "%s: %d problem(s)\n", path, len(ce))
+		return
+	}
+	fmt.Fprintf(w, "%s: %v\n", path, err)
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run", "sensorgate run --config FILE",
+		"Run the gateway. SIGINT/SIGTERM stop it cleanly (sources stop, open windows are flushed, the outbox\nkeeps what is not yet delivered); SIGHUP reloads the config without losing the outbox.", stderr)
+	path := fs.String("config", "", "config file (required)")
+	level := fs.String("log-level", "", "override log.level (debug, info, warn, error)")
+	format := fs.String("log-format", "", "override log.format (text, json)")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "run: --config is required")
+		return 2
+	}
+	// Signals first: a SIGTERM during start-up must still mean a clean stop.
+	ctx, hup, stop := signalContext(ctx)
+	defer stop()
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		printConfigError(stderr, *path, err)
+		return 2
+	}
+	logger, err := newLogger(cfg.Log, *level, *format, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "run:", err)
+		return 2
+	}
+	gw := &gateway{path: *path, logger: logger, stdout: stdout, levelOverride: *level, formatOverride: *format}
+	if err := gw.run(ctx, cfg, hup); err != nil {
+		logger.Error("gateway stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c LogConfig, level, format string, w io.Writer) (*slog.Logger, error) {
+	if level == "" {
+		level = c.Level
+	}
+	if format == "" {
+		format = c.Format
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// gateway owns what lives across config reloads: the outbox and the metrics
+// endpoint. Everything else is a pipeline, rebuilt on SIGHUP.
+type gateway struct {
+	path                          string
+	logger                        *slog.Logger
+	stdout                        io.Writer
+	levelOverride, formatOverride string
+
+	outbox  *buffer.Outbox
+	metrics *metricsServer
+}
+
+func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) error {
+	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ob, err := buffer.Open(cfg.Buffer.Path, cfg.Buffer, g.logger.With("component", "outbox"))
+	if err != nil {
+		return err
+	}
+	g.outbox = ob
+	defer func() {
+		if err := ob.Close(); err != nil {
+			g.logger.Error("outbox close", "err", err)
+		}
+	}()
+	g.metrics = newMetricsServer(g.logger)
+	g.metrics.set("outbox", func() any { return ob.Stats() })
+	if addr := *cfg.Metrics.Listen; addr != "" {
+		stopMetrics, err := g.metrics.start(addr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+	g.logger.Info("sensorgate starting", "version", version, "gateway", cfg.Gateway.ID, "config", g.path,
+		"outbox", cfg.Buffer.Path, "metrics", *cfg.Metrics.Listen)
+
+	for {
+		p, err := newPipeline(cfg, ob, g.logger, g.stdout)
+		if err != nil {
+			return err
+		}
+		p.register(g.metrics)
+		p.start()
+		reload := false
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case err := <-p.failed:
+				p.stop(cfg.Gateway.ShutdownGrace)
+				return err
+			case <-hup:
+				next, err := loadConfig(g.path)
+				if err != nil {
+					g.logger.Error("config reload rejected; keeping the running config", "config", g.path, "err", strings.ReplaceAll(err.Error(), "\n", "; "))
+					continue
+				}
+				if !next.Buffer.Equal(cfg.Buffer) || next.Gateway.DataDir != cfg.Gateway.DataDir {
+					g.logger.Warn("config reload: buffer and gateway.data_dir changes take effect at the next restart")
+					next.Buffer, next.Gateway.DataDir = cfg.Buffer, cfg.Gateway.DataDir
+				}
+				if *next.Metrics.Listen != *cfg.Metrics.Listen {
+					g.logger.Warn("config reload: metrics.listen changes take effect at the next restart")
+				}
+				cfg, reload = next, true
+				break wait
+			}
+		}
+		if reload {
+			// Open windows are flushed; nothing in the outbox is touched.
+			p.stop(0)
+			g.metrics.reset()
+			g.metrics.set("outbox", func() any { return ob.Stats() })
+			g.logger.Info("config reloaded", "config", g.path)
+			continue
+		}
+		g.logger.Info("stopping: sources first, then flushing windows and the outbox")
+		p.stop(cfg.Gateway.ShutdownGrace)
+		g.logger.Info("stopped", "undelivered", outboxDepth(ob))
+		return nil
+	}
+}
+
+// pipeline is one configuration's sources, rules and uplinks around the
+// long-lived outbox.
+type pipeline struct {
+	cfg     *Config
+	logger  *slog.Logger
+	outbox  *buffer.Outbox
+	sources []namedSource
+	engine  *rules.Engine
+	uplinks []*uplink.Uplink
+
+	readings chan ingest.Reading
+	failed   chan error
+
+	cancelSources, cancelEngine, cancelUplinks context.CancelFunc
+	sourcesWG, uplinksWG                       sync.WaitGroup
+	engineDone                                 chan struct{}
+}
+
+type namedSource struct {
+	name  string
+	src   ingest.Source
+	stats func() any
+}
+
+func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.Writer) (*pipeline, error) {
+	p := &pipeline{cfg: cfg, logger: logger, outbox: ob, failed: make(chan error, 16)}
+	for i, mc := range cfg.Sources.MQTT {
+		s, err := mqttsub.New(mc, mqttsub.Options{Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
+		if err != nil {
+			return nil, fmt.Errorf("sources.mqtt[%d]: %w", i, err)
+		}
+		p.sources = append(p.sources, namedSource{fmt.Sprintf("mqtt%d", i), s, func() any { return s.Stats() }})
+	}
+	var sims []simulator.Sensor
+	for _, s := range cfg.Sensors {
+		if s.Type == "sim" {
+			sims = append(sims, simulator.Sensor{ID: s.ID, Config: *s.Sim})
+		}
+	}
+	if len(sims) > 0 {
+		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Logger: logger.With("component", "simulator")})
+		if err != nil {
+			return nil, fmt.Errorf("simulator: %w", err)
+		}
+		p.sources = append(p.sources, namedSource{"simulator", sim, func() any { return sim.Stats() }})
+	}
+	meta := sensorMeta(cfg.Sensors)
+	eng, err := rules.New(cfg.Rules, rules.Options{
+		Meta:   func(sensor string) map[string]string { return meta[sensor] },
+		Logger: logger.With("component", "rules"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	p.engine = eng
+	for _, uc := range cfg.Uplinks {
+		u, err := uplink.New(uc, ob, uplink.Options{Gateway: cfg.Gateway.ID, Logger: logger.With("component", "uplink", "uplink", uc.Name), Stdout: stdout})
+		if err != nil {
+			return nil, fmt.Errorf("uplink %s: %w", uc.Name, err)
+		}
+		p.uplinks = append(p.uplinks, u)
+	}
+	return p, nil
+}
+
+// sensorMeta builds the static metadata attached to summaries and alerts:
+// location and tags, once per sensor, shared (read-only) by every summary.
+func sensorMeta(sensors []SensorConfig) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, s := range sensors {
+		if s.Location == "" && len(s.Tags) == 0 {
+			continue
+		}
+		m := make(map[string]string, len(s.Tags)+1)
+		for k, v := range s.Tags {
+			m[k] = v
+		}
+		if s.Location != "" {
+			m["location"] = s.Location
+		}
+		out[s.ID] = m
+	}
+	return out
+}
+
+func (p *pipeline) register(m *metricsServer) {
+	for _, s := range p.sources {
+		m.set("source_"+s.name, s.stats)
+	}
+	m.set("rules", func() any { return p.engine.Stats() })
+	for i, u := range p.uplinks {
+		m.set("uplink_"+p.cfg.Uplinks[i].Name, func() any { return u.Stats() })
+	}
+}
+
+// start wires from the sink end to the source end, so nothing produced has
+// nowhere to go.
+func (p *pipeline) start() {
+	var uctx, ectx, sctx context.Context
+	uctx, p.cancelUplinks = context.WithCancel(context.Background())
+	for i, u := range p.uplinks {
+		p.uplinksWG.Add(1)
+		go func() {
+			defer p.uplinksWG.Done()
+			if err := u.Run(uctx); err != nil && uctx.Err() == nil {
+				p.fail(fmt.Errorf("uplink %s: %w", p.cfg.Uplinks[i].Name, err))
+			}
+		}()
+	}
+	p.readings = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
+	ectx, p.cancelEngine = context.WithCancel(context.Background())
+	p.engineDone = make(chan struct{})
+	go func() {
+		defer close(p.engineDone)
+		if err := p.engine.Run(ectx, p.readings, outboxSink{p.outbox}); err != nil && ectx.Err() == nil {
+			p.fail(fmt.Errorf("rules: %w", err))
+		}
+	}()
+	sctx, p.cancelSources = context.WithCancel(context.Background())
+	for _, s := range p.sources {
+		p.sourcesWG.Add(1)
+		go func() {
+			defer p.sourcesWG.Done()
+			if err := s.src.Run(sctx, p.readings); err != nil && sctx.Err() == nil {
+				p.fail(fmt.Errorf("source %s: %w", s.name, err))
+			}
+		}()
+	}
+}
+
+func (p *pipeline) fail(err error) {
+	select {
+	case p.failed <- err:
+	default:
+	}
+}
+
+// stop stops from the source end: sources, then the rules (which flush
+// their open windows into the outbox when their input closes), then the
+// outbox's pending appends; then the uplinks get up to grace to deliver.
+func (p *pipeline) stop(grace time.Duration) {
+	p.cancelSources()
+	p.sourcesWG.Wait()
+	close(p.readings)
+	select {
+	case <-p.engineDone:
+	case <-time.After(30 * time.Second):
+		p.logger.Error("rules did not finish flushing within 30s; stopping them")
+		p.cancelEngine()
+		<-p.engineDone
+	}
+	p.cancelEngine()
+	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := p.outbox.Flush(fctx); err != nil {
+		p.logger.Error("outbox flush", "err", err)
+	}
+	cancel()
+	if grace > 0 && len(p.uplinks) > 0 {
+		deadline := time.Now().Add(grace)
+		for time.Now().Before(deadline) && outboxDepth(p.outbox) > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	p.cancelUplinks()
+	p.uplinksWG.Wait()
+}
+
+// outboxSink encodes what the rules emit and queues it in the outbox lane
+// for its kind. The outbox owns the payload from then on.
+type outboxSink struct{ ob *buffer.Outbox }
+
+func (s outboxSink) Summary(ctx context.Context, sum *ingest.Summary) error {
+	b, err := ingest.AppendSummary(make([]byte, 0, 256), sum)
+	if err != nil {
+		return err
+	}
+	return s.ob.Enqueue(ctx, buffer.LaneSummaries, b)
+}
+
+func (s outboxSink) Alert(ctx context.Context, a *ingest.Alert) error {
+	b, err := ingest.AppendAlert(make([]byte, 0, 192), a)
+	if err != nil {
+		return err
+	}
+	return s.ob.Enqueue(ctx, buffer.LaneAlerts, b)
+}
+
+// outboxDepth is what the uplinks still have to deliver (the dead-letter
+// lane is kept for inspection, not delivered).
+func outboxDepth(ob *buffer.Outbox) int64 {
+	st := ob.Stats()
+	n := int64(st.Pending)
+	for _, l := range st.Lanes {
+		if l.Lane != buffer.LaneDead {
+			n += l.Depth
+		}
+	}
+	return n
+}

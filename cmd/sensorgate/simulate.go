@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/simulator"
+)
+
+// cmdSimulate is `sensorgate simulate`: the load generator (simulator.RunLoad).
+func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("simulate", "sensorgate simulate --broker URL [flags]",
+		`Publish simulated sensors to an MQTT broker at a fixed rate (one message = one
+sample of one sensor, all its metrics), print the achieved rate every second
+(stderr) and a final count (stdout). --truth writes what was sent, per sensor
+and metric (count, sum, min, max), as JSON, so that tests and benchmarks can
+check a gateway's summaries exactly. Payload formats are documented in the
+simulator package (json: {"ts":<unix_ms>,"temperature":21.5,...}, sensor id in
+the topic). Stops after --duration, or on SIGINT/SIGTERM (the final count and
+the truth file are still written).`, stderr)
+	var cfg simulator.LoadConfig
+	var qos uint
+	var truth string
+	var quiet bool
+	fs.StringVar(&cfg.Broker, "broker", "", "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (required)")
+	fs.IntVar(&cfg.Sensors, "sensors", 100, "number of simulated sensors (sim-0001, sim-0002, ...)")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "total messages per second")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish; 0 means until interrupted")
+	fs.UintVar(&qos, "qos", 0, "MQTT QoS of the publishes: 0, 1 or 2")
+	fs.StringVar(&cfg.Format, "format", simulator.FormatJSON, "payload format: json, senml or msgpack")
+	fs.StringVar(&cfg.Topic, "topic", "sensors/{sensor}/telemetry", "topic template; {sensor} is the sensor id")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed sends the same values")
+	fs.StringVar(&truth, "truth", "", "write what was sent (per sensor and metric: count, sum, min, max) to this JSON file")
+	fs.IntVar(&cfg.Connections, "connections", 2, "MQTT connections publishing in parallel")
+	fs.StringVar(&cfg.ClientID, "client-id", "sensorgate-sim", "client id prefix (each connection appends -<n>)")
+	fs.StringVar(&cfg.Username, "username", "", "MQTT username (the password is read from $SENSORGATE_SIM_PASSWORD)")
+	fs.Float64Var(&cfg.Faults.MalformedProb, "malformed", 0, "probability that a message is malformed")
+	fs.Float64Var(&cfg.Faults.DuplicateProb, "duplicate", 0, "probability that a message is sent twice")
+	fs.Float64Var(&cfg.Faults.DropoutProb, "dropout", 0, "probability that a sensor drops out (3 samples)")
+	fs.Float64Var(&cfg.Faults.OutOfOrderProb, "out-of-order", 0, "probability that a message carries a past timestamp")
+	fs.Float64Var(&cfg.Faults.SpikeProb, "spike", 0, "probability that a value spikes")
+	fs.BoolVar(&quiet, "quiet", false, "do not print the rate every second")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if qos > 2 {
+		fmt.Fprintf(stderr, "simulate: --qos: must be 0, 1 or 2\n")
+		return 2
+	}
+	cfg.QoS = byte(qos)
+	cfg.Password = os.Getenv("SENSORGATE_SIM_PASSWORD")
+	check := cfg
+	check.Metrics = nil
+	check.Defaults()
+	if err := check.Validate(); err != nil {
+		for _, e := range ingest.FlattenErrors(err) {
+			var fe *ingest.FieldError
+			if errors.As(e, &fe) {
+				fmt.Fprintf(stderr, "simulate: --%s: %v\n", flagName(fe.Path), fe.Err)
+			} else {
+				fmt.Fprintf(stderr, "simulate: %v\n", e)
+			}
+		}
+		return 2
+	}
+	if !quiet {
+		cfg.Progress = func(p simulator.LoadProgress) {
+			fmt.Fprintf(stderr, "simulate: t=%s sent=%d rate=%.0f/s\n", p.Elapsed.Round(time.Second), p.Sent, p.Rate)
+		}
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := simulator.RunLoad(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "simulate: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "simulate: sent=%d errors=%d elapsed=%.3fs rate=%.1f/s target=%g/s values=%d malformed=%d duplicates=%d\n",
+		res.Sent, res.Errors, res.Elapsed.Seconds(), res.Rate, cfg.Rate, res.Truth.Total.Count, res.Truth.Malformed, res.Truth.Duplicates)
+	if truth != "" {
+		if err := res.Truth.WriteFile(truth); err != nil {
+			fmt.Fprintf(stderr, "simulate: %v\n", err)
+			return 1
+		}
+	}
+	if res.Errors > 0 {
+		fmt.Fprintf(stderr, "simulate: %d publishes failed\n", res.Errors)
+		return 1
+	}
+	return 0
+}
+
+// flagName maps a LoadConfig validation path to its flag.
+func flagName(path string) string {
+	switch path {
+	case "faults.malformed_prob":
+		return "malformed"
+	case "faults.duplicate_prob":
+		return "duplicate"
+	case "faults.dropout_prob":
+		return "dropout"
+	case "faults.out_of_order_prob":
+		return "out-of-order"
+	case "faults.spike_prob":
+		return "spike"
+	}
+	return path
+}
