@@ -28,9 +28,12 @@
 //   - time (never a rejection): a payload time before min_time is flagged
 //     ingest.QualityStaleTime, one more than max_future_skew after arrival
 //     ingest.QualityFutureTime; both get the arrival time as Time and keep
-//     the payload's value in OrigTime. The future check only runs while the
-//     gateway clock is synchronised: an unsynchronised gateway may itself be
-//     decades behind a device that has good time.
+//     the payload's value in OrigTime. The future check runs while the
+//     gateway clock is synchronised or at least plausible (after min_time):
+//     a gateway still in 1970 may itself be decades behind a device that has
+//     good time, but one merely not reported synchronised is close enough,
+//     and a timestamp years ahead trusted as event time would push its key's
+//     watermark there and make every later reading late.
 //
 // Payload size limits are enforced by the sources (mqttsub's max_payload),
 // before decoding.

@@ -269,9 +269,13 @@ func (v *Validator) checkTime(r *ingest.Reading) {
 		r.OrigTime, r.Time = r.Time, r.Arrival
 		r.Quality |= ingest.QualityStaleTime
 		v.stale.Add(1)
-	case v.clock.Synced() && r.Time > r.Arrival+v.skew:
-		// Only a synchronised gateway can call a device's time "future": an
-		// unsynced one may itself be years behind.
+	case (v.clock.Synced() || r.Arrival >= v.minTime) && r.Time > r.Arrival+v.skew:
+		// A gateway clock still in 1970 cannot call a device's time
+		// "future". But one that is merely not reported synchronised (no
+		// NTP daemon, or fake-hwclock's stale time) is close enough: a
+		// timestamp decades ahead trusted as event time would push the
+		// key's watermark there and make every later reading late. Such a
+		// reading is kept, flagged, with its payload time in OrigTime.
 		r.OrigTime, r.Time = r.Time, r.Arrival
 		r.Quality |= ingest.QualityFutureTime
 		v.future.Add(1)
