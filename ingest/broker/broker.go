@@ -359,4 +359,3 @@ func covers(f, sub string) bool {
 		f, sub = frest, srest
 	}
 }
-

@@ -24,6 +24,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/ingest/mqttsub"
 )
 
 func checkNoLeak(t *testing.T) {
@@ -382,4 +384,45 @@ func testCA(t *testing.T, dir string) (caPEM []byte, certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return caPEM, certFile, keyFile
+}
+
+// TestGatewayReadsFromLocalBroker wires the gateway's own MQTT source to the
+// local broker through LocalClient, as cmd does: a field node publishes with
+// its credentials, the readings come out of the subscriber.
+func TestGatewayReadsFromLocalBroker(t *testing.T) {
+	checkNoLeak(t)
+	b := start(t, Config{Listen: "127.0.0.1:0", Users: []User{{Username: "node-1", PasswordHash: hash(t, "pw"),
+		ACL: []ACLRule{{Topic: "sensors/%u/#", Access: AccessWrite}}}}})
+	url, user, pass := b.LocalClient()
+	seg := 1
+	sub, err := mqttsub.New(mqttsub.Config{Broker: url, Username: user, Password: pass, Subscriptions: []mqttsub.Subscription{
+		{Topic: "sensors/+/telemetry", QoS: 1, JSON: decode.JSONMapping{SensorTopicSegment: &seg}},
+	}}, mqttsub.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan ingest.Reading, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !sub.Stats().Connected || b.srv.Info.Clone().Subscriptions == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway subscriber did not connect: %v", sub.LastError())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	node := mustConnect(t, "tcp://"+b.Addr(), "node-1", "pw", nil)
+	if err := node.pub(t, "sensors/node-1/telemetry", 1, `{"temp":21.5}`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-out:
+		if r.Sensor != "node-1" || r.Metric != "temp" || r.Value != 21.5 {
+			t.Fatalf("reading %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no reading")
+	}
 }

@@ -172,6 +172,38 @@ type target struct {
 	idx  int
 }
 
+type pathTarget struct {
+	path string
+	t    target
+}
+
+const linearMax = 8
+
+func (d *JSONDecoder) target(p []byte) (target, bool) {
+	if d.tlist != nil {
+		for i := range d.tlist {
+			if string(p) == d.tlist[i].path {
+				return d.tlist[i].t, true
+			}
+		}
+		return target{}, false
+	}
+	t, ok := d.targets[string(p)]
+	return t, ok
+}
+
+func (d *JSONDecoder) isPrefix(p []byte) bool {
+	if d.tlist != nil {
+		for _, q := range d.plist {
+			if string(p) == q {
+				return true
+			}
+		}
+		return false
+	}
+	return d.prefixes[string(p)]
+}
+
 type metricSpec struct{ name, unit string }
 
 type timeFormat uint8
@@ -190,10 +222,13 @@ type JSONDecoder struct {
 	seg      int // topic level of the sensor id, -1 for none
 	targets  map[string]target
 	prefixes map[string]bool
-	metrics  []metricSpec
-	all      bool
-	tf       timeFormat
-	in       *interner
+	// Small mappings are searched linearly: faster than hashing the key.
+	tlist   []pathTarget
+	plist   []string
+	metrics []metricSpec
+	all     bool
+	tf      timeFormat
+	in      *interner
 }
 
 // NewJSON validates m and compiles it.
@@ -245,6 +280,15 @@ func NewJSON(m JSONMapping) (*JSONDecoder, error) {
 		}
 		add(path, target{kind: tMetric, idx: len(d.metrics)})
 		d.metrics = append(d.metrics, metricSpec{name: name, unit: f.Unit})
+	}
+	if len(d.targets) <= linearMax && len(d.prefixes) <= linearMax {
+		d.tlist = []pathTarget{}
+		for p, t := range d.targets {
+			d.tlist = append(d.tlist, pathTarget{p, t})
+		}
+		for p := range d.prefixes {
+			d.plist = append(d.plist, p)
+		}
 	}
 	return d, nil
 }
@@ -416,12 +460,12 @@ func (d *JSONDecoder) object(b []byte, i int, path []byte, depth int, st *objSta
 		if i >= len(b) {
 			return i, out, errSyntax
 		}
-		if t, ok := d.targets[string(p)]; ok {
+		if t, ok := d.target(p); ok {
 			i, out, ok = d.value(b, i, depth, t, st, out)
 			if !ok {
 				return i, out, errSyntax
 			}
-		} else if b[i] == '{' && d.prefixes[string(p)] {
+		} else if b[i] == '{' && d.isPrefix(p) {
 			var err *Error
 			if i, out, err = d.object(b, i, p, depth+1, st, out); err != nil {
 				return i, out, err

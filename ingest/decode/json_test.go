@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -352,4 +353,31 @@ func BenchmarkJSON(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reading")
 		})
 	}
+}
+
+func TestFastFloatMatchesStrconv(t *testing.T) {
+	for _, s := range []string{"0", "-0", "1", "21.75", "-3.25", "0.1", "123456789012345", "1234567.89012345", "0.000000000000001",
+		"99999.99999", "-0.30000000000000004", "1.5e3", "1234567890123456", "7.", ".5", "-"} {
+		want, err := strconv.ParseFloat(s, 64)
+		got, ok := parseFloat([]byte(s))
+		if (err == nil) != ok || ok && (got != want || math.Signbit(got) != math.Signbit(want)) {
+			t.Errorf("%s: got %v %v, strconv %v %v", s, got, ok, want, err)
+		}
+	}
+}
+
+func FuzzParseFloat(f *testing.F) {
+	for _, s := range []string{"21.75", "-0.1", "123456789012345", "1e5", "0.000001"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if end, _, ok := scanNumber([]byte(s), 0); !ok || end != len(s) || strings.ContainsAny(s, "NI") {
+			return
+		}
+		want, _ := strconv.ParseFloat(s, 64)
+		got, ok := parseFloat([]byte(s))
+		if !ok || got != want {
+			t.Fatalf("%s: %v, strconv %v", s, got, want)
+		}
+	})
 }

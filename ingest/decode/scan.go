@@ -275,8 +275,54 @@ func skipValue(b []byte, i, depth int) (int, bool) {
 	return i, false
 }
 
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// fastFloat converts a plain decimal token ("-12.375", "40") exactly when
+// its digits fit in 2^53 and it has at most 22 fraction digits: both the
+// mantissa and the power of ten are then exact float64 values, so one
+// division is correctly rounded (Clinger's fast path, which strconv also
+// takes, without its generality).
+func fastFloat(tok []byte) (float64, bool) {
+	i, neg := 0, false
+	if len(tok) > 0 && tok[0] == '-' {
+		neg, i = true, 1
+	}
+	var m uint64
+	digits, frac := 0, -1
+	for ; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + uint64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0:
+			frac = 0
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	f := float64(m)
+	if frac > 0 {
+		f /= pow10[frac]
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
+}
+
 // parseFloat parses a number token found by scanNumber.
 func parseFloat(tok []byte) (float64, bool) {
+	if f, ok := fastFloat(tok); ok {
+		return f, true
+	}
 	f, err := strconv.ParseFloat(string(tok), 64)
 	if err != nil {
 		// ParseFloat reports out-of-range values as ±Inf with an error;

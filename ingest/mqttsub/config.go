@@ -25,10 +25,11 @@ const (
 
 // Payload formats of [Subscription.Format].
 const (
-	FormatJSON    = "json"    // JSON objects with a field mapping (json: block)
-	FormatSenML   = "senml"   // SenML JSON, RFC 8428 (senml: block)
-	FormatMsgpack = "msgpack" // ingest.ReadingBatch from another sensorgate (msgpack: block)
-	FormatNumber  = "number"  // a bare number, sensor and metric from the topic (number: block)
+	FormatJSON      = "json"       // JSON objects with a field mapping (json: block)
+	FormatSenML     = "senml"      // SenML JSON, RFC 8428 (senml: block)
+	FormatSenMLCBOR = "senml_cbor" // SenML CBOR, RFC 8428 section 6 (senml: block)
+	FormatMsgpack   = "msgpack"    // ingest.ReadingBatch from another sensorgate (msgpack: block)
+	FormatNumber    = "number"     // a bare number, sensor and metric from the topic (number: block)
 )
 
 // Config is one entry of the `sources.mqtt:` list: one connection to one
@@ -95,12 +96,12 @@ type Subscription struct {
 	Topic string `yaml:"topic"`
 	// QoS is the maximum QoS asked for: 0, 1 or 2.
 	QoS byte `yaml:"qos"`
-	// Format is the payload format: json (default), senml, msgpack or
-	// number.
+	// Format is the payload format: json (default), senml, senml_cbor,
+	// msgpack or number.
 	Format string `yaml:"format"`
 	// JSON is the mapping for format json.
 	JSON decode.JSONMapping `yaml:"json"`
-	// SenML is the mapping for format senml.
+	// SenML is the mapping for formats senml and senml_cbor.
 	SenML decode.SenMLMapping `yaml:"senml"`
 	// Msgpack is the mapping for format msgpack.
 	Msgpack decode.MsgpackMapping `yaml:"msgpack"`
@@ -138,7 +139,7 @@ func (c *Config) Defaults() {
 		switch s.Format {
 		case FormatJSON:
 			s.JSON.Defaults()
-		case FormatSenML:
+		case FormatSenML, FormatSenMLCBOR:
 			s.SenML.Defaults()
 		case FormatNumber:
 			s.Number.Defaults()
@@ -220,7 +221,7 @@ func (c Config) Validate() error {
 			if err := m.Validate(); err != nil {
 				errs = append(errs, ingest.PrefixErrors(p+".json", err))
 			}
-		case FormatSenML:
+		case FormatSenML, FormatSenMLCBOR:
 			m := s.SenML
 			if err := m.Validate(); err != nil {
 				errs = append(errs, ingest.PrefixErrors(p+".senml", err))
@@ -232,7 +233,7 @@ func (c Config) Validate() error {
 			}
 		case FormatMsgpack:
 		default:
-			errs = append(errs, ingest.Errorf(p+".format", "unknown format %q (want json, senml, msgpack or number)", s.Format))
+			errs = append(errs, ingest.Errorf(p+".format", "unknown format %q (want json, senml, senml_cbor, msgpack or number)", s.Format))
 		}
 	}
 	return errors.Join(errs...)

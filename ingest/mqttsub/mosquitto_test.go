@@ -136,7 +136,9 @@ func TestMosquittoWildcardsAndQoS(t *testing.T) {
 	publish(t, pub, "q2/dev-c/battery", 2, []byte("3.3"))
 	publish(t, pub, "q2/dev-c/battery", 1, []byte("3.2")) // downgraded QoS still matches
 	got := collect(t, out, 4)
-	sort.Slice(got, func(i, j int) bool { return got[i].Sensor+fmt.Sprint(got[i].Value) < got[j].Sensor+fmt.Sprint(got[j].Value) })
+	sort.Slice(got, func(i, j int) bool {
+		return got[i].Sensor+fmt.Sprint(got[i].Value) < got[j].Sensor+fmt.Sprint(got[j].Value)
+	})
 	want := []string{"dev-a/temp=1.5", "dev-b/rh=40", "dev-c/battery=3.2V", "dev-c/battery=3.3V"}
 	for i, r := range got {
 		if s := fmt.Sprintf("%s/%s=%v%s", r.Sensor, r.Metric, r.Value, r.Unit); s != want[i] {
@@ -253,5 +255,85 @@ func TestMosquittoMutualTLS(t *testing.T) {
 	waitFor(t, "refusal without client certificate", func() bool { return s2.Stats().ConnectFailures > 0 })
 	if s2.Stats().Connected {
 		t.Fatal("connected without a client certificate")
+	}
+}
+
+// TestMosquittoPersistentSessionRedeliversUnacked checks the held ack end
+// to end: a QoS 1 message whose readings never reached out is not
+// acknowledged, so with a persistent session the broker delivers it again
+// to the next run, together with what was published while the gateway was
+// away.
+func TestMosquittoPersistentSessionRedeliversUnacked(t *testing.T) {
+	checkNoLeak(t)
+	addr := freeAddr(t)
+	startMosquitto(t, addr, "allow_anonymous true")
+	no := false
+	cfg := Config{Broker: "tcp://" + addr, ClientID: "gw-persistent", CleanSession: &no,
+		Subscriptions: []Subscription{jsonSub("p/+", 1, 1)}}
+	s := newSub(t, cfg)
+	stuck := make(chan ingest.Reading) // nobody reads: the first message cannot be handed on
+	stop := running(t, s, stuck)
+	pub := publisher(t, "tcp://"+addr, "", "")
+	waitFor(t, "subscription", func() bool {
+		publish(t, pub, "p/first", 1, payload(1714564800, "v", 1))
+		time.Sleep(50 * time.Millisecond)
+		return s.Stats().Received > 0
+	})
+	stop() // Run ends while the reading is still waiting for out: no PUBACK
+
+	for i := range 5 {
+		publish(t, pub, "p/away", 1, payload(1714564800, "v", 10+i))
+	}
+	s2 := newSub(t, cfg)
+	out := make(chan ingest.Reading, 64)
+	running(t, s2, out)
+	var first, away int
+	var got []ingest.Reading
+	for away < 5 || first < 1 {
+		r := collect(t, out, 1)[0]
+		got = append(got, r)
+		switch r.Sensor {
+		case "first":
+			first++
+		case "away":
+			away++
+		}
+	}
+	if first < 1 || away != 5 {
+		t.Fatalf("after restart: %d first, %d away: %+v", first, away, got)
+	}
+}
+
+// TestMosquittoHeldAckThrottlesBroker shows the QoS 1 back-pressure: while
+// the pipeline does not take readings, the broker stops at its in-flight
+// window (max_inflight_messages) instead of flooding the gateway's queue,
+// and everything arrives once the pipeline drains.
+func TestMosquittoHeldAckThrottlesBroker(t *testing.T) {
+	checkNoLeak(t)
+	addr := freeAddr(t)
+	startMosquitto(t, addr, "allow_anonymous true\nmax_inflight_messages 10\nmax_queued_messages 1000")
+	s := newSub(t, Config{Broker: "tcp://" + addr, QueueSize: 500, Subscriptions: []Subscription{jsonSub("h/+", 1, 1)}})
+	out := make(chan ingest.Reading) // not read yet
+	running(t, s, out)
+	pub := publisher(t, "tcp://"+addr, "", "")
+	waitFor(t, "connection", func() bool { return s.Stats().Connected })
+	time.Sleep(100 * time.Millisecond) // let the SUBACK arrive before publishing
+	const n = 200
+	for i := range n {
+		publish(t, pub, "h/x", 1, payload(1714564800, "v", i))
+	}
+	waitFor(t, "the in-flight window to fill", func() bool { return s.Stats().Received >= 10 })
+	time.Sleep(300 * time.Millisecond)
+	if st := s.Stats(); st.Received > 10 {
+		t.Fatalf("broker sent %d unacknowledged messages, window is 10: %+v", st.Received, st)
+	}
+	got := collect(t, out, n)
+	for i, r := range got {
+		if r.Value != float64(i) {
+			t.Fatalf("reading %d has value %v: order or loss", i, r.Value)
+		}
+	}
+	if st := s.Stats(); st.Dropped != 0 || st.Received != n {
+		t.Errorf("stats %+v", st)
 	}
 }

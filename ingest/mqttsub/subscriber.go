@@ -64,6 +64,13 @@ type decoder interface {
 	Decode(topic string, payload []byte, arrival int64, out []ingest.Reading) ([]ingest.Reading, error)
 }
 
+// senmlCBOR adapts the SenML decoder's CBOR entry point to decoder.
+type senmlCBOR struct{ *decode.SenMLDecoder }
+
+func (s senmlCBOR) Decode(topic string, payload []byte, arrival int64, out []ingest.Reading) ([]ingest.Reading, error) {
+	return s.DecodeCBOR(topic, payload, arrival, out)
+}
+
 type subscription struct {
 	filter string
 	qos    byte
@@ -154,6 +161,12 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 				return nil, fmt.Errorf("mqttsub: subscriptions[%d]: %w", i, err)
 			}
 			d = sd
+		case FormatSenMLCBOR:
+			sd, err := decode.NewSenML(sub.SenML)
+			if err != nil {
+				return nil, fmt.Errorf("mqttsub: subscriptions[%d]: %w", i, err)
+			}
+			d = senmlCBOR{sd}
 		case FormatMsgpack:
 			d = decode.NewMsgpack(sub.Msgpack)
 		case FormatNumber:
@@ -425,7 +438,10 @@ func (s *Subscriber) match(topic string) *subscription {
 
 func (s *Subscriber) clientOptions(queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions()
-	o.AddBroker(s.cfg.Broker)
+	o.AddBroker(defaultPort(s.url).String())
+	if s.url.Scheme != "ws" && s.url.Scheme != "wss" {
+		o.SetCustomOpenConnectionFn(dial)
+	}
 	o.SetClientID(s.cfg.ClientID)
 	o.SetUsername(s.cfg.Username)
 	o.SetPassword(s.password)

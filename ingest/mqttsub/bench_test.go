@@ -1,0 +1,239 @@
+package mqttsub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/decode"
+)
+
+// BenchmarkSubscriberEndToEnd measures one JSON message through an
+// in-process mochi broker, paho, the hand-off queue, the decoder and out,
+// at QoS 0 and QoS 1 (broker CPU included: both run in this process).
+// Reported: ns and allocations per message (two readings each), and
+// messages dropped by the subscriber.
+func BenchmarkSubscriberEndToEnd(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			addr := l.Addr().String()
+			l.Close()
+			srv := mochi.New(&mochi.Options{InlineClient: true, Logger: quietLogger()})
+			srv.AddHook(new(auth.AllowHook), nil)
+			if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "b", Address: addr})); err != nil {
+				b.Fatal(err)
+			}
+			if err := srv.Serve(); err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			s, err := New(Config{Broker: "tcp://" + addr, QueueSize: 4096, Subscriptions: []Subscription{
+				{Topic: "bench/+/t", QoS: qos, JSON: decode.JSONMapping{SensorTopicSegment: intp(1), TimeField: "ts", TimeFormat: decode.TimeUnixMS}},
+			}}, Options{Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make(chan ingest.Reading, 4096)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx, out) }()
+			defer func() { cancel(); <-done }()
+			deadline := time.Now().Add(20 * time.Second)
+			for len(srv.Topics.Subscribers("bench/x/t").Subscriptions) == 0 {
+				if time.Now().After(deadline) {
+					b.Fatal("no subscription")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			payloads := make([][]byte, 100)
+			topics := make([]string, 100)
+			for i := range payloads {
+				payloads[i] = []byte(fmt.Sprintf(`{"ts":%d,"temperature":%d.5,"humidity":40}`, 1714564800000+int64(i), i))
+				topics[i] = fmt.Sprintf("bench/s%03d/t", i)
+			}
+			// Closed loop: at most 1000 messages outstanding, so that the
+			// broker never has to drop (mochi drops QoS 0 and 1 messages
+			// when a client's write queue is full).
+			var received atomic.Int64
+			readerDone := make(chan struct{})
+			go func() {
+				defer close(readerDone)
+				for n := 0; n < 2*b.N; n++ {
+					select {
+					case <-out:
+						if n%2 == 1 {
+							received.Add(1)
+						}
+					case <-time.After(10 * time.Second):
+						return
+					}
+				}
+			}()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				for int64(i)-received.Load() >= 1000 {
+					runtime.Gosched()
+				}
+				if err := srv.Publish(topics[i%100], payloads[i%100], false, qos); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-readerDone
+			n := received.Load()
+			b.StopTimer()
+			st := s.Stats()
+			b.ReportMetric(float64(st.Dropped), "dropped")
+			if n != int64(b.N) {
+				b.Fatalf("%d of %d messages delivered (broker dropped %d)", n, b.N, srv.Info.Clone().MessagesDropped)
+			}
+		})
+	}
+}
+
+// BenchmarkSubscriberMosquitto feeds b.N JSON messages (1000 sensors, two
+// metrics each) from mosquitto_pub through Debian's mosquitto to the
+// subscriber and reports this process's CPU time per message (user+system,
+// getrusage), the metric behind "CPU-seconds per million readings".
+func BenchmarkSubscriberMosquitto(b *testing.B) {
+	pubBin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		b.Skip("needs mosquitto_pub")
+	}
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
+			addr := benchFreeAddr(b)
+			stopBroker := benchMosquitto(b, addr)
+			defer stopBroker()
+			s, err := New(Config{Broker: "tcp://" + addr, QueueSize: 4096, Subscriptions: []Subscription{
+				{Topic: "bench/t", QoS: qos, JSON: decode.JSONMapping{SensorField: "id", TimeField: "ts", TimeFormat: decode.TimeUnixMS}},
+			}}, Options{Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make(chan ingest.Reading, 4096)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx, out) }()
+			defer func() { cancel(); <-done }()
+			var lines bytes.Buffer
+			for i := range b.N {
+				fmt.Fprintf(&lines, `{"id":"s%04d","ts":%d,"temperature":%d.25,"humidity":%d}`+"\n", i%1000, 1714564800000+int64(i), i%50, i%100)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !s.Stats().Connected {
+				if time.Now().After(deadline) {
+					b.Fatal("not connected")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // SUBACK
+			var received atomic.Int64
+			readerDone := make(chan struct{})
+			go func() {
+				defer close(readerDone)
+				for n := 0; n < 2*b.N; n++ {
+					select {
+					case <-out:
+					case <-time.After(5 * time.Second):
+						return
+					}
+					if n%2 == 1 {
+						received.Add(1)
+					}
+				}
+			}()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			_, port, _ := net.SplitHostPort(addr)
+			// mosquitto_pub -l drops what is still queued when stdin ends,
+			// so stdin stays open until everything was delivered.
+			cmd := exec.Command(pubBin, "-h", "127.0.0.1", "-p", port, "-t", "bench/t", "-q", fmt.Sprint(qos), "-l")
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := stdin.Write(lines.Bytes()); err != nil {
+				b.Fatal(err)
+			}
+			<-readerDone
+			stdin.Close()
+			cmd.Wait()
+			b.StopTimer()
+			cpu := cpuTime() - cpu0
+			n := received.Load()
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/msg")
+			b.ReportMetric(float64(n), "delivered")
+			b.ReportMetric(float64(s.Stats().Dropped), "dropped")
+			// QoS 0 may be dropped by mosquitto itself under overload (not
+			// our drop point, so not an error here); QoS 1 must arrive.
+			if qos > 0 && n != int64(b.N) {
+				b.Errorf("%d of %d delivered; stats %+v", n, b.N, s.Stats())
+			}
+		})
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchFreeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// benchMosquitto starts mosquitto for a benchmark and returns its stop
+// function.
+func benchMosquitto(b *testing.B, addr string) func() {
+	if _, err := os.Stat(mosquittoBin); err != nil {
+		b.Skip("needs mosquitto")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(b.TempDir(), "m.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\nuser root\nmax_queued_messages 0\n", port, host)), 0o600)
+	cmd := exec.Command(mosquittoBin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("mosquitto did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return func() { cmd.Process.Kill(); cmd.Wait() }
+}
