@@ -11,7 +11,9 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
+	"github.com/sensorgate/sensorgate/ingest/validate"
 	"github.com/sensorgate/sensorgate/rules"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/uplink"
@@ -21,14 +23,20 @@ import (
 // type only composes them and checks what spans sections (unique sensor ids,
 // lane routing).
 type Config struct {
-	Gateway GatewayConfig   `yaml:"gateway"`
-	Log     LogConfig       `yaml:"log"`
-	Sources SourcesConfig   `yaml:"sources"`
-	Sensors []SensorConfig  `yaml:"sensors"`
-	Rules   rules.Config    `yaml:"rules"`
-	Buffer  buffer.Config   `yaml:"buffer"`
-	Uplinks []uplink.Config `yaml:"uplinks"`
-	Metrics MetricsConfig   `yaml:"metrics"`
+	Gateway    GatewayConfig   `yaml:"gateway"`
+	Log        LogConfig       `yaml:"log"`
+	Broker     broker.Config   `yaml:"broker"`
+	Sources    SourcesConfig   `yaml:"sources"`
+	Sensors    []SensorConfig  `yaml:"sensors"`
+	Validation validate.Config `yaml:"validation"`
+	Rules      rules.Config    `yaml:"rules"`
+	Buffer     buffer.Config   `yaml:"buffer"`
+	Uplinks    []uplink.Config `yaml:"uplinks"`
+	Metrics    MetricsConfig   `yaml:"metrics"`
+
+	// localSources marks the sources.mqtt entries with `broker: local`,
+	// which read from the embedded broker through its private listener.
+	localSources map[int]bool
 }
 
 // GatewayConfig is the `gateway:` section.
@@ -53,10 +61,14 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text (default) or json
 }
 
-// SourcesConfig is the `sources:` section.
+// SourcesConfig is the `sources:` section. An MQTT source whose broker is
+// the word "local" reads from the embedded broker (the `broker:` section).
 type SourcesConfig struct {
 	MQTT []mqttsub.Config `yaml:"mqtt"`
 }
+
+// localBroker is the sources.mqtt[].broker value naming the embedded broker.
+const localBroker = "local"
 
 // SensorConfig is one entry of `sensors:`: the sensor's identity and static
 // metadata, plus a type-specific block for sensors the gateway produces
@@ -69,14 +81,8 @@ type SensorConfig struct {
 	Tags     map[string]string `yaml:"tags"`
 	// Ranges are the physical limits per metric; readings outside are
 	// rejected at the door and counted.
-	Ranges map[string]Range        `yaml:"ranges"`
-	Sim    *simulator.SensorConfig `yaml:"sim"`
-}
-
-// Range is a closed interval; an unset end is open.
-type Range struct {
-	Min *float64 `yaml:"min"`
-	Max *float64 `yaml:"max"`
+	Ranges map[string]validate.Range `yaml:"ranges"`
+	Sim    *simulator.SensorConfig   `yaml:"sim"`
 }
 
 // MetricsConfig is the `metrics:` section.
@@ -113,15 +119,31 @@ func (c *Config) defaults() {
 		l := "127.0.0.1:9100"
 		c.Metrics.Listen = &l
 	}
+	c.Broker.Defaults()
+	c.localSources = map[int]bool{}
 	for i := range c.Sources.MQTT {
+		if c.Sources.MQTT[i].Broker == localBroker {
+			// Validated as a loopback URL; the pipeline swaps in the
+			// embedded broker's private listener and credentials.
+			c.localSources[i] = true
+			c.Sources.MQTT[i].Broker = "tcp://127.0.0.1:1883"
+		}
 		c.Sources.MQTT[i].Defaults()
 	}
+	c.Validation.Defaults()
 	for i := range c.Sensors {
 		if c.Sensors[i].Sim != nil {
 			c.Sensors[i].Sim.Defaults()
 		}
 	}
 	c.Rules.Defaults()
+	// The outbox cannot read summaries; the rules merge them. With the hook
+	// always set, a full summaries lane keeps coverage at a coarser
+	// resolution instead of losing the oldest windows.
+	c.Buffer.RollUp = rules.RollUp
+	if c.Buffer.Lanes.Summaries.Policy == "" {
+		c.Buffer.Lanes.Summaries.Policy = buffer.PolicyRollUp
+	}
 	c.Buffer.Defaults()
 	if c.Buffer.Path == "" {
 		c.Buffer.Path = filepath.Join(c.Gateway.DataDir, "outbox.db")
@@ -161,9 +183,14 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, ingest.Errorf("log.format", "must be text or json, got %q", c.Log.Format))
 	}
+	add("broker", c.Broker.Validate())
 	for i := range c.Sources.MQTT {
 		add("sources.mqtt["+strconv.Itoa(i)+"]", c.Sources.MQTT[i].Validate())
+		if c.localSources[i] && !c.Broker.Enabled {
+			errs = append(errs, ingest.Errorf("sources.mqtt["+strconv.Itoa(i)+"].broker", "is \"local\" but the embedded broker is off (set broker.enabled: true)"))
+		}
 	}
+	add("validation", c.Validation.Validate())
 	seen := map[string]int{}
 	for i, s := range c.Sensors {
 		p := "sensors[" + strconv.Itoa(i) + "]"
@@ -191,9 +218,7 @@ func (c *Config) validate() error {
 			errs = append(errs, ingest.Errorf(p+".type", "unknown sensor type %q (want sim, or leave empty for a sensor that publishes over MQTT)", s.Type))
 		}
 		for m, r := range s.Ranges {
-			if r.Min != nil && r.Max != nil && *r.Min > *r.Max {
-				errs = append(errs, ingest.Errorf(p+".ranges."+m, "min %v is above max %v", *r.Min, *r.Max))
-			}
+			add(p+".ranges."+m, r.Validate())
 		}
 	}
 	add("rules", c.Rules.Validate())

@@ -59,7 +59,7 @@ uplinks:
 		"gateway.id: must be letters",
 		"sensors[1].id: \"s1\" is already used by sensors[0] (line 4)",
 		"sensors[1].type: unknown sensor type \"thermocouple\"",
-		"sensors[2].ranges.t: min 5 is above max 1 (line 5)",
+		"sensors[2].ranges.t.min: must be <= max (line 5)",
 		"uplinks[1].lanes",
 	} {
 		if !strings.Contains(err.Error(), want) {

@@ -13,7 +13,9 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
+	"github.com/sensorgate/sensorgate/ingest/validate"
 	"github.com/sensorgate/sensorgate/rules"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/uplink"
@@ -196,19 +198,21 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 // pipeline is one configuration's sources, rules and uplinks around the
 // long-lived outbox.
 type pipeline struct {
-	cfg     *Config
-	logger  *slog.Logger
-	outbox  *buffer.Outbox
-	sources []namedSource
-	engine  *rules.Engine
-	uplinks []*uplink.Uplink
+	cfg       *Config
+	logger    *slog.Logger
+	outbox    *buffer.Outbox
+	broker    *broker.Broker // nil unless broker.enabled
+	sources   []namedSource
+	validator *validate.Validator
+	engine    *rules.Engine
+	uplinks   []*uplink.Uplink
 
-	readings chan ingest.Reading
-	failed   chan error
+	raw, readings chan ingest.Reading
+	failed        chan error
 
-	cancelSources, cancelEngine, cancelUplinks context.CancelFunc
-	sourcesWG, uplinksWG                       sync.WaitGroup
-	engineDone                                 chan struct{}
+	cancelSources, cancelEngine, cancelUplinks, cancelBroker context.CancelFunc
+	sourcesWG, uplinksWG, brokerWG                           sync.WaitGroup
+	engineDone                                               chan struct{}
 }
 
 type namedSource struct {
@@ -219,8 +223,31 @@ type namedSource struct {
 
 func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.Writer) (*pipeline, error) {
 	p := &pipeline{cfg: cfg, logger: logger, outbox: ob, failed: make(chan error, 16)}
+	// One clock for the door and every source, so that arrival stamps taken
+	// before an NTP step can be corrected (see ingest/validate).
+	clock := validate.NewClock(validate.ClockOptions{MinTime: cfg.Validation.MinTime})
+	specs := make(map[string]validate.SensorSpec, len(cfg.Sensors))
+	for _, s := range cfg.Sensors {
+		specs[s.ID] = validate.SensorSpec{Ranges: s.Ranges}
+	}
+	v, err := validate.New(cfg.Validation, specs, validate.Options{Logger: logger.With("component", "validate"), Clock: clock})
+	if err != nil {
+		return nil, fmt.Errorf("validation: %w", err)
+	}
+	p.validator = v
+	if cfg.Broker.Enabled {
+		b, err := broker.New(cfg.Broker, logger.With("component", "broker"))
+		if err != nil {
+			return nil, err
+		}
+		p.broker = b
+	}
 	for i, mc := range cfg.Sources.MQTT {
-		s, err := mqttsub.New(mc, mqttsub.Options{Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
+		if cfg.localSources[i] {
+			mc.Broker, mc.Username, mc.Password = p.broker.LocalClient()
+			mc.PasswordFile, mc.PasswordEnv = "", ""
+		}
+		s, err := mqttsub.New(mc, mqttsub.Options{Now: clock.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
 		if err != nil {
 			return nil, fmt.Errorf("sources.mqtt[%d]: %w", i, err)
 		}
@@ -233,7 +260,7 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 		}
 	}
 	if len(sims) > 0 {
-		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Logger: logger.With("component", "simulator")})
+		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Now: clock.Now, Logger: logger.With("component", "simulator")})
 		if err != nil {
 			return nil, fmt.Errorf("simulator: %w", err)
 		}
@@ -279,6 +306,10 @@ func sensorMeta(sensors []SensorConfig) map[string]map[string]string {
 }
 
 func (p *pipeline) register(m *metricsServer) {
+	if p.broker != nil {
+		m.set("broker", func() any { return p.broker.Stats() })
+	}
+	m.set("validate", func() any { return p.validator.Stats() })
 	for _, s := range p.sources {
 		m.set("source_"+s.name, s.stats)
 	}
@@ -302,21 +333,40 @@ func (p *pipeline) start() {
 			}
 		}()
 	}
+	// raw: sources -> door validation; readings: validation -> rules. The
+	// validator closes readings when raw is closed and drained.
+	p.raw = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
 	p.readings = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
 	ectx, p.cancelEngine = context.WithCancel(context.Background())
 	p.engineDone = make(chan struct{})
 	go func() {
+		if err := p.validator.Run(ectx, p.raw, p.readings); err != nil && ectx.Err() == nil {
+			p.fail(fmt.Errorf("validation: %w", err))
+		}
+	}()
+	go func() {
 		defer close(p.engineDone)
-		if err := p.engine.Run(ectx, p.readings, outboxSink{p.outbox}); err != nil && ectx.Err() == nil {
+		if err := p.engine.Run(ectx, p.readings, newOutboxSink(p.outbox)); err != nil && ectx.Err() == nil {
 			p.fail(fmt.Errorf("rules: %w", err))
 		}
 	}()
+	if p.broker != nil {
+		var bctx context.Context
+		bctx, p.cancelBroker = context.WithCancel(context.Background())
+		p.brokerWG.Add(1)
+		go func() {
+			defer p.brokerWG.Done()
+			if err := p.broker.Run(bctx); err != nil && bctx.Err() == nil {
+				p.fail(fmt.Errorf("broker: %w", err))
+			}
+		}()
+	}
 	sctx, p.cancelSources = context.WithCancel(context.Background())
 	for _, s := range p.sources {
 		p.sourcesWG.Add(1)
 		go func() {
 			defer p.sourcesWG.Done()
-			if err := s.src.Run(sctx, p.readings); err != nil && sctx.Err() == nil {
+			if err := s.src.Run(sctx, p.raw); err != nil && sctx.Err() == nil {
 				p.fail(fmt.Errorf("source %s: %w", s.name, err))
 			}
 		}()
@@ -336,7 +386,11 @@ func (p *pipeline) fail(err error) {
 func (p *pipeline) stop(grace time.Duration) {
 	p.cancelSources()
 	p.sourcesWG.Wait()
-	close(p.readings)
+	if p.cancelBroker != nil {
+		p.cancelBroker()
+		p.brokerWG.Wait()
+	}
+	close(p.raw)
 	select {
 	case <-p.engineDone:
 	case <-time.After(30 * time.Second):
@@ -361,23 +415,46 @@ func (p *pipeline) stop(grace time.Duration) {
 }
 
 // outboxSink encodes what the rules emit and queues it in the outbox lane
-// for its kind. The outbox owns the payload from then on.
-type outboxSink struct{ ob *buffer.Outbox }
+// for its kind. Enqueue copies the payload, so one buffer is reused; the
+// engine calls the sink from one goroutine.
+type outboxSink struct {
+	ob  *buffer.Outbox
+	buf *[]byte
+}
+
+func newOutboxSink(ob *buffer.Outbox) outboxSink {
+	b := make([]byte, 0, 512)
+	return outboxSink{ob: ob, buf: &b}
+}
 
 func (s outboxSink) Summary(ctx context.Context, sum *ingest.Summary) error {
-	b, err := ingest.AppendSummary(make([]byte, 0, 256), sum)
+	b, err := ingest.AppendSummary((*s.buf)[:0], sum)
 	if err != nil {
 		return err
 	}
-	return s.ob.Enqueue(ctx, buffer.LaneSummaries, b)
+	*s.buf = b
+	return s.enqueue(ctx, buffer.LaneSummaries, b)
 }
 
 func (s outboxSink) Alert(ctx context.Context, a *ingest.Alert) error {
-	b, err := ingest.AppendAlert(make([]byte, 0, 192), a)
+	b, err := ingest.AppendAlert((*s.buf)[:0], a)
 	if err != nil {
 		return err
 	}
-	return s.ob.Enqueue(ctx, buffer.LaneAlerts, b)
+	*s.buf = b
+	return s.enqueue(ctx, buffer.LaneAlerts, b)
+}
+
+// enqueue hands a record to the outbox. A lane with the reject policy that
+// is at its cap refuses it with ErrFull: that is the lane's declared drop,
+// already counted by the outbox (reason "full"), so the pipeline goes on
+// rather than stopping the gateway. Any other error stops the pipeline.
+func (s outboxSink) enqueue(ctx context.Context, lane buffer.Lane, b []byte) error {
+	err := s.ob.Enqueue(ctx, lane, b)
+	if errors.Is(err, buffer.ErrFull) {
+		return nil
+	}
+	return err
 }
 
 // outboxDepth is what the uplinks still have to deliver (the dead-letter

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ the truth file are still written).`, stderr)
 	var qos uint
 	var truth string
 	var quiet bool
+	var metrics string
 	fs.StringVar(&cfg.Broker, "broker", "", "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (required)")
 	fs.IntVar(&cfg.Sensors, "sensors", 100, "number of simulated sensors (sim-0001, sim-0002, ...)")
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "total messages per second")
@@ -47,7 +49,9 @@ the truth file are still written).`, stderr)
 	fs.Float64Var(&cfg.Faults.DropoutProb, "dropout", 0, "probability that a sensor drops out (3 samples)")
 	fs.Float64Var(&cfg.Faults.OutOfOrderProb, "out-of-order", 0, "probability that a message carries a past timestamp")
 	fs.Float64Var(&cfg.Faults.SpikeProb, "spike", 0, "probability that a value spikes")
+	fs.StringVar(&metrics, "metrics", "temperature,humidity", "comma-separated metrics per message (temperature, humidity, pressure, co2 have realistic signals; other names a random walk around 50)")
 	fs.BoolVar(&quiet, "quiet", false, "do not print the rate every second")
+	fs.BoolVar(&cfg.Paho, "paho", false, "use the paho client for QoS 0 too (default: a batched raw MQTT 3.1.1 publisher over tcp://)")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -56,9 +60,15 @@ the truth file are still written).`, stderr)
 		return 2
 	}
 	cfg.QoS = byte(qos)
+	m, err := simMetrics(metrics)
+	if err != nil {
+		fmt.Fprintf(stderr, "simulate: --metrics: %v\n", err)
+		return 2
+	}
+	cfg.Metrics = m
 	cfg.Password = os.Getenv("SENSORGATE_SIM_PASSWORD")
 	check := cfg
-	check.Metrics = nil
+	check.Metrics = nil // Defaults fills them in place; the real ones were checked by simMetrics
 	check.Defaults()
 	if err := check.Validate(); err != nil {
 		for _, e := range ingest.FlattenErrors(err) {
@@ -98,6 +108,29 @@ the truth file are still written).`, stderr)
 		return 1
 	}
 	return 0
+}
+
+// simMetrics builds the signals for --metrics.
+func simMetrics(list string) (map[string]simulator.Signal, error) {
+	known := simulator.DefaultLoadMetrics()
+	known["pressure"] = simulator.Signal{Model: simulator.ModelRandomWalk, Base: 1013, Step: 0.2, Min: 900, Max: 1100, Unit: "hPa"}
+	known["co2"] = simulator.Signal{Model: simulator.ModelRandomWalk, Base: 600, Step: 5, Noise: 2, Min: 400, Max: 5000, Unit: "ppm"}
+	out := map[string]simulator.Signal{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return nil, fmt.Errorf("empty metric name in %q", list)
+		}
+		if strings.ContainsAny(name, "\".{}[]:, ") {
+			return nil, fmt.Errorf("metric name %q: use letters, digits, _ and -", name)
+		}
+		g, ok := known[name]
+		if !ok {
+			g = simulator.Signal{Model: simulator.ModelRandomWalk, Base: 50, Step: 0.5, Min: 0, Max: 100}
+		}
+		out[name] = g
+	}
+	return out, nil
 }
 
 // flagName maps a LoadConfig validation path to its flag.

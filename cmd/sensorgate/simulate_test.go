@@ -36,7 +36,7 @@ func TestCmdSimulate(t *testing.T) {
 	truth := filepath.Join(t.TempDir(), "truth.json")
 	var stdout, stderr bytes.Buffer
 	code := cmdSimulate(context.Background(), []string{"--broker", url, "--sensors", "5", "--rate", "400",
-		"--duration", "1500ms", "--qos", "1", "--format", "senml", "--seed", "7", "--truth", truth}, &stdout, &stderr)
+		"--duration", "1500ms", "--qos", "1", "--format", "senml", "--seed", "7", "--truth", truth, "--metrics", "temperature,humidity"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, &stdout, &stderr)
 	}
@@ -56,6 +56,16 @@ func TestCmdSimulate(t *testing.T) {
 	if a := tr.Sensors["sim-0005"]["temperature"]; a.Count != 120 || a.Min > a.Max {
 		t.Fatalf("sim-0005 temperature %+v", a)
 	}
+	// One custom metric per message, over the raw QoS 0 publisher.
+	stdout.Reset()
+	code = cmdSimulate(context.Background(), []string{"--broker", url, "--sensors", "2", "--rate", "100", "--duration", "1s",
+		"--metrics", "co2", "--truth", truth, "--quiet"}, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "sent=100 errors=0") || !strings.Contains(stdout.String(), "values=100 ") {
+		t.Fatalf("exit %d: %s %s", code, &stdout, &stderr)
+	}
+	if tr, err = simulator.ReadTruth(truth); err != nil || tr.Sensors["sim-0001"]["co2"].Count != 50 || tr.Sensors["sim-0001"]["co2"].Min < 400 {
+		t.Fatalf("co2 truth %+v %v", tr, err)
+	}
 }
 
 func TestCmdSimulateUsage(t *testing.T) {
@@ -71,6 +81,8 @@ func TestCmdSimulateUsage(t *testing.T) {
 		{[]string{"--rate", "0"}, 2, "--broker: is required"},
 		{[]string{"--broker", "tcp://x:1", "--duplicate", "2"}, 2, "--duplicate: must be between 0 and 1"},
 		{[]string{"--broker", "tcp://127.0.0.1:1", "--duration", "1s", "--quiet"}, 1, "simulate: simulator: connect"},
+		{[]string{"--broker", "tcp://x:1", "--metrics", "a,,b"}, 2, "--metrics: empty metric name"},
+		{[]string{"--broker", "tcp://x:1", "--metrics", "a.b"}, 2, "--metrics: metric name"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cmdSimulate(context.Background(), tc.args, &stdout, &stderr)

@@ -1,0 +1,68 @@
+package test
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReloadOnSIGHUP: a bad config is rejected and the gateway keeps running;
+// a good one replaces the pipeline (new window size) while the outbox and
+// everything in it stay.
+func TestReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	local := startBroker(t)
+	upstream := startBroker(t)
+	col := upstream.collect("up/#")
+	mport := freePort(t)
+	cfgPath := writeConfig(t, dir, e2eConfig(dir, local.url(), upstream.url(), mport, "1h"))
+	g := startGateway(t, cfgPath)
+	waitIngesting(t, local.url(), mport)
+	pubc := client(t, local.url(), "reload-sensors")
+	s := newSender(4)
+	pub := func(topic string, p []byte) { publish(t, pubc, topic, 1, p) }
+	base := ingested(t, mport)
+	for r := 0; r < 3; r++ {
+		s.round(t, pub, 5)
+	}
+	waitFor(t, 20*time.Second, "readings ingested", func() bool { return ingested(t, mport) >= base+float64(s.total) })
+
+	// A broken config: rejected, logged, nothing changes.
+	if err := os.WriteFile(cfgPath, []byte("gateway: {id: gw-e2e}\nrules: {windows: [{name: w, size: nope}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	g.waitLog("config reload rejected", 20*time.Second)
+	if len(col.summaries()) != 0 {
+		t.Fatal("a rejected reload flushed windows")
+	}
+
+	// A good one: the old pipeline flushes its 1h windows, the new one runs
+	// 1s windows.
+	writeConfig(t, dir, e2eConfig(dir, local.url(), upstream.url(), mport, "1s"))
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	g.waitLog("config reloaded", 20*time.Second)
+	waitFor(t, 20*time.Second, "flushed summaries of the old windows", func() bool { return countOf(col.summaries()) >= s.total })
+	waitIngesting(t, local.url(), mport)
+	for r := 0; r < 3; r++ {
+		s.round(t, pub, 5)
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, 30*time.Second, "summaries after the reload", func() bool { return countOf(col.summaries()) >= s.total })
+	s.check(t, col.summaries())
+	var short int
+	for _, sm := range col.summaries() {
+		if sm.End-sm.Start == int64(time.Second) {
+			short++
+		}
+	}
+	if short == 0 {
+		t.Error("no 1s windows after the reload")
+	}
+	g.terminate()
+	if strings.Count(g.logs(), "sensorgate starting") != 1 {
+		t.Error("the process restarted instead of reloading")
+	}
+}
