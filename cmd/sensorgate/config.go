@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/drivers"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
@@ -82,7 +84,10 @@ type SensorConfig struct {
 	// Ranges are the physical limits per metric; readings outside are
 	// rejected at the door and counted.
 	Ranges map[string]validate.Range `yaml:"ranges"`
-	Sim    *simulator.SensorConfig   `yaml:"sim"`
+	// Sim configures a sensor of type sim; Device a chip on the board
+	// (types bme280, ds18b20, ads1115, sht3x, ... see the drivers package).
+	Sim    *simulator.SensorConfig `yaml:"sim"`
+	Device *drivers.DeviceConfig   `yaml:"device"`
 }
 
 // MetricsConfig is the `metrics:` section.
@@ -132,8 +137,15 @@ func (c *Config) defaults() {
 	}
 	c.Validation.Defaults()
 	for i := range c.Sensors {
-		if c.Sensors[i].Sim != nil {
-			c.Sensors[i].Sim.Defaults()
+		s := &c.Sensors[i]
+		if s.Sim != nil {
+			s.Sim.Defaults()
+		}
+		if drivers.Known(s.Type) {
+			if s.Device == nil {
+				s.Device = &drivers.DeviceConfig{} // every field has a default
+			}
+			s.Device.Defaults(s.Type)
 		}
 	}
 	c.Rules.Defaults()
@@ -203,19 +215,24 @@ func (c *Config) validate() error {
 			}
 			seen[s.ID] = i
 		}
-		switch s.Type {
-		case "":
-			if s.Sim != nil {
-				errs = append(errs, ingest.Errorf(p+".sim", "is only valid with type: sim"))
-			}
-		case "sim":
+		if s.Sim != nil && s.Type != "sim" {
+			errs = append(errs, ingest.Errorf(p+".sim", "is only valid with type: sim"))
+		}
+		if s.Device != nil && !drivers.Known(s.Type) {
+			errs = append(errs, ingest.Errorf(p+".device", "is only valid with a chip type (%s)", strings.Join(drivers.Types(), ", ")))
+		}
+		switch {
+		case s.Type == "":
+		case s.Type == "sim":
 			if s.Sim == nil {
 				errs = append(errs, ingest.Errorf(p+".sim", "is required for type: sim"))
 			} else {
 				add(p+".sim", s.Sim.Validate())
 			}
+		case drivers.Known(s.Type):
+			add(p+".device", s.Device.Validate(s.Type))
 		default:
-			errs = append(errs, ingest.Errorf(p+".type", "unknown sensor type %q (want sim, or leave empty for a sensor that publishes over MQTT)", s.Type))
+			errs = append(errs, ingest.Errorf(p+".type", "unknown sensor type %q (want sim, %s, or leave it out for a sensor that publishes over MQTT)", s.Type, strings.Join(drivers.Types(), ", ")))
 		}
 		for m, r := range s.Ranges {
 			add(p+".ranges."+m, r.Validate())
@@ -228,15 +245,17 @@ func (c *Config) validate() error {
 		add(p, c.Uplinks[i].Validate())
 	}
 	add("uplinks", uplink.ValidateRouting(c.Uplinks))
-	if len(c.Sources.MQTT) == 0 && !c.hasSimSensors() {
-		errs = append(errs, ingest.Errorf("sources", "no source configured: add sources.mqtt or a sensor of type sim"))
+	if len(c.Sources.MQTT) == 0 && !c.hasLocalSensors() {
+		errs = append(errs, ingest.Errorf("sources", "no source configured: add sources.mqtt, or a sensor of type sim or a chip type"))
 	}
 	return errors.Join(errs...)
 }
 
-func (c *Config) hasSimSensors() bool {
+// hasLocalSensors reports whether the gateway produces readings itself
+// (simulated sensors or chips).
+func (c *Config) hasLocalSensors() bool {
 	for _, s := range c.Sensors {
-		if s.Type == "sim" {
+		if s.Type != "" {
 			return true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/drivers"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
@@ -265,6 +266,25 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 			return nil, fmt.Errorf("simulator: %w", err)
 		}
 		p.sources = append(p.sources, namedSource{"simulator", sim, func() any { return sim.Stats() }})
+	}
+	var chips []drivers.Entry
+	for _, s := range cfg.Sensors {
+		if drivers.Known(s.Type) {
+			chips = append(chips, drivers.Entry{ID: s.ID, Type: s.Type, Device: *s.Device})
+		}
+	}
+	if len(chips) > 0 {
+		// host.Init runs once here; a bus that is missing on this board
+		// shows up as that sensor's counted, retried open error.
+		op, err := drivers.NewHostOpener()
+		if err != nil {
+			return nil, fmt.Errorf("drivers: %w", err)
+		}
+		poller, err := drivers.NewPoller(chips, op, drivers.Options{Now: clock.Now, Logger: logger.With("component", "drivers")})
+		if err != nil {
+			return nil, fmt.Errorf("drivers: %w", err)
+		}
+		p.sources = append(p.sources, namedSource{"drivers", poller, func() any { return poller.Stats() }})
 	}
 	meta := sensorMeta(cfg.Sensors)
 	eng, err := rules.New(cfg.Rules, rules.Options{
