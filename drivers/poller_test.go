@@ -424,3 +424,30 @@ max_backoff: 10m
 		t.Fatal("I2CBusName")
 	}
 }
+
+func TestPollerReadTimeout(t *testing.T) {
+	before := runtime.NumGoroutine()
+	chip := newSHT3xChip(0x44)
+	op := &fakeOpener{buses: map[string]i2c.BusCloser{"/dev/i2c-1": chip}}
+	d := fast(DeviceConfig{})
+	d.Timeout = 20 * time.Millisecond
+	// A conversion that never ends: the wait honours the read's deadline.
+	hang := func(ctx context.Context, _ time.Duration) error { <-ctx.Done(); return ctx.Err() }
+	p, err := NewPoller([]Entry{{ID: "slow", Type: TypeSHT3x, Device: d}}, op, Options{MinBackoff: time.Millisecond, Sleep: hang})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan ingest.Reading, 1)
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, out) }()
+	waitFor(t, "timeouts", func() bool { return stat(p, "slow").ErrorsByReason[ReasonTimeout] >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := stat(p, "slow"); s.Reads != 0 || s.Opens < 3 {
+		t.Fatalf("%+v", s)
+	}
+	checkGoroutines(t, before)
+}

@@ -52,7 +52,7 @@ func TestProbe(t *testing.T) {
 			return sht.Tx(0x44, w, r)
 		},
 		0x46: reply(map[string][]byte{"": {0x12, 0x34, 0x37, 0x56, 0x78, 0x7D}}), // SHT4x serial 0x12345678
-		0x48: reply(map[string][]byte{"01": {0x85, 0x83}}),                        // ADS1115 config reset value 0x8583 (datasheet table 8)
+		0x48: reply(map[string][]byte{"01": {0x85, 0x83}}),                       // ADS1115 config reset value 0x8583 (datasheet table 8)
 		0x62: reply(scd),
 		0x76: reply(map[string][]byte{"d0": {0x60}}),
 		0x77: reply(map[string][]byte{"d0": {0x58}}),

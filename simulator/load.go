@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/sensorgate/sensorgate/ingest"
 )
 
@@ -63,6 +61,11 @@ type LoadConfig struct {
 	// Inflight bounds the QoS 1/2 messages awaiting acknowledgement per
 	// connection (default 1000).
 	Inflight int
+	// Paho forces the paho client for QoS 0 too. By default QoS 0 over
+	// tcp:// uses a minimal MQTT 3.1.1 publisher that batches packets into
+	// one write per scheduling tick (paho writes every packet with its own
+	// system call, which costs about five times the CPU).
+	Paho bool
 	// Progress, when set, is called about once a second from a separate
 	// goroutine.
 	Progress func(LoadProgress)
@@ -323,30 +326,29 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 		sensors[i] = &loadSensor{simSensor: ss, topic: strings.ReplaceAll(cfg.Topic, "{sensor}", id), aggs: make([]Agg, len(ss.series))}
 	}
 
-	clients := make([]mqtt.Client, conns)
+	var (
+		sent atomic.Uint64
+		errs atomic.Uint64
+	)
+	sinks := make([]loadSink, 0, conns)
 	defer func() {
-		for _, c := range clients {
-			if c != nil {
-				c.Disconnect(500)
-			}
+		for _, k := range sinks {
+			k.close()
 		}
 	}()
-	for i := range clients {
-		o := mqtt.NewClientOptions().AddBroker(cfg.Broker).SetClientID(fmt.Sprintf("%s-%d", cfg.ClientID, i)).
-			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second).
-			SetWriteTimeout(10 * time.Second).SetOrderMatters(false)
-		if cfg.Username != "" {
-			o.SetUsername(cfg.Username).SetPassword(cfg.Password)
+	for i := range conns {
+		id := fmt.Sprintf("%s-%d", cfg.ClientID, i)
+		var k loadSink
+		var err error
+		if cfg.QoS == 0 && !cfg.Paho && rawScheme(cfg.Broker) {
+			k, err = dialRaw(ctx, cfg.Broker, id, cfg.Username, cfg.Password, &sent, &errs)
+		} else {
+			k, err = dialPaho(&cfg, id, &sent, &errs)
 		}
-		c := mqtt.NewClient(o)
-		if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
-			err := tok.Error()
-			if err == nil {
-				err = errors.New("timeout")
-			}
-			return LoadResult{}, fmt.Errorf("simulator: connect %s: %w", cfg.Broker, err)
+		if err != nil {
+			return LoadResult{}, err
 		}
-		clients[i] = c
+		sinks = append(sinks, k)
 	}
 
 	var total uint64 = math.MaxUint64
@@ -356,8 +358,6 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	var (
 		c      counters
 		bad    atomic.Uint64
-		sent   atomic.Uint64
-		errs   atomic.Uint64
 		wg     sync.WaitGroup
 		start  = now()
 		doneMu sync.Mutex
@@ -373,14 +373,22 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
 			last, lastT := uint64(0), start
+			report := func(tt time.Time) {
+				n := sent.Load()
+				cfg.Progress(LoadProgress{Elapsed: tt.Sub(start), Sent: n, Rate: float64(n-last) / tt.Sub(lastT).Seconds()})
+				last, lastT = n, tt
+			}
 			for {
 				select {
 				case <-progCtx.Done():
+					select {
+					case tt := <-t.C: // a tick this goroutine had no CPU for yet
+						report(tt)
+					default:
+					}
 					return
 				case tt := <-t.C:
-					n := sent.Load()
-					cfg.Progress(LoadProgress{Elapsed: tt.Sub(start), Sent: n, Rate: float64(n-last) / tt.Sub(lastT).Seconds()})
-					last, lastT = n, tt
+					report(tt)
 				}
 			}
 		}()
@@ -389,7 +397,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pub := &publisher{cfg: &cfg, client: clients[p], sensors: sensors, c: &c, bad: &bad, sent: &sent, errs: &errs, now: now}
+			pub := &publisher{cfg: &cfg, sink: sinks[p], sensors: sensors, c: &c, bad: &bad, now: now}
 			pub.run(ctx, p, conns, total, start)
 			t := now()
 			doneMu.Lock()
@@ -431,45 +439,16 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 // publisher is one connection's share of a load run.
 type publisher struct {
 	cfg     *LoadConfig
-	client  mqtt.Client
+	sink    loadSink
 	sensors []*loadSensor
 	c       *counters
 	bad     *atomic.Uint64 // malformed messages published
-	sent    *atomic.Uint64
-	errs    *atomic.Uint64
 	now     func() time.Time
+	buf     []byte
 }
 
 func (p *publisher) run(ctx context.Context, first, step int, total uint64, start time.Time) {
-	// Tokens are waited on by a second goroutine, which bounds the number
-	// of messages in flight for QoS 1 and 2.
-	tokens := make(chan mqtt.Token, p.cfg.Inflight)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for tok := range tokens {
-			tok.Wait()
-			if tok.Error() != nil {
-				p.errs.Add(1)
-			} else {
-				p.sent.Add(1)
-			}
-		}
-	}()
-	defer func() {
-		close(tokens)
-		wg.Wait()
-	}()
-	publish := func(topic string, payload []byte) bool {
-		tok := p.client.Publish(topic, p.cfg.QoS, false, payload)
-		select {
-		case tokens <- tok:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	defer p.sink.close()
 	sleep := time.NewTimer(time.Hour)
 	sleep.Stop()
 	defer sleep.Stop()
@@ -481,6 +460,9 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 		}
 		due := start.Add(time.Duration(float64(m) * nsPerMsg))
 		if d := due.Sub(p.now()); d > time.Millisecond {
+			if p.sink.flush() != nil {
+				return
+			}
 			sleep.Reset(d)
 			select {
 			case <-ctx.Done():
@@ -501,7 +483,8 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 				bad = true
 			}
 		}
-		payload := encodePayload(nil, p.cfg.Format, s.simSensor, ts)
+		p.buf = encodePayload(p.buf[:0], p.cfg.Format, s.simSensor, ts)
+		payload := p.buf
 		if bad {
 			// NaN and ±Inf have no encoding in JSON and are refused at the
 			// door anyway: the whole message becomes undecodable.
@@ -512,9 +495,6 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 			copies = 2
 		}
 		for range copies {
-			if !publish(s.topic, payload) {
-				return
-			}
 			if bad {
 				p.bad.Add(1)
 			} else {
@@ -522,12 +502,16 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 					s.aggs[i].add(v)
 				}
 			}
+			if p.sink.publish(ctx, s.topic, payload) != nil {
+				return
+			}
 		}
 	}
+	p.sink.flush()
 }
 
 // senmlUnit maps common units to SenML (RFC 8428 §12.1) names.
-var senmlUnit = map[string]string{"°C": "Cel", "C": "Cel", "%": "%RH", "%RH": "%RH", "Pa": "Pa", "hPa": "hPa", "ppm": "ppm", "V": "V", "A": "A", "W": "W", "lx": "lx", "K": "K"}
+var senmlUnit = map[string]string{"°C": "Cel", "C": "Cel", "%": "%RH", "%RH": "%RH", "Pa": "Pa", "ppm": "ppm", "V": "V", "A": "A", "W": "W", "lx": "lx", "K": "K"}
 
 // encodePayload appends the payload of one sample of s at event time ts
 // (Unix ns) in format f. The formats are documented in doc.go.
@@ -555,9 +539,10 @@ func encodePayload(b []byte, f string, s *simSensor, ts int64) []byte {
 		}
 		return append(b, "}]"...)
 	case FormatMsgpack:
-		rb := ingest.ReadingBatch{Readings: make([]ingest.Reading, len(s.series))}
+		rb := &s.batch
+		rb.Readings = rb.Readings[:0]
 		for i, se := range s.series {
-			rb.Readings[i] = ingest.Reading{Sensor: s.id, Metric: se.name, Value: s.vals[i], Unit: se.unit, Time: ts}
+			rb.Readings = append(rb.Readings, ingest.Reading{Sensor: s.id, Metric: se.name, Value: s.vals[i], Unit: se.unit, Time: ts})
 		}
 		b, _ = rb.MarshalMsg(b) // cannot fail for these types
 		return b

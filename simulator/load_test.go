@@ -177,13 +177,18 @@ func (s *subscriber) check(t *testing.T, tr Truth) {
 func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
 	before := runtime.NumGoroutine()
 	url := startBroker(t)
-	for _, format := range []string{FormatJSON, FormatSenML, FormatMsgpack} {
+	for _, tc := range []struct {
+		format string
+		qos    byte
+		paho   bool
+	}{{FormatJSON, 0, false}, {FormatSenML, 1, false}, {FormatMsgpack, 0, true}} {
+		format := tc.format
 		t.Run(format, func(t *testing.T) {
 			sub := subscribe(t, url, format)
 			var progress []LoadProgress
 			res, err := RunLoad(context.Background(), LoadConfig{
 				Broker: url, ClientID: "load-" + format, Sensors: 6, Rate: 600, Duration: time.Second + 500*time.Millisecond,
-				QoS: 1, Format: format, Seed: 3, Connections: 4,
+				QoS: tc.qos, Paho: tc.paho, Format: format, Seed: 3, Connections: 4,
 				Progress: func(p LoadProgress) { progress = append(progress, p) },
 			})
 			if err != nil {
@@ -335,5 +340,43 @@ func TestEncodePayload(t *testing.T) {
 	}
 	if _, err := rb.UnmarshalMsg(malform(encodePayload(nil, FormatMsgpack, s, ts), FormatMsgpack)); err == nil {
 		t.Fatal("malformed msgpack decoded")
+	}
+	// Encoding into a reused buffer does not allocate.
+	buf := make([]byte, 0, 512)
+	for _, f := range []string{FormatJSON, FormatSenML, FormatMsgpack} {
+		if a := testing.AllocsPerRun(100, func() { buf = encodePayload(buf[:0], f, s, ts) }); a != 0 {
+			t.Errorf("%s: %v allocations per payload", f, a)
+		}
+	}
+}
+
+func TestRunLoadBrokerDies(t *testing.T) {
+	for _, qos := range []byte{0, 1} {
+		srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
+		srv.AddHook(new(auth.AllowHook), nil)
+		l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+		if err := srv.AddListener(l); err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve()
+		done := make(chan LoadResult)
+		go func() {
+			res, err := RunLoad(context.Background(), LoadConfig{Broker: "tcp://" + l.Address(), Sensors: 4, Rate: 5000, Duration: 4 * time.Second, QoS: qos})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- res
+		}()
+		time.Sleep(500 * time.Millisecond)
+		srv.Close()
+		select {
+		case res := <-done:
+			// Everything after the broker died failed or was never sent.
+			if res.Sent >= 20000 || res.Errors == 0 {
+				t.Fatalf("qos %d: sent %d errors %d after the broker died", qos, res.Sent, res.Errors)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("qos %d: RunLoad hung after the broker died", qos)
+		}
 	}
 }

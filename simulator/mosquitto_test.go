@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -82,6 +83,8 @@ func TestLoadTruthAgainstMosquitto(t *testing.T) {
 func BenchmarkLoad20k(b *testing.B) {
 	url := startMosquitto(b)
 	var rate float64
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	for range b.N {
 		res, err := RunLoad(context.Background(), LoadConfig{Broker: url, Sensors: 1000, Rate: 20000, Duration: 5 * time.Second, Seed: 1})
 		if err != nil {
@@ -89,6 +92,9 @@ func BenchmarkLoad20k(b *testing.B) {
 		}
 		rate = res.Rate
 	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(cpu.Seconds()/(float64(b.N)*0.1), "cpu-s/Mmsg")
 	b.ReportMetric(rate, "msg/s")
 	b.ReportMetric(100*(rate-20000)/20000, "%dev")
 }

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
 )
 
 // Random streams. Every sensor and every metric has its own streams, seeded
@@ -190,6 +192,7 @@ type simSensor struct {
 	due      int64  // Unix ns when sample k is due
 	dropLeft int
 	discard  counters
+	batch    ingest.ReadingBatch // reused by the msgpack payload encoder
 }
 
 func newSimSensor(seed int64, id string, cfg SensorConfig) *simSensor {

@@ -6,8 +6,10 @@ import (
 	"math"
 	"testing"
 
+	"periph.io/x/conn/v3/conntest"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
+	"periph.io/x/conn/v3/spi/spitest"
 
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 	"github.com/sensorgate/sensorgate/drivers/internal/bustest"
@@ -170,6 +172,44 @@ func TestNACKVanishAndReturn(t *testing.T) {
 		t.Fatal(m, err)
 	}
 	if err := pb.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spiRead is a register read over SPI (BME280 datasheet §6.3.2: the
+// register address with bit 7 set, then the data clocked out).
+func spiRead(reg byte, data []byte) conntest.IO {
+	w := make([]byte, len(data)+1)
+	w[0] = reg
+	return conntest.IO{W: w, R: append([]byte{0}, data...)}
+}
+
+func TestBME280OverSPI(t *testing.T) {
+	// SPI writes clear bit 7 of the register address (§6.3.1): 0xF4 -> 0x74.
+	port := &spitest.Playback{Playback: conntest.Playback{Ops: []conntest.IO{
+		spiRead(0xD0, []byte{ChipIDBME280}),
+		spiRead(0x88, calTP),
+		spiRead(0xE1, calH),
+		{W: []byte{0x74, 0x6C, 0x72, 0x03, 0x75, 0xA0, 0x74, 0x6C}},
+		{W: []byte{0x74, 0x6D}},
+		spiRead(0xF3, []byte{0x00}),
+		spiRead(0xF7, dataTPH),
+	}}}
+	d, err := NewSPI(port, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := d.Sense(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Chip() != "BME280" || m.Temperature.Celsius() != 25.08 {
+		t.Fatalf("%s %v", d.Chip(), m.Temperature)
+	}
+	if p := float64(m.Pressure) / float64(physic.Pascal); math.Abs(p-100653.27) > 0.5 {
+		t.Fatalf("pressure %v Pa", p)
+	}
+	if err := port.Close(); err != nil {
 		t.Fatal(err)
 	}
 }

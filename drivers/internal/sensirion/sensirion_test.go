@@ -35,3 +35,32 @@ func TestWords(t *testing.T) {
 		t.Fatalf("short: %v", err)
 	}
 }
+
+func FuzzWords(f *testing.F) {
+	f.Add([]byte{0x01, 0xF4, 0x33, 0x66, 0x67, 0xA2, 0x5E, 0xB9, 0x3C})
+	f.Add([]byte{0xBE, 0xEF, 0x92})
+	f.Add([]byte{0xBE, 0xEF, 0x93})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w := make([]uint16, len(b)/3)
+		err := Words(w, b)
+		if len(b)%3 != 0 {
+			if err == nil {
+				t.Fatal("accepted a length that is not a multiple of 3")
+			}
+			return
+		}
+		// Accepted exactly when every group's CRC matches.
+		ok := true
+		for i := 0; i+3 <= len(b); i += 3 {
+			if CRC8(b[i:i+2]) != b[i+2] {
+				ok = false
+			}
+		}
+		if (err == nil) != ok {
+			t.Fatalf("Words(% x): err %v, crc ok %v", b, err, ok)
+		}
+		if err != nil && !ok && !errors.Is(err, chiperr.ErrCRC) {
+			t.Fatalf("crc failure not ErrCRC: %v", err)
+		}
+	})
+}
