@@ -87,12 +87,17 @@ func benchProcess(b *testing.B, cfgYAML string) {
 	i := benchSensors * benchMetrics * 30
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for range b.N {
 		proc(i)
 		i++
 	}
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+	if cpu > 0 {
+		b.ReportMetric(float64(b.N)/cpu.Seconds(), "readings/cpu-s")
+	}
 }
 
 // BenchmarkProcess measures the per-reading path (stages, alerts, windows,
@@ -176,3 +181,49 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRollUp rolls up 10,000 summary records (100 keys x 100 adjacent
+// 10 s windows, with quantile sketches) into 100.
+func BenchmarkRollUp(b *testing.B) {
+	cfg := parseConfig(b, "windows:\n  - {name: 10s, size: 10s, aggregates: [twa, quantiles]}\n")
+	e, err := New(cfg, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var payloads [][]byte
+	e.ctx, e.sink = context.Background(), sinkFunc(func(s *ingest.Summary) error {
+		p, err := ingest.AppendSummary(nil, s)
+		payloads = append(payloads, p)
+		return err
+	})
+	names := benchSensorNames()[:100]
+	for sec := range 1000 {
+		for i, n := range names {
+			r := ingest.Reading{Sensor: n, Metric: "m", Value: float64(sec%37 + i), Time: int64(sec) * int64(time.Second)}
+			if err := e.process(&r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := e.flush(); err != nil {
+		b.Fatal(err)
+	}
+	if len(payloads) != 10_000 {
+		b.Fatalf("%d payloads", len(payloads))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		out, err := RollUp(payloads)
+		if err != nil || len(out) != 100 {
+			b.Fatalf("%v, %d records", err, len(out))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*len(payloads))/b.Elapsed().Seconds(), "records/s")
+}
+
+type sinkFunc func(*ingest.Summary) error
+
+func (f sinkFunc) Summary(_ context.Context, s *ingest.Summary) error { return f(s) }
+func (sinkFunc) Alert(context.Context, *ingest.Alert) error           { return nil }

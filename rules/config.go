@@ -209,9 +209,9 @@ type WindowConfig struct {
 	SketchAccuracy float64 `yaml:"sketch_accuracy"`
 }
 
-// DefaultQuantiles are reported when a window asks for quantiles without
-// listing them.
-var DefaultQuantiles = []float64{0.5, 0.9, 0.95, 0.99}
+// DefaultQuantiles returns the quantiles reported when a window asks for
+// quantiles without listing them: 0.5, 0.9, 0.95, 0.99.
+func DefaultQuantiles() []float64 { return []float64{0.5, 0.9, 0.95, 0.99} }
 
 // Defaults fills the zero fields of the config and of every rule, stage and
 // window with their defaults (max_routes 100000, key_ttl 10m, globs "*", severity "warning", window type tumbling in event time
@@ -306,7 +306,7 @@ func (c *Config) Defaults() {
 		}
 		if w.has(AggQuantiles) {
 			if len(w.Quantiles) == 0 {
-				w.Quantiles = slices.Clone(DefaultQuantiles)
+				w.Quantiles = DefaultQuantiles()
 			}
 			if w.SketchAccuracy == 0 {
 				w.SketchAccuracy = 0.01
@@ -328,6 +328,13 @@ func checkGlob(p, path string) error {
 }
 
 func pathMatch(pattern, name string) (bool, error) { return path.Match(pattern, name) }
+
+func gcd[T ~int64](a, b T) T {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
@@ -419,8 +426,8 @@ func (c Config) Validate() error {
 					add(ingest.Errorf(p+".slide", "must be > 0"))
 				} else if w.Size > 0 && w.Slide > w.Size {
 					add(ingest.Errorf(p+".slide", "must be <= size (%s)", w.Size))
-				} else if w.Size > 0 && w.Size/w.Slide > 1000 {
-					add(ingest.Errorf(p+".slide", "size/slide must be <= 1000"))
+				} else if w.Size > 0 && w.Size/gcd(w.Size, w.Slide) > 1000 {
+					add(ingest.Errorf(p+".slide", "size/gcd(size, slide) must be <= 1000 (use a slide that divides the size)"))
 				}
 			} else if w.Slide != 0 {
 				add(ingest.Errorf(p+".slide", "only applies to hopping windows"))

@@ -19,9 +19,9 @@
 //     expressions (github.com/expr-lang/expr) compiled and type-checked
 //     when the config is validated; the common subset (numbers, strings,
 //     the reading's fields, meta.<tag>, arithmetic, comparisons, logic,
-//     ?:, sqrt/exp/ln/log10/pow/hypot/dewpoint/abs/floor/ceil) is further
-//     compiled into Go closures that do not allocate, the rest runs on
-//     expr's VM.
+//     ?:, in [...], sqrt/exp/ln/log10/pow/hypot/dewpoint/abs/floor/ceil/
+//     round) is further compiled into Go closures that do not allocate,
+//     the rest runs on expr's VM.
 //  3. Threshold alerts ([AlertRule]) with hysteresis, hold time and
 //     re-notify: one [ingest.Alert] when the condition starts to hold
 //     ("fire"), again every re-notify interval, and when it stops ("clear"),
@@ -42,18 +42,20 @@
 //
 // Each window key has a watermark: the newest event time seen minus the
 // window's lateness. A window closes (its summary is emitted) when the
-// watermark reaches its end. While a key gets no readings, its event clock
-// moves on with the wall clock: on every tick the watermark becomes at least
-// newest event time + (now - arrival of that reading) - lateness (arrival
-// from Reading.Arrival, or the tick that first saw the reading when that is
-// zero). For a sensor whose clock agrees with the gateway's that is
-// now - lateness, so silent sensors close their windows; a sensor whose
-// clock is off, or a replay of old data, is not cut short by the gateway
-// clock. Watermarks never move back: when the wall clock steps back, the
+// watermark reaches its end. While a key is idle (no reading since the
+// previous tick), its event clock moves on with the wall clock: on every
+// tick the watermark becomes at least newest event time + (now - arrival of
+// that reading) - lateness (arrival from Reading.Arrival, or the tick that
+// first saw the reading when that is zero). For a sensor whose clock agrees
+// with the gateway's that is now - lateness, so silent sensors close their
+// windows about one tick after end + lateness; a sensor whose clock is off,
+// or a replay of old data, is not cut short by the gateway clock. Watermarks never move back: when the wall clock steps back, the
 // idle advance is re-anchored; when it steps forward, idle windows close.
 //
 // Processing-time windows use Reading.Arrival (or Options.Now when it is
-// zero) as the time and now - lateness as the watermark.
+// zero) as the time and now - lateness as the watermark; they follow the
+// wall clock, so after the clock steps back their readings are late until
+// it has caught up again (use event time where that matters).
 //
 // A reading whose window already closed is late. With the default late
 // policy (drop) it is dropped and counted in [Stats].Late and in the Late
@@ -65,6 +67,16 @@
 // When the input channel closes, Run emits every open window (and pending
 // revision) and returns nil. Cancelling the context is a hard stop: nothing
 // is flushed.
+//
+// # Reloads
+//
+// Flushing the open windows on a config reload and starting again would
+// emit the window that spans the reload twice under one ID (upstream keeps
+// the first, losing the rest). Instead: [Engine.PrepareHandover] on the old
+// engine before closing its input (its Run then returns without a flush),
+// and [Engine.Adopt] on the new one: windows of unchanged window rules and
+// the state of unchanged alert rules carry on; windows of rules that
+// changed are flushed.
 //
 // # Merging
 //
@@ -90,7 +102,8 @@
 // must not run twice at once. Per reading it does not allocate in steady
 // state (routes, window keys and window buckets are cached and recycled);
 // the first reading of a new sensor/metric, emitted summaries and alerts
-// allocate. Window state is held in memory only.
+// allocate, and so do expressions outside the closure-compiled subset
+// (they run on expr's VM). Window state is held in memory only.
 //
 // A tag-keyed (group_by) window has one watermark for the whole group: a
 // sensor of the group lagging behind the others by more than the lateness
@@ -104,9 +117,14 @@
 // validation and late policies.
 //
 // TWA, delta and rate keep the (time, value) samples of an open window
-// (16 bytes each); quantiles keep a DDSketch per open window (its size
-// grows with the log-range of the values, not their number). Hopping
-// windows update size/slide windows per reading.
+// (16 bytes each, at most [MaxSamples]; a window that gets more is emitted
+// without them and counted in [Stats].Capped); quantiles keep a DDSketch per
+// open window (its size grows with the log-range of the values, not their
+// number). Hopping windows keep their readings in panes of gcd(size, slide)
+// and assemble each window from its panes when it closes.
+//
+// With late: revise, every emitted window of the retention period stays in
+// memory (retention/size windows per key).
 //
 // Alerts evaluate readings in event-time order per rule and sensor: a
 // reading older than the newest one seen is ignored by the alert (it still

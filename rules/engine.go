@@ -65,8 +65,11 @@ type Stats struct {
 	// unknown sensor ids). The only place the engine drops data besides
 	// the declared stage, late and validation policies.
 	Overflow uint64
+	// Capped counts summaries emitted without twa, delta and rate because
+	// their window held more than MaxSamples readings.
+	Capped uint64
 
-	OpenWindows int64 // window instances currently open
+	OpenWindows int64 // open window instances (hopping windows: open panes)
 	Keys        int64 // window keys (window rule x sensor or group x metric)
 	Routes      int64 // distinct (sensor, metric) routes cached
 }
@@ -83,7 +86,8 @@ type Engine struct {
 	stages  []*stage
 	windows []*window
 
-	running atomic.Bool
+	running  atomic.Bool
+	handover atomic.Bool // PrepareHandover: no flush when the input closes
 
 	// State owned by the Run goroutine.
 	ctx       context.Context
@@ -114,6 +118,7 @@ type Engine struct {
 	alerts      atomic.Uint64
 	exprErrors  atomic.Uint64
 	overflow    atomic.Uint64
+	capped      atomic.Uint64
 	openWindows atomic.Int64
 	nkeys       atomic.Int64
 	nroutes     atomic.Int64
@@ -206,6 +211,7 @@ func (e *Engine) Stats() Stats {
 		Alerts:      e.alerts.Load(),
 		ExprErrors:  e.exprErrors.Load(),
 		Overflow:    e.overflow.Load(),
+		Capped:      e.capped.Load(),
 		OpenWindows: e.openWindows.Load(),
 		Keys:        e.nkeys.Load(),
 		Routes:      e.nroutes.Load(),
@@ -236,13 +242,17 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick:
+		case _, ok := <-tick:
+			if !ok {
+				tick = nil // a closed Options.Tick: no more ticks
+				continue
+			}
 			if err := e.tick(); err != nil {
 				return err
 			}
 		case r, ok := <-in:
 			if !ok {
-				return e.flush()
+				return e.closed()
 			}
 			if err := e.process(&r); err != nil {
 				return err
@@ -254,7 +264,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 				select {
 				case r, ok := <-in:
 					if !ok {
-						return e.flush()
+						return e.closed()
 					}
 					if err := e.process(&r); err != nil {
 						return err
@@ -517,24 +527,42 @@ func (e *Engine) tickKey(k *wkey, now int64) error {
 		}
 		return e.revise(k)
 	}
-	if k.active {
+	switch {
+	case k.active:
 		// Anchor the key's event clock to the wall clock: at the arrival
 		// of its newest reading when known, else (conservatively) now.
+		// A key that got readings since the last tick is not idle: its
+		// own watermark closes its windows, and a reading still in flight
+		// gets at least one tick interval of grace.
 		k.active = false
 		k.anchorT, k.anchorWall = k.maxT, now
 		if k.maxArrival != 0 && k.maxArrival < now {
 			k.anchorWall = k.maxArrival
 		}
-	}
-	if k.hasMax && now > k.anchorWall {
-		// The key's event clock moves on with the wall clock while it is
-		// idle, so silent sensors still close their windows.
+	case k.hasMax && now > k.anchorWall:
+		// Idle: the key's event clock moves on with the wall clock, so
+		// silent sensors still close their windows.
 		if err := e.advance(k, k.anchorT+(now-k.anchorWall)-w.lateness); err != nil {
 			return err
 		}
 	}
 	return e.revise(k)
 }
+
+// closed handles the end of the input: flush, unless a handover was
+// prepared.
+func (e *Engine) closed() error {
+	if e.handover.Load() {
+		return nil
+	}
+	return e.flush()
+}
+
+// PrepareHandover makes Run return nil without flushing when its input
+// closes, keeping the open windows for the engine of a reloaded config to
+// take over with Adopt. Safe to call from any goroutine, before or while
+// Run runs.
+func (e *Engine) PrepareHandover() { e.handover.Store(true) }
 
 // flush emits every open window and pending revision, in key creation
 // order and window start order.
@@ -543,18 +571,7 @@ func (e *Engine) flush() error {
 		e.flushHook()
 	}
 	for _, k := range e.keys {
-		for len(k.open) > 0 {
-			b := k.open[0]
-			k.open = k.open[1:]
-			e.openWindows.Add(-1)
-			err := e.emit(k, b)
-			e.retire(k, b)
-			if err != nil {
-				return e.wrapSink(err)
-			}
-		}
-		k.open = k.open[:0:0]
-		if err := e.revise(k); err != nil {
+		if err := e.flushKey(k); err != nil {
 			return e.wrapSink(err)
 		}
 	}

@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -423,5 +424,94 @@ func TestSessionLateExtension(t *testing.T) {
 	if len(s) != 2 || s[0].Start != sec(10) || s[0].End != sec(15) || s[0].Count != 1 ||
 		s[1].Start != sec(16) || s[1].Count != 1 || s[1].Late != 1 {
 		t.Fatalf("summaries %+v", s)
+	}
+}
+
+// TestDefaultTickerClosesIdleWindow uses the internal ticker and the real
+// clock: a window of an idle sensor is emitted without more input.
+func TestDefaultTickerClosesIdleWindow(t *testing.T) {
+	checkNoLeak(t)
+	e, err := New(parseConfig(t, "windows:\n  - {size: 100ms}\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan ingest.Reading)
+	sink := &collect{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, in, sink) }()
+	now := time.Now().UnixNano()
+	in <- ingest.Reading{Sensor: "a", Metric: "m", Value: 1, Time: now, Arrival: now}
+	deadline := time.Now().Add(20 * time.Second)
+	for e.Stats().Summaries == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle window not closed by the internal ticker within 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.summaries) != 1 || sink.summaries[0].Count != 1 {
+		t.Fatalf("summaries %+v", sink.summaries)
+	}
+}
+
+func TestClosedTickChannel(t *testing.T) {
+	tick := make(chan time.Time)
+	close(tick)
+	e, _ := New(parseConfig(t, m1Config), Options{Tick: tick})
+	in := make(chan ingest.Reading, 1)
+	in <- rd("a", "m", 1, 1)
+	close(in)
+	sink := &collect{}
+	if err := e.Run(context.Background(), in, sink); err != nil || len(sink.summaries) != 1 {
+		t.Fatalf("Run = %v, %d summaries", err, len(sink.summaries))
+	}
+}
+
+func TestSamplesCap(t *testing.T) {
+	cfg := parseConfig(t, "windows:\n  - {name: w, size: 10s, aggregates: [twa, delta]}\n  - {name: h, type: hopping, size: 10s, slide: 5s, aggregates: [rate]}\n")
+	e, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range e.windows {
+		w.maxSamples = 4
+	}
+	sink := &collect{}
+	e.ctx, e.sink = context.Background(), sink
+	// [0, 10) and its pane [0, 5): 5 readings (over the cap); [10, 20): 3.
+	for i, ts := range []float64{0.5, 1, 2, 3, 4, 11, 12, 13} {
+		r := rd("s", "m", ts, float64(i))
+		if err := e.process(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]ingest.Summary{}
+	for _, s := range sink.summaries {
+		got[fmt.Sprintf("%s/%d", s.Window, s.Start/1e9)] = s
+	}
+	if s := got["w/0"]; s.Count != 5 || s.TWA != 0 || s.Delta != 0 || s.Sum != 10 {
+		t.Errorf("capped window %+v", s)
+	}
+	if s := got["w/10"]; s.Count != 3 || s.Delta != 2 || s.TWA != 5.5 {
+		t.Errorf("window under the cap %+v", s)
+	}
+	// Hopping: panes of 5 s; [0, 10) includes the capped pane [0, 5).
+	if s := got["h/0"]; s.Count != 5 || s.Rate != 0 {
+		t.Errorf("capped hopping window %+v", s)
+	}
+	if s := got["h/10"]; s.Count != 3 || s.Rate != 1 {
+		t.Errorf("hopping window under the cap %+v", s)
+	}
+	if st := e.Stats(); st.Capped == 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

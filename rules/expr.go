@@ -290,6 +290,8 @@ func (c closureCompiler) number(n ast.Node) (numFn, bool) {
 			return c.call(func(x, _ float64) float64 { return math.Ceil(x) }, x.Arguments)
 		case "floor":
 			return c.call(func(x, _ float64) float64 { return math.Floor(x) }, x.Arguments)
+		case "round":
+			return c.call(func(x, _ float64) float64 { return math.Round(x) }, x.Arguments)
 		}
 	case *ast.ConditionalNode:
 		cond, ok := c.boolean(x.Cond)
@@ -408,6 +410,8 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 					return cmpStr(x.Operator, a, b), true
 				}
 			}
+		case "in":
+			return c.in(x.Left, x.Right)
 		case "startsWith", "endsWith", "contains":
 			a, ok1 := c.str(x.Left)
 			b, ok2 := c.str(x.Right)
@@ -422,6 +426,70 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 			}
 			return func(e *evalEnv) bool { return strings.Contains(a(e), b(e)) }, true
 		}
+	}
+	return nil, false
+}
+
+// in compiles `x in [...]` for a list of string or number constants.
+func (c closureCompiler) in(left, right ast.Node) (boolFn, bool) {
+	var elems []any
+	switch r := right.(type) {
+	case *ast.ConstantNode:
+		switch v := r.Value.(type) {
+		case map[string]struct{}:
+			if a, ok := c.str(left); ok {
+				return func(e *evalEnv) bool { _, ok := v[a(e)]; return ok }, true
+			}
+			return nil, false
+		case map[int]struct{}:
+			for n := range v {
+				elems = append(elems, n)
+			}
+		case []any:
+			elems = v
+		default:
+			return nil, false
+		}
+	case *ast.ArrayNode:
+		for _, n := range r.Nodes {
+			switch x := n.(type) {
+			case *ast.StringNode:
+				elems = append(elems, x.Value)
+			case *ast.IntegerNode:
+				elems = append(elems, x.Value)
+			case *ast.FloatNode:
+				elems = append(elems, x.Value)
+			default:
+				return nil, false
+			}
+		}
+	default:
+		return nil, false
+	}
+	strs := map[string]struct{}{}
+	var nums []float64
+	for _, el := range elems {
+		if s, ok := el.(string); ok {
+			strs[s] = struct{}{}
+		} else if f, err := toFloat(el); err == nil {
+			nums = append(nums, f)
+		} else {
+			return nil, false
+		}
+	}
+	if a, ok := c.str(left); ok && len(nums) == 0 {
+		return func(e *evalEnv) bool { _, ok := strs[a(e)]; return ok }, true
+	}
+	if a, ok := c.number(left); ok && len(strs) == 0 {
+		return func(e *evalEnv) bool {
+			v := a(e)
+			for _, n := range nums {
+				if v == n {
+					return true
+				}
+			}
+			return false
+		}, true
 	}
 	return nil, false
 }

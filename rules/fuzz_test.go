@@ -53,6 +53,7 @@ func FuzzExpr(f *testing.F) {
 	for _, s := range []string{
 		"value > 1 && sensor == 'a'", "-value ** 2 < 3 || !(unit endsWith 'C')", "meta.zone == 'x' ? value > 0 : value < 0",
 		"abs(value) >= floor(value)", "sqrt(value) > ln(value + 3)", "x * y - pow(x, 2) > hypot(x, y)",
+		"sensor in ['a', 'b'] && round(x) in [1, 2.5]", "quality in [0, 3] or unit not in ['K']",
 	} {
 		f.Add(s, 1.5, -2.0)
 	}

@@ -32,7 +32,11 @@ var (
 // that went down between them was reset); a TWA of exactly 0 is taken as
 // "not computed". Quantiles are recomputed from the merged sketches; when
 // either summary has no sketch they are dropped rather than guessed.
-func Merge(dst, src *ingest.Summary) error {
+func Merge(dst, src *ingest.Summary) error { return merge(dst, src, true) }
+
+// merge is Merge; with sketches false the quantiles and sketch of dst are
+// left for the caller to merge.
+func merge(dst, src *ingest.Summary, sketches bool) error {
 	if dst.Window != src.Window || dst.Sensor != src.Sensor || dst.Group != src.Group || dst.Metric != src.Metric {
 		return ErrMergeKey
 	}
@@ -57,25 +61,27 @@ func Merge(dst, src *ingest.Summary) error {
 	}
 	switch {
 	case b.Count == 0:
-		copyAggs(&out, a)
+		copyAggs(&out, a, sketches)
 	case a.Count == 0:
-		copyAggs(&out, b)
+		copyAggs(&out, b, sketches)
 	default:
-		mergeAggs(&out, a, b)
+		mergeAggs(&out, a, b, sketches)
 	}
 	out.ID = ingest.SummaryID(out.Window, out.Sensor, out.Group, out.Metric, out.Start, out.End)
 	*dst = out
 	return nil
 }
 
-func copyAggs(out, s *ingest.Summary) {
+func copyAggs(out, s *ingest.Summary, sketches bool) {
 	out.Count, out.Sum, out.Min, out.Max, out.Mean, out.M2, out.Stddev = s.Count, s.Sum, s.Min, s.Max, s.Mean, s.M2, s.Stddev
 	out.First, out.Last, out.FirstTime, out.LastTime = s.First, s.Last, s.FirstTime, s.LastTime
 	out.TWA, out.Delta, out.Rate = s.TWA, s.Delta, s.Rate
-	out.Quantiles, out.Sketch = slices.Clone(s.Quantiles), slices.Clone(s.Sketch)
+	if sketches {
+		out.Quantiles, out.Sketch = slices.Clone(s.Quantiles), slices.Clone(s.Sketch)
+	}
 }
 
-func mergeAggs(out, a, b *ingest.Summary) {
+func mergeAggs(out, a, b *ingest.Summary, sketches bool) {
 	n := a.Count + b.Count
 	ma, mb := a.Sum/float64(a.Count), b.Sum/float64(b.Count)
 	d := mb - ma
@@ -127,7 +133,9 @@ func mergeAggs(out, a, b *ingest.Summary) {
 			out.Rate = delta / (span / float64(time.Second))
 		}
 	}
-	out.Quantiles, out.Sketch = mergeSketches(a, b)
+	if sketches {
+		out.Quantiles, out.Sketch = mergeSketches(a, b)
+	}
 }
 
 func mergeSketches(a, b *ingest.Summary) ([]ingest.Quantile, []byte) {
@@ -158,7 +166,47 @@ func mergeSketches(a, b *ingest.Summary) ([]ingest.Quantile, []byte) {
 	return out, enc
 }
 
+// mergeRunSketches merges the sketches of a run of summaries (decoding each
+// once) and computes the quantiles of the first one's list; nil when any
+// summary lacks a sketch.
+func mergeRunSketches(run []rollItem) ([]ingest.Quantile, []byte) {
+	var sk *ddsketch.DDSketch
+	for _, it := range run {
+		s := it.s
+		if len(s.Sketch) == 0 {
+			return nil, nil
+		}
+		if sk == nil {
+			var err error
+			if sk, err = ddsketch.DecodeDDSketch(s.Sketch, store.DefaultProvider, nil); err != nil {
+				return nil, nil
+			}
+			continue
+		}
+		if err := sk.DecodeAndMergeWith(s.Sketch); err != nil {
+			return nil, nil
+		}
+	}
+	qs := run[0].s.Quantiles
+	out := make([]ingest.Quantile, len(qs))
+	for i, q := range qs {
+		v, err := sk.GetValueAtQuantile(q.Q)
+		if err != nil {
+			return nil, nil
+		}
+		out[i] = ingest.Quantile{Q: q.Q, Value: v}
+	}
+	var enc []byte
+	sk.Encode(&enc, false)
+	return out, enc
+}
+
 type summaryKey struct{ window, sensor, group, metric string }
+
+type rollItem struct {
+	idx int
+	s   *ingest.Summary
+}
 
 // RollUp decodes outbox records (ingest.DecodeRecord), merges summaries of
 // the same key (window, sensor, group, metric) whose windows are adjacent
@@ -170,11 +218,7 @@ type summaryKey struct{ window, sensor, group, metric string }
 // the first of its parts; the order of the rest is preserved. The input
 // slices are not modified.
 func RollUp(payloads [][]byte) ([][]byte, error) {
-	type item struct {
-		idx int
-		s   *ingest.Summary
-	}
-	byKey := map[summaryKey][]item{}
+	byKey := map[summaryKey][]rollItem{}
 	var keys []summaryKey
 	for i, p := range payloads {
 		rec, err := ingest.DecodeRecord(p)
@@ -186,7 +230,7 @@ func RollUp(payloads [][]byte) ([][]byte, error) {
 		if _, ok := byKey[k]; !ok {
 			keys = append(keys, k)
 		}
-		byKey[k] = append(byKey[k], item{i, s})
+		byKey[k] = append(byKey[k], rollItem{i, s})
 	}
 	// out[i] is what replaces payloads[i]: itself, a merged record, or
 	// nothing (dropped: merged into an earlier record or superseded).
@@ -198,7 +242,7 @@ func RollUp(payloads [][]byte) ([][]byte, error) {
 			continue
 		}
 		// Keep the highest revision of each window (the later record on a tie).
-		slices.SortStableFunc(items, func(x, y item) int {
+		slices.SortStableFunc(items, func(x, y rollItem) int {
 			return cmp.Or(cmp.Compare(x.s.Start, y.s.Start), cmp.Compare(x.s.End, y.s.End), cmp.Compare(x.s.Revision, y.s.Revision))
 		})
 		kept := items[:0]
@@ -221,13 +265,14 @@ func RollUp(payloads [][]byte) ([][]byte, error) {
 				first := kept[i].idx
 				ok := true
 				for _, it := range kept[i+1 : j] {
-					if err := Merge(&merged, it.s); err != nil {
+					if err := merge(&merged, it.s, false); err != nil {
 						ok = false
 						break
 					}
 					first = min(first, it.idx)
 				}
 				if ok {
+					merged.Quantiles, merged.Sketch = mergeRunSketches(kept[i:j])
 					b, err := ingest.AppendSummary(nil, &merged)
 					if err != nil {
 						return nil, fmt.Errorf("rules: roll-up: %w", err)

@@ -106,6 +106,7 @@ func TestAggregatesProperty(t *testing.T) {
 		"{name: w, type: tumbling, size: 10s, lateness: 30s",
 		"{name: w, type: hopping, size: 20s, slide: 5s, lateness: 30s",
 		"{name: w, type: session, gap: 3s, lateness: 30s",
+		"{name: w, type: hopping, size: 10s, slide: 4s, lateness: 30s",
 	}
 	const acc = 0.01
 	for ki, kind := range kinds {
@@ -243,6 +244,31 @@ func TestAggregatesProperty(t *testing.T) {
 						if m.ID != ingest.SummaryID("w", "s", "", "m", union.start, union.end) {
 							t.Fatalf("merged id")
 						}
+					}
+					// RollUp of all the summaries: each output covers a run
+					// of adjacent windows and equals their brute force.
+					var payloads [][]byte
+					for _, s := range sink.summaries {
+						payloads = append(payloads, enc(t, &s))
+					}
+					rolled, err := RollUp(payloads)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var total uint64
+					for _, p := range rolled {
+						r := decSum(t, p)
+						union := &bruteWindow{start: r.Start, end: r.End}
+						for _, bw := range want {
+							if bw.start >= r.Start && bw.end <= r.End {
+								union.samples = append(union.samples, bw.samples...)
+							}
+						}
+						checkAgainst(t, "rolled up", *r, union, cfg.Windows[0].Quantiles, acc)
+						total += r.Count
+					}
+					if total != uint64(n) {
+						t.Fatalf("rolled up summaries count %d readings, want %d", total, n)
 					}
 				}
 			})

@@ -14,6 +14,7 @@ import (
 type stage struct {
 	cfg      StageConfig
 	idx      int
+	kind     stageKind
 	prog     *program
 	lo, hi   float64
 	scale    float64
@@ -23,6 +24,27 @@ type stage struct {
 	maxAge   int64
 	silence  int64
 	dedupLen int
+}
+
+type stageKind uint8
+
+const (
+	kFilter stageKind = iota
+	kRange
+	kCalibrate
+	kConvert
+	kDeadband
+	kRate
+	kDerive
+	kRename
+	kTag
+	kDedup
+)
+
+var stageKinds = map[string]stageKind{
+	StageFilter: kFilter, StageRange: kRange, StageCalibrate: kCalibrate, StageConvert: kConvert,
+	StageDeadband: kDeadband, StageRate: kRate, StageDerive: kDerive, StageRename: kRename,
+	StageTag: kTag, StageDedup: kDedup,
 }
 
 // step is a stage applied to one route, with that route's state.
@@ -169,18 +191,17 @@ func validateStage(s *StageConfig, p string) error {
 			add(ingest.Errorf(p, "scale and offset must be finite numbers"))
 		}
 	case StageConvert:
-		to, ok := lookupUnit(s.To)
-		if !ok {
+		_, toOK := lookupUnit(s.To)
+		if !toOK {
 			add(ingest.Errorf(p+".to", "unknown unit %q (known: %s)", s.To, strings.Join(KnownUnits(), "; ")))
 		}
 		if s.From != "" {
-			if _, _, err := conversion(s.From, s.To); err != nil && ok {
-				add(ingest.Errorf(p+".from", "%w", err))
-			} else if _, known := lookupUnit(s.From); !known {
+			if _, fromOK := lookupUnit(s.From); !fromOK {
 				add(ingest.Errorf(p+".from", "unknown unit %q", s.From))
+			} else if _, _, err := conversion(s.From, s.To); err != nil && toOK {
+				add(ingest.Errorf(p+".from", "%w", err))
 			}
 		}
-		_ = to
 	case StageDeadband:
 		if s.Delta < 0 || !finite(s.Delta) {
 			add(ingest.Errorf(p+".delta", "must be a number >= 0"))
@@ -232,7 +253,7 @@ func validateStage(s *StageConfig, p string) error {
 }
 
 func compileStage(i int, c *StageConfig) (*stage, error) {
-	st := &stage{cfg: *c, idx: i, scale: 1}
+	st := &stage{cfg: *c, idx: i, scale: 1, kind: stageKinds[c.Type]}
 	var err error
 	switch c.Type {
 	case StageFilter:
@@ -317,8 +338,8 @@ func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]strin
 // runStep applies one stage to r. keep=false: the reading goes no further.
 func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
 	st := s.st
-	switch st.cfg.Type {
-	case StageFilter:
+	switch st.kind {
+	case kFilter:
 		e.env.r = *r
 		e.env.meta = s.meta
 		ok, err := st.prog.evalBool(&e.env)
@@ -331,7 +352,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			e.filtered.Add(1)
 		}
 		return ok, nil
-	case StageRange:
+	case kRange:
 		if r.Value >= st.lo && r.Value <= st.hi {
 			return true, nil
 		}
@@ -346,7 +367,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			return false, nil
 		}
 		return true, nil
-	case StageCalibrate:
+	case kCalibrate:
 		if st.poly != nil {
 			v, x := 0.0, r.Value
 			for i := len(st.poly) - 1; i >= 0; i-- {
@@ -365,7 +386,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 		}
 		r.Quality |= ingest.QualityCalibrated
 		return true, nil
-	case StageConvert:
+	case kConvert:
 		from := r.Unit
 		if from == "" {
 			from = st.cfg.From
@@ -389,7 +410,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 		}
 		r.Unit = st.cfg.To
 		return true, nil
-	case StageDeadband:
+	case kDeadband:
 		if s.hasLast && math.Abs(r.Value-s.lastV) <= st.cfg.Delta &&
 			(st.silence == 0 || r.Time-s.lastT < st.silence) {
 			e.filtered.Add(1)
@@ -397,7 +418,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 		}
 		s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
 		return true, nil
-	case StageDedup:
+	case kDedup:
 		for _, p := range s.ring {
 			if p.t == r.Time && p.v == r.Value {
 				e.filtered.Add(1)
@@ -411,10 +432,10 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			s.ringPos = (s.ringPos + 1) % len(s.ring)
 		}
 		return true, nil
-	case StageRename:
+	case kRename:
 		r.Sensor, r.Metric = s.outS, s.out
 		return true, nil
-	case StageRate:
+	case kRate:
 		if s.hasLast && r.Time > s.lastT {
 			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
 			s.lastV, s.lastT = r.Value, r.Time
@@ -427,7 +448,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
 		}
 		return true, nil
-	case StageDerive:
+	case kDerive:
 		ds := s.derive
 		ds.vals[s.slot], ds.times[s.slot], ds.quality[s.slot], ds.have[s.slot] = r.Value, r.Time, r.Quality, true
 		lo, hi := r.Time, r.Time

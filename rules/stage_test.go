@@ -108,6 +108,9 @@ func TestExprFastPathMatchesVM(t *testing.T) {
 		"-value ** 2 < -4 || sqrt(abs(value)) > 3",
 		"quality == 0 && sensor < 'm'",
 		"floor(value) == ceil(value)",
+		"sensor in ['gh-1', 'a'] && metric not in ['t']",
+		"round(value) in [1, 2, 3.0, -4] || value in [0.5]",
+		"unit in ['degC'] ? quality in [1] : !(sensor in ['x', 'zeta'])",
 	}
 	nums := []string{
 		"value * 9 / 5 + 32",

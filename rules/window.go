@@ -20,10 +20,12 @@ type window struct {
 	revise     bool
 	size       int64
 	slide      int64
+	pane       int64 // hopping: readings are kept in panes of gcd(size, slide)
 	gap        int64
 	lateness   int64
 	retention  int64
 	samples    bool // twa, delta or rate: keep (t, v) samples
+	maxSamples int  // per window instance; beyond it twa/delta/rate are left out
 	twa        bool
 	delta      bool
 	rate       bool
@@ -53,9 +55,11 @@ func compileWindow(i int, c WindowConfig) *window {
 		rate:       c.has(AggRate),
 	}
 	w.samples = w.twa || w.delta || w.rate
+	w.maxSamples = MaxSamples
 	switch c.Type {
 	case Hopping:
 		w.kind = kindHopping
+		w.pane = gcd(w.size, w.slide)
 	case Session:
 		w.kind = kindSession
 	default:
@@ -68,6 +72,12 @@ func compileWindow(i int, c WindowConfig) *window {
 	}
 	return w
 }
+
+// MaxSamples bounds the (time, value) samples a window instance keeps for
+// the order-dependent aggregates (twa, delta, rate): 65536 samples, 1 MiB.
+// A window that receives more is emitted without them (counted in
+// Stats.Capped); its other aggregates stay exact.
+const MaxSamples = 1 << 16
 
 // sample is one (event time, value) pair kept for the order-dependent
 // aggregates (twa, delta, rate).
@@ -96,6 +106,7 @@ type bucket struct {
 	dirty      bool // changed since it was emitted (revise)
 	sketch     *ddsketch.DDSketch
 	samples    []sample
+	capped     bool // more than maxSamples: no twa/delta/rate
 }
 
 func (b *bucket) reset() {
@@ -143,8 +154,13 @@ func (b *bucket) add(w *window, v float64, t int64, q ingest.Quality, unit strin
 		}
 		_ = b.sketch.Add(v) // values are finite: no error
 	}
-	if w.samples {
-		b.samples = append(b.samples, sample{t, v})
+	if w.samples && !b.capped {
+		if len(b.samples) >= w.maxSamples {
+			b.capped = true
+			b.samples = b.samples[:0]
+		} else {
+			b.samples = append(b.samples, sample{t, v})
+		}
 	}
 }
 
@@ -213,7 +229,13 @@ func (e *Engine) newBucket(start, end int64) *bucket {
 	return b
 }
 
+// maxFree bounds the free list of window buckets kept for reuse.
+const maxFree = 4096
+
 func (e *Engine) freeBucket(b *bucket) {
+	if len(e.free) >= maxFree {
+		return // let the GC have it
+	}
 	b.reset()
 	e.free = append(e.free, b)
 }
@@ -244,16 +266,19 @@ func (e *Engine) addWindow(k *wkey, r *ingest.Reading) error {
 			e.findOrOpen(k, start, end).add(w, r.Value, t, r.Quality, r.Unit)
 		}
 	case kindHopping:
-		// Windows [s, s+size) with s a multiple of slide and s <= t < s+size.
-		s := floorDiv(t, w.slide) * w.slide
-		for ; s+w.size > t; s -= w.slide {
-			end := s + w.size
-			if end <= k.wm {
-				late = true
-				folded = e.foldLate(k, r, t, s, end) || folded
-				continue
+		// The windows [s, s+size) with s a multiple of slide and
+		// s <= t < s+size; the reading goes into its pane, from which the
+		// windows are assembled when they close.
+		p := floorDiv(t, w.pane) * w.pane
+		sMin := (floorDiv(t-w.size, w.slide) + 1) * w.slide
+		if sMin+w.size <= k.wm {
+			late = true
+			for s := sMin; s <= t && s+w.size <= k.wm; s += w.slide {
+				folded = e.foldLate(k, r, t, s, s+w.size) || folded
 			}
-			e.findOrOpen(k, s, end).add(w, r.Value, t, r.Quality, r.Unit)
+		}
+		if floorDiv(t, w.slide)*w.slide+w.size > k.wm {
+			e.findOrOpen(k, p, p+w.pane).add(w, r.Value, t, r.Quality, r.Unit)
 		}
 	case kindSession:
 		// Late: its session would already be closed, or it would extend
@@ -369,7 +394,12 @@ func mergeBucket(w *window, dst, src *bucket) {
 			_ = dst.sketch.MergeWith(src.sketch)
 		}
 	}
-	dst.samples = append(dst.samples, src.samples...)
+	dst.capped = dst.capped || src.capped
+	if dst.capped {
+		dst.samples = dst.samples[:0]
+	} else {
+		dst.samples = append(dst.samples, src.samples...)
+	}
 	dst.start = min(dst.start, src.start)
 	dst.end = max(dst.end, src.end)
 }
@@ -404,7 +434,11 @@ func (e *Engine) advance(k *wkey, wm int64) error {
 	if wm <= k.wm {
 		return nil
 	}
+	old := k.wm
 	k.wm = wm
+	if k.w.kind == kindHopping {
+		return e.emitHopping(k, old, wm)
+	}
 	for len(k.open) > 0 && k.open[0].end <= wm {
 		// Sessions are kept ordered by start; their ends are ordered too
 		// because overlapping sessions merge.
@@ -418,6 +452,63 @@ func (e *Engine) advance(k *wkey, wm int64) error {
 		e.retire(k, b)
 	}
 	return nil
+}
+
+func ceilAlign(x, a int64) int64 { return -floorDiv(-x, a) * a }
+
+// emitHopping emits the hopping windows of k that end in (lo, hi] and hold
+// readings, assembled from their panes, then frees the panes that no
+// window still open needs.
+func (e *Engine) emitHopping(k *wkey, lo, hi int64) error {
+	w := k.w
+	next := int64(minTime) // windows before next are done
+	first := ceilAlign(lo-w.size+1, w.slide)
+	if lo == minTime {
+		first = minTime
+	}
+	for _, p := range k.open {
+		// Windows containing the pane: s <= p.start, p.start+pane <= s+size.
+		s := max(ceilAlign(p.start+w.pane-w.size, w.slide), next, first)
+		for ; s <= p.start && s+w.size <= hi; s += w.slide {
+			if err := e.emitHop(k, s); err != nil {
+				return err
+			}
+			next = s + w.slide
+		}
+	}
+	keep := k.open[:0]
+	for _, p := range k.open {
+		if floorDiv(p.start, w.slide)*w.slide+w.size <= hi {
+			e.freeBucket(p)
+			e.openWindows.Add(-1)
+			continue
+		}
+		keep = append(keep, p)
+	}
+	clear(k.open[len(keep):])
+	k.open = keep
+	return nil
+}
+
+// emitHop assembles the hopping window [s, s+size) of k from its panes and
+// emits it.
+func (e *Engine) emitHop(k *wkey, s int64) error {
+	w := k.w
+	b := e.newBucket(s, s+w.size)
+	for _, p := range k.open {
+		if p.start >= s && p.start+w.pane <= s+w.size {
+			mergeBucket(w, b, p)
+		}
+	}
+	b.start, b.end = s, s+w.size
+	b.emitted, b.dirty, b.revision, b.late, b.rejected = false, false, 0, 0, 0
+	if b.count == 0 {
+		e.freeBucket(b)
+		return nil
+	}
+	err := e.emit(k, b)
+	e.retire(k, b)
+	return err
 }
 
 // retire keeps an emitted bucket for revisions or frees it.
@@ -502,7 +593,10 @@ func (e *Engine) emit(k *wkey, b *bucket) error {
 		b.late, b.rejected = s.Late, s.Rejected
 		k.pendLate, k.pendRej = 0, 0
 	}
-	if w.samples && len(b.samples) > 0 {
+	if b.capped {
+		e.capped.Add(1)
+	}
+	if w.samples && !b.capped && len(b.samples) > 0 {
 		twa, delta := orderedAggs(b.samples)
 		if w.twa {
 			s.TWA = twa
