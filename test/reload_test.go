@@ -39,12 +39,44 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatal("a rejected reload flushed windows")
 	}
 
-	// A good one: the old pipeline flushes its 1h windows, the new one runs
-	// 1s windows.
+	// The same windows under a changed config (another shutdown grace): the
+	// open 1h windows are handed over, not flushed, and keep counting.
+	same := strings.Replace(e2eConfig(dir, local.url(), upstream.url(), mport, "1h"), "shutdown_grace: 10s", "shutdown_grace: 9s", 1)
+	if err := os.WriteFile(cfgPath, []byte(same), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 20*time.Second, "second reload", func() bool { return strings.Count(g.logs(), "config reloaded") == 1 })
+	waitIngesting(t, local.url(), mport)
+	before := s.total
+	base = ingested(t, mport)
+	for r := 0; r < 2; r++ {
+		s.round(t, pub, 5)
+	}
+	waitFor(t, 20*time.Second, "readings ingested", func() bool { return ingested(t, mport) >= base+float64(s.total-before) })
+	if n := len(col.summaries()); n != 0 {
+		t.Fatalf("%d summaries after a reload that kept the windows", n)
+	}
+
+	// Another window size: the old pipeline's 1h windows are flushed, once
+	// per key and covering readings from both sides of the last reload; the
+	// new one runs 1s windows.
 	writeConfig(t, dir, e2eConfig(dir, local.url(), upstream.url(), mport, "1s"))
 	_ = g.cmd.Process.Signal(syscall.SIGHUP)
-	g.waitLog("config reloaded", 20*time.Second)
+	waitFor(t, 20*time.Second, "third reload", func() bool { return strings.Count(g.logs(), "config reloaded") == 2 })
 	waitFor(t, 20*time.Second, "flushed summaries of the old windows", func() bool { return countOf(col.summaries()) >= s.total })
+	perKey := map[key]int{}
+	for _, sm := range col.summaries() {
+		if sm.Sensor != probeSensor {
+			perKey[key{sm.Sensor, sm.Metric}]++
+		}
+	}
+	for k, n := range perKey {
+		if n != 1 {
+			t.Errorf("%v: %d summaries of the 1h window, want 1 (the window was cut by a reload)", k, n)
+		}
+	}
+	s.check(t, col.summaries())
 	waitIngesting(t, local.url(), mport)
 	for r := 0; r < 3; r++ {
 		s.round(t, pub, 5)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,6 +40,37 @@ func TestFlattenStats(t *testing.T) {
 	for in, out := range map[string]string{"CommitLatency": "commit_latency", "OfflineFor": "offline_for", "FreePages": "free_pages", "ID": "id", "LastHTTPStatus": "last_http_status"} {
 		if s := snake(in); s != out {
 			t.Errorf("snake(%s) = %s, want %s", in, s, out)
+		}
+	}
+}
+
+func TestWriteMetricsTextFormat(t *testing.T) {
+	m := newMetricsServer(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m.set("outbox", func() any {
+		return struct {
+			Lanes []struct {
+				Name    string
+				Dropped map[string]uint64
+			}
+		}{Lanes: []struct {
+			Name    string
+			Dropped map[string]uint64
+		}{{Name: `we"ird\lane`, Dropped: map[string]uint64{"cap": 2}}}}
+	})
+	var b strings.Builder
+	if err := m.writeMetrics(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"# TYPE sensorgate_outbox_lanes_dropped untyped\n",
+		`sensorgate_outbox_lanes_dropped{lane="we\"ird\\lane",reason="cap"} 2` + "\n",
+		"process_cpu_seconds_total ",
+		"process_resident_memory_bytes ",
+		"go_goroutines ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics output lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -148,51 +148,68 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 	g.logger.Info("sensorgate starting", "version", version, "gateway", cfg.Gateway.ID, "config", g.path,
 		"outbox", cfg.Buffer.Path, "metrics", *cfg.Metrics.Listen)
 
+	p, err := newPipeline(cfg, ob, g.logger, g.stdout)
+	if err != nil {
+		return err
+	}
 	for {
-		p, err := newPipeline(cfg, ob, g.logger, g.stdout)
-		if err != nil {
-			return err
-		}
 		p.register(g.metrics)
 		p.start()
-		reload := false
+		var next *Config
 	wait:
 		for {
 			select {
 			case <-ctx.Done():
 				break wait
 			case err := <-p.failed:
-				p.stop(cfg.Gateway.ShutdownGrace)
+				p.stop(cfg.Gateway.ShutdownGrace, false)
 				return err
 			case <-hup:
-				next, err := loadConfig(g.path)
+				c, err := loadConfig(g.path)
 				if err != nil {
 					g.logger.Error("config reload rejected; keeping the running config", "config", g.path, "err", strings.ReplaceAll(err.Error(), "\n", "; "))
 					continue
 				}
-				if !next.Buffer.Equal(cfg.Buffer) || next.Gateway.DataDir != cfg.Gateway.DataDir {
+				if !c.Buffer.Equal(cfg.Buffer) || c.Gateway.DataDir != cfg.Gateway.DataDir {
 					g.logger.Warn("config reload: buffer and gateway.data_dir changes take effect at the next restart")
-					next.Buffer, next.Gateway.DataDir = cfg.Buffer, cfg.Gateway.DataDir
+					c.Buffer, c.Gateway.DataDir = cfg.Buffer, cfg.Gateway.DataDir
 				}
-				if *next.Metrics.Listen != *cfg.Metrics.Listen {
+				if *c.Metrics.Listen != *cfg.Metrics.Listen {
 					g.logger.Warn("config reload: metrics.listen changes take effect at the next restart")
 				}
-				cfg, reload = next, true
+				next = c
 				break wait
 			}
 		}
-		if reload {
-			// Open windows are flushed; nothing in the outbox is touched.
-			p.stop(0)
-			g.metrics.reset()
-			g.metrics.set("outbox", func() any { return ob.Stats() })
-			g.logger.Info("config reloaded", "config", g.path)
-			continue
+		if next == nil {
+			g.logger.Info("stopping: sources first, then flushing windows and the outbox")
+			p.stop(cfg.Gateway.ShutdownGrace, false)
+			g.logger.Info("stopped", "undelivered", outboxDepth(ob))
+			return nil
 		}
-		g.logger.Info("stopping: sources first, then flushing windows and the outbox")
-		p.stop(cfg.Gateway.ShutdownGrace)
-		g.logger.Info("stopped", "undelivered", outboxDepth(ob))
-		return nil
+		// Reload: the old pipeline stops without flushing its windows, and
+		// the new engine adopts them, so a window open across the reload
+		// is summarised once (two summaries with one id would lose the
+		// second to upstream de-duplication). Nothing in the outbox moves.
+		p.stop(0, true)
+		np, err := newPipeline(next, ob, g.logger, g.stdout)
+		if err != nil {
+			// Valid on paper but not buildable (a TLS file gone, say): go
+			// on with what ran before.
+			g.logger.Error("config reload failed; keeping the running config", "config", g.path, "err", err)
+			if np, err = newPipeline(cfg, ob, g.logger, g.stdout); err != nil {
+				return err
+			}
+		} else {
+			cfg = next
+		}
+		if err := np.engine.Adopt(context.Background(), p.engine, newOutboxSink(ob)); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		p = np
+		g.metrics.reset()
+		g.metrics.set("outbox", func() any { return ob.Stats() })
+		g.logger.Info("config reloaded", "config", g.path)
 	}
 }
 
@@ -401,9 +418,13 @@ func (p *pipeline) fail(err error) {
 }
 
 // stop stops from the source end: sources, then the rules (which flush
-// their open windows into the outbox when their input closes), then the
-// outbox's pending appends; then the uplinks get up to grace to deliver.
-func (p *pipeline) stop(grace time.Duration) {
+// their open windows into the outbox when their input closes, unless they
+// are handed over to the next config's engine), then the outbox's pending
+// appends; then the uplinks get up to grace to deliver.
+func (p *pipeline) stop(grace time.Duration, handover bool) {
+	if handover {
+		p.engine.PrepareHandover()
+	}
 	p.cancelSources()
 	p.sourcesWG.Wait()
 	if p.cancelBroker != nil {
