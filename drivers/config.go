@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sensorgate/sensorgate/drivers/ads1115"
 	"github.com/sensorgate/sensorgate/ingest"
 )
 
@@ -74,8 +75,10 @@ type DeviceConfig struct {
 	// PerPulse is how many Units one pulse is (default 1): 0.001 for a
 	// 1,000 imp/kWh meter with Unit kWh.
 	PerPulse float64 `yaml:"per_pulse"`
-	// Channel of an ADC (0-3, single-ended).
-	Channel int `yaml:"channel"`
+	// Channel of an ADC (0-3), measured against GND, or against Negative
+	// when that is set: a differential input (pairs 0-1, 0-3, 1-3, 2-3).
+	Channel  int `yaml:"channel"`
+	Negative int `yaml:"negative"`
 	// FullScale of an ADC channel in volts (default 4.096): the gain is the
 	// smallest range covering it.
 	FullScale float64 `yaml:"full_scale"`
@@ -198,6 +201,8 @@ func (c DeviceConfig) Validate(typ string) error {
 	case TypeADS1115, TypeADS1015:
 		if c.Channel < 0 || c.Channel > 3 {
 			errs = append(errs, ingest.Errorf("channel", "must be 0-3"))
+		} else if c.Negative != 0 && !ads1115.ValidPair(c.Channel, c.Negative) {
+			errs = append(errs, ingest.Errorf("negative", "channel %d - %d is not a differential pair (want 0-1, 0-3, 1-3 or 2-3)", c.Channel, c.Negative))
 		}
 		if !(c.FullScale > 0 && c.FullScale <= 6.144) {
 			errs = append(errs, ingest.Errorf("full_scale", "must be > 0 and <= 6.144 V"))

@@ -24,6 +24,9 @@
 //	  - id: tank-level
 //	    type: ads1115
 //	    device: {address: 0x48, channel: 0, full_scale: 4.096, scale: 25, offset: -10, metric: level, unit: cm}
+//	  - id: shunt                # differential input AIN0 - AIN1
+//	    type: ads1115
+//	    device: {channel: 0, negative: 1, full_scale: 0.256, scale: 100, metric: current, unit: A}
 //	  - id: freezer
 //	    type: ds18b20
 //	    device: {serial: 28-0316a2799aff}   # bus: /sys/bus/w1/devices

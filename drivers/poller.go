@@ -463,7 +463,12 @@ func (p *Poller) open(ctx context.Context, s *sensor) (device, error) {
 		if s.Type == TypeADS1015 {
 			chip = ads1115.ADS1015
 		}
-		d, err := ads1115.New(b, addr, chip, c.Channel, fullScale(c.FullScale))
+		var d *ads1115.Dev
+		if c.Negative != 0 {
+			d, err = ads1115.NewDifferential(b, addr, chip, c.Channel, c.Negative, fullScale(c.FullScale))
+		} else {
+			d, err = ads1115.New(b, addr, chip, c.Channel, fullScale(c.FullScale))
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -270,8 +270,11 @@ func TestPollerOneBrokenChipNeverStopsTheOthers(t *testing.T) {
 	if rs := col.last("meter"); rs[1].Metric != MetricRate || rs[1].Unit != "l/s" {
 		t.Fatalf("pulse readings %+v", rs[:2])
 	}
-	if op.opened["/dev/i2c-1"] != 1 {
-		t.Fatalf("bus opened %d times, want once (shared)", op.opened["/dev/i2c-1"])
+	op.mu.Lock()
+	opened := op.opened["/dev/i2c-1"]
+	op.mu.Unlock()
+	if opened != 1 {
+		t.Fatalf("bus opened %d times, want once (shared)", opened)
 	}
 	st := stat(p, "absent")
 	if st.Up || st.Consecutive < 3 || st.LastError == "" || st.Reads != 0 {
@@ -361,6 +364,8 @@ func TestDeviceConfigValidate(t *testing.T) {
 		{TypeSCD4x, DeviceConfig{Address: 0x63}, []string{"address"}},
 		{TypeADS1115, DeviceConfig{Channel: 4, FullScale: 7, Scale: math.Inf(1), Metric: ""}, []string{"channel", "full_scale", "scale"}},
 		{TypeADS1015, DeviceConfig{Address: 0x4B, Channel: 3}, nil},
+		{TypeADS1115, DeviceConfig{Channel: 0, Negative: 3}, nil},
+		{TypeADS1115, DeviceConfig{Channel: 1, Negative: 2}, []string{"negative"}},
 		{TypeDS18B20, DeviceConfig{Serial: "10-000"}, []string{"serial"}},
 		{TypePulse, DeviceConfig{Edge: "up", Pull: "sideways", PerPulse: -1, Debounce: -1}, []string{"pin", "edge", "pull", "per_pulse", "debounce"}},
 		{"lidar", DeviceConfig{}, []string{""}},

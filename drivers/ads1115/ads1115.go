@@ -21,14 +21,25 @@ const (
 
 // Dev is one channel of an ADS1x15.
 type Dev struct {
-	chip string
-	ch   int
-	pin  ads1x15.PinADC
+	chip  string
+	input string
+	pin   ads1x15.PinADC
 }
 
 // channels maps single-ended inputs to periph's mux values (MUX[2:0] =
 // 100..111, ADS1115 datasheet §9.6.3 table 8).
 var channels = [...]ads1x15.Channel{ads1x15.Channel0, ads1x15.Channel1, ads1x15.Channel2, ads1x15.Channel3}
+
+// differential maps the input pairs the multiplexer offers (MUX[2:0] =
+// 000..011, ADS1115 datasheet §9.6.3 table 8) to periph's mux values.
+var differential = map[[2]int]ads1x15.Channel{
+	{0, 1}: ads1x15.Channel0Minus1, {0, 3}: ads1x15.Channel0Minus3,
+	{1, 3}: ads1x15.Channel1Minus3, {2, 3}: ads1x15.Channel2Minus3,
+}
+
+// ValidPair reports whether AIN<pos> - AIN<neg> is a differential input of
+// the chip (0-1, 0-3, 1-3, 2-3).
+func ValidPair(pos, neg int) bool { _, ok := differential[[2]int{pos, neg}]; return ok }
 
 // New returns channel (0-3, single-ended against GND) of the chip at addr
 // with a full-scale range of at least fullScale. No bus traffic happens
@@ -37,6 +48,20 @@ func New(bus i2c.Bus, addr uint16, chip string, channel int, fullScale physic.El
 	if channel < 0 || channel > 3 {
 		return nil, fmt.Errorf("ads1115: channel %d: want 0-3", channel)
 	}
+	return newDev(bus, addr, chip, channels[channel], fmt.Sprintf("AIN%d", channel), fullScale)
+}
+
+// NewDifferential returns the differential input AIN<pos> - AIN<neg> (pairs
+// 0-1, 0-3, 1-3, 2-3); the value is negative when AIN<neg> is higher.
+func NewDifferential(bus i2c.Bus, addr uint16, chip string, pos, neg int, fullScale physic.ElectricPotential) (*Dev, error) {
+	c, ok := differential[[2]int{pos, neg}]
+	if !ok {
+		return nil, fmt.Errorf("ads1115: AIN%d-AIN%d is not a differential pair (want 0-1, 0-3, 1-3 or 2-3)", pos, neg)
+	}
+	return newDev(bus, addr, chip, c, fmt.Sprintf("AIN%d-AIN%d", pos, neg), fullScale)
+}
+
+func newDev(bus i2c.Bus, addr uint16, chip string, c ads1x15.Channel, name string, fullScale physic.ElectricPotential) (*Dev, error) {
 	var d *ads1x15.Dev
 	var err error
 	switch chip {
@@ -51,14 +76,14 @@ func New(bus i2c.Bus, addr uint16, chip string, channel int, fullScale physic.El
 		return nil, fmt.Errorf("ads1115: %w", err)
 	}
 	// 1 Hz is below every data rate; SaveEnergy then picks the fastest.
-	pin, err := d.PinForChannel(channels[channel], fullScale, physic.Hertz, ads1x15.SaveEnergy)
+	pin, err := d.PinForChannel(c, fullScale, physic.Hertz, ads1x15.SaveEnergy)
 	if err != nil {
 		return nil, fmt.Errorf("ads1115: %w", err)
 	}
-	return &Dev{chip: chip, ch: channel, pin: pin}, nil
+	return &Dev{chip: chip, input: name, pin: pin}, nil
 }
 
-func (d *Dev) String() string { return fmt.Sprintf("%s{AIN%d}", d.chip, d.ch) }
+func (d *Dev) String() string { return d.chip + "{" + d.input + "}" }
 
 // Sense converts once and returns the voltage and the raw code.
 func (d *Dev) Sense(ctx context.Context) (physic.ElectricPotential, int32, error) {

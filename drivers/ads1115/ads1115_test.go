@@ -100,3 +100,28 @@ func TestNACKVanishAndReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDifferential(t *testing.T) {
+	// MUX 011 = AIN2 - AIN3 (datasheet table 8); 0xC000 at ±2.048 V (PGA 010) is -1.024 V.
+	v := uint16(0x8000) | 3<<12 | 2<<9 | 0x0100 | 7<<5 | 0x0003
+	bus := &i2ctest.Playback{Ops: []i2ctest.IO{
+		{Addr: 0x48, W: []byte{0x01, byte(v >> 8), byte(v)}},
+		{Addr: 0x48, W: []byte{0x00}, R: []byte{0xC0, 0x00}},
+	}}
+	d, err := NewDifferential(bus, DefaultAddr, ADS1115, 2, 3, 2*physic.Volt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := d.Sense(context.Background()); err != nil || got != -1024*physic.MilliVolt {
+		t.Fatal(got, err)
+	}
+	if d.String() != "ADS1115{AIN2-AIN3}" {
+		t.Fatal(d.String())
+	}
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewDifferential(bus, DefaultAddr, ADS1115, 1, 2, physic.Volt); err == nil || ValidPair(1, 2) || !ValidPair(0, 3) {
+		t.Fatal("1-2 accepted")
+	}
+}

@@ -1,5 +1,5 @@
-// Package ads1115 reads single-ended channels of the TI ADS1115 (16-bit)
-// and ADS1015 (12-bit) ADCs on I²C through periph's ads1x15 driver, one
+// Package ads1115 reads single-ended channels and differential inputs of
+// the TI ADS1115 (16-bit) and ADS1015 (12-bit) ADCs on I²C through periph's ads1x15 driver, one
 // single-shot conversion per Sense at the fastest data rate (TI's
 // recommended duty cycling for low power, ADS1115 datasheet §9.4.3).
 //
