@@ -95,6 +95,8 @@ func BenchmarkAppendParallel(b *testing.B) {
 			})
 			b.StopTimer()
 			io.report(b, b.N)
+			st := o.Stats()
+			b.ReportMetric(float64(st.CommitRecords)/float64(st.Commits), "records/commit")
 		})
 	}
 }
@@ -206,4 +208,22 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.StopTimer()
 	io.report(b, done)
+}
+
+// BenchmarkAppendOneProducer: a single producer appending one record at a
+// time, each its own commit: the anti-pattern group commit avoids, for
+// comparison of the bytes written per record.
+func BenchmarkAppendOneProducer(b *testing.B) {
+	o := benchOutbox(b, Config{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	io := startIO()
+	b.ResetTimer()
+	for range b.N {
+		if err := o.Append(ctx, LaneSummaries, payload100); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	io.report(b, b.N)
 }

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
@@ -34,6 +35,12 @@ type Config struct {
 	// first record of a batch waits at most this long for others to join
 	// it. Default 50ms.
 	CommitDelay time.Duration `yaml:"commit_delay"`
+	// AppendDelay is the same wait for a batch that holds records of an
+	// Append call, whose caller is blocked until the commit. Default 0:
+	// such a batch is committed as soon as the committer is free, so the
+	// Appends that arrive during one commit share the next (under load the
+	// batches grow with the fsync time, which is long on SD cards).
+	AppendDelay time.Duration `yaml:"append_delay"`
 	// CommitMax is the most records one transaction takes; a batch that
 	// reaches it is committed at once. Default 1000.
 	CommitMax int `yaml:"commit_max"`
@@ -43,9 +50,10 @@ type Config struct {
 	// MaxBytes caps the stored bytes of all lanes together (payload plus
 	// 16 bytes of key and header per record). Default 256 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// MaxFileSize caps the bbolt file (bbolt's Options.MaxSize): growing
-	// past it fails like a full disk. Default 1 GiB, well under the 2 GiB
-	// a 32-bit ARM process can map.
+	// MaxFileSize caps the bbolt file (bbolt's Options.MaxSize): near it
+	// the drop_oldest lanes make room (reason "disk_full"), at it appends
+	// fail like on a full disk. Default 1 GiB (512 MiB on 32-bit ARM, whose
+	// processes can map 2 GiB at most; more than 1 GiB is refused there).
 	MaxFileSize int64 `yaml:"max_file_size"`
 	// CompactMinSize: the outbox compacts itself (gives disk space back)
 	// when the file is larger than this and its live records use less than
@@ -106,10 +114,17 @@ func (c *LanesConfig) Lane(l Lane) *LaneConfig {
 
 // Default values.
 const (
-	DefaultCommitDelay    = 50 * time.Millisecond
-	DefaultCommitMax      = 1000
-	DefaultMaxBytes       = 256 << 20
-	DefaultMaxFileSize    = 1 << 30
+	DefaultCommitDelay = 50 * time.Millisecond
+	DefaultCommitMax   = 1000
+	DefaultMaxBytes    = 256 << 20
+	DefaultMaxFileSize = 1 << 30
+	// DefaultMaxFileSize32 is the default on 32-bit platforms (ARMv6/v7),
+	// where the whole file must be mapped into a 2 GiB address space that
+	// also holds the program.
+	DefaultMaxFileSize32 = 512 << 20
+	// MaxFileSize32 is the largest MaxFileSize allowed on 32-bit platforms:
+	// bbolt maps files over 1 GiB in 1 GiB steps, which cannot succeed there.
+	MaxFileSize32         = 1 << 30
 	DefaultCompactMinSize = 64 << 20
 	DefaultMaintainEvery  = 10 * time.Second
 	DefaultRollUpBatch    = 256
@@ -137,6 +152,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxFileSize == 0 {
 		c.MaxFileSize = DefaultMaxFileSize
+		if strconv.IntSize == 32 {
+			c.MaxFileSize = DefaultMaxFileSize32
+		}
 	}
 	if c.CompactMinSize == 0 {
 		c.CompactMinSize = DefaultCompactMinSize
@@ -167,6 +185,9 @@ func (c Config) Validate() error {
 	if c.CommitDelay < 0 {
 		errs = append(errs, ingest.Errorf("commit_delay", "must be >= 0"))
 	}
+	if c.AppendDelay < 0 {
+		errs = append(errs, ingest.Errorf("append_delay", "must be >= 0"))
+	}
 	if c.CommitMax <= 0 {
 		errs = append(errs, ingest.Errorf("commit_max", "must be > 0"))
 	}
@@ -180,6 +201,8 @@ func (c Config) Validate() error {
 		errs = append(errs, ingest.Errorf("max_file_size", "must be > 0"))
 	} else if c.MaxFileSize < 1<<20 {
 		errs = append(errs, ingest.Errorf("max_file_size", "must be at least 1 MiB"))
+	} else if strconv.IntSize == 32 && c.MaxFileSize > MaxFileSize32 {
+		errs = append(errs, ingest.Errorf("max_file_size", "must be at most 1 GiB on a 32-bit system"))
 	}
 	if c.MaintainEvery <= 0 {
 		errs = append(errs, ingest.Errorf("maintain_every", "must be > 0"))
@@ -225,6 +248,7 @@ func (c Config) Equal(d Config) bool {
 	type plain struct {
 		Path                  string
 		CommitDelay           time.Duration
+		AppendDelay           time.Duration
 		CommitMax, QueueMax   int
 		MaxBytes, MaxFileSize int64
 		CompactMinSize        int64
@@ -232,7 +256,7 @@ func (c Config) Equal(d Config) bool {
 		Lanes                 LanesConfig
 	}
 	p := func(c Config) plain {
-		return plain{c.Path, c.CommitDelay, c.CommitMax, c.QueueMax, c.MaxBytes, c.MaxFileSize, c.CompactMinSize, c.MaintainEvery, c.Lanes}
+		return plain{c.Path, c.CommitDelay, c.AppendDelay, c.CommitMax, c.QueueMax, c.MaxBytes, c.MaxFileSize, c.CompactMinSize, c.MaintainEvery, c.Lanes}
 	}
 	return p(c) == p(d)
 }

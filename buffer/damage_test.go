@@ -1,14 +1,14 @@
 package buffer
 
 import (
-	"context"
 	"bytes"
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-	"fmt"
 )
 
 // TestOpenSurvivesDamage flips random bytes of a good file: Open must
@@ -45,6 +45,6 @@ func TestOpenSurvivesDamage(t *testing.T) {
 			t.Fatalf("seed %d: Open hangs", seed)
 		}
 		os.Remove(path)
-		os.Remove(path+".corrupt")
+		os.Remove(path + ".corrupt")
 	}
 }

@@ -177,12 +177,13 @@ func TestDiskFullAndRecovery(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxFileSize = 1 << 20 // the "disk"
 	cfg.MaxBytes = 64 << 20   // so that the disk fills before the cap
+	cfg.Lanes.Alerts.Policy = PolicyReject
 	o := open(t, "", cfg)
 	p := bytes.Repeat([]byte{'x'}, 1000)
 	var stored int
 	var err error
 	for i := 0; i < 5000; i++ {
-		if err = o.Append(ctx, LaneRaw, p); err != nil {
+		if err = o.Append(ctx, LaneAlerts, p); err != nil {
 			break
 		}
 		stored++
@@ -192,32 +193,60 @@ func TestDiskFullAndRecovery(t *testing.T) {
 	}
 	// Enqueued records that hit the full disk are dropped and counted.
 	for range 50 {
-		if err := o.Enqueue(ctx, LaneSummaries, p); err != nil {
+		if err := o.Enqueue(ctx, LaneAlerts, p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	o.Flush(ctx)
 	st := o.Stats()
-	sum := st.Lanes[LaneSummaries]
-	if sum.Dropped["disk_full"] == 0 || sum.Depth+int64(sum.Dropped["disk_full"]) != 50 || st.CommitErrors == 0 || st.Lanes[LaneRaw].Depth != int64(stored) {
+	al := st.Lanes[LaneAlerts]
+	if al.Dropped["disk_full"] == 0 || al.Depth+int64(al.Dropped["disk_full"]) != int64(stored)+50 || st.CommitErrors == 0 {
 		t.Fatalf("stats after disk full: %+v", st)
 	}
 	// Space comes back when the backlog is delivered.
-	recs := readAll(t, o, LaneRaw)
+	recs := readAll(t, o, LaneAlerts)
 	var seqs []uint64
 	for _, r := range recs[:len(recs)/2] {
 		seqs = append(seqs, r.Seq)
 	}
-	if err := o.Ack(LaneRaw, seqs...); err != nil {
+	if err := o.Ack(LaneAlerts, seqs...); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		if err := o.Append(ctx, LaneRaw, p); err != nil {
+		if err := o.Append(ctx, LaneAlerts, p); err != nil {
 			t.Fatalf("append %d after space returned: %v", i, err)
 		}
 	}
-	if got := len(readAll(t, o, LaneRaw)); got != len(recs)-len(seqs)+10 {
+	if got := len(readAll(t, o, LaneAlerts)); got != len(recs)-len(seqs)+10 {
 		t.Fatalf("%d records", got)
+	}
+}
+
+func TestDiskFullDropOldest(t *testing.T) {
+	ctx := ctx10(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	cfg := testConfig()
+	cfg.MaxFileSize = 1 << 20
+	cfg.MaxBytes = 64 << 20
+	o := open(t, path, cfg)
+	p := bytes.Repeat([]byte{'y'}, 1000)
+	// The raw lane's policy makes room: appends keep succeeding.
+	for i := range 1500 {
+		if err := o.Append(ctx, LaneRaw, append([]byte(strconv.Itoa(i)+":"), p...)); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	st := o.Stats().Lanes[LaneRaw]
+	if st.Dropped["disk_full"] == 0 || st.Depth+int64(st.Dropped["disk_full"]) != 1500 {
+		t.Fatalf("stats %+v", st)
+	}
+	recs := readAll(t, o, LaneRaw)
+	if int64(len(recs)) != st.Depth || !strings.HasPrefix(string(recs[len(recs)-1].Payload), "1499:") {
+		t.Fatalf("%d records, stats depth %d", len(recs), st.Depth)
+	}
+	o.Close()
+	if err := Check(path); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -411,7 +440,17 @@ func kill9Child(path string) {
 				for j := range 1 + i%5 {
 					ps = append(ps, []byte(fmt.Sprintf("r%s-p%d-%d-%d", round, p, i, j)))
 				}
-				if err := o.Append(ctx, lane, ps...); err != nil {
+				if p == 3 {
+					// Enqueue, then Flush: durable once Flush returned.
+					for _, b := range ps {
+						if err := o.Enqueue(ctx, lane, b); err != nil {
+							os.Exit(1)
+						}
+					}
+					if err := o.Flush(ctx); err != nil {
+						os.Exit(1)
+					}
+				} else if err := o.Append(ctx, lane, ps...); err != nil {
 					os.Exit(1)
 				}
 				mu.Lock()

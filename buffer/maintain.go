@@ -37,6 +37,7 @@ func (o *Outbox) Update(fn func(tx *bbolt.Tx, put func(lane Lane, payload []byte
 	o.mu.Unlock()
 	if len(o.batch) > 0 {
 		o.writeLocked(o.batch, o.batchBuf, nil)
+		o.releaseBatch()
 	}
 	return o.writeLocked(nil, nil, func(tx *bbolt.Tx, w *txWriter) error {
 		return fn(tx, w.put)

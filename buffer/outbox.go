@@ -72,6 +72,7 @@ type Outbox struct {
 	pending   []item
 	arena     []byte // values of pending items
 	firstAt   time.Time
+	waiting   int    // pending items of Append calls
 	enqueued  uint64 // records ever accepted into pending
 	processed uint64 // records of pending ever committed or dropped
 	flushTo   uint64 // commit without waiting while processed < flushTo
@@ -91,6 +92,8 @@ type Outbox struct {
 	keys     []byte
 
 	st counters
+
+	diskCheckedAt, diskFreeBytes atomic.Int64
 }
 
 // Open opens (creating it if needed) the outbox file at path, or at
@@ -321,6 +324,12 @@ func (o *Outbox) pushLocked(lane Lane, payload []byte, w *waiter) {
 		o.firstAt = time.Now()
 		o.signal()
 	}
+	if w != nil {
+		if o.waiting == 0 {
+			o.signal() // the batch's delay changes
+		}
+		o.waiting++
+	}
 	o.pending = append(o.pending, item{lane: lane, off: off, n: valueHeader + len(payload), w: w})
 	if len(o.pending) == o.cfg.CommitMax {
 		o.signal()
@@ -410,7 +419,11 @@ func (o *Outbox) run() {
 		o.mu.Lock()
 		n := len(o.pending)
 		urgent := o.closing || o.processed < o.flushTo
-		wait := o.cfg.CommitDelay - time.Since(o.firstAt)
+		delay := o.cfg.CommitDelay
+		if o.waiting > 0 {
+			delay = o.cfg.AppendDelay
+		}
+		wait := delay - time.Since(o.firstAt)
 		closing := o.closing
 		o.mu.Unlock()
 		switch {
@@ -456,6 +469,11 @@ func (o *Outbox) takeBatchLocked(all bool) {
 			n++
 		}
 	}
+	for _, it := range o.pending[:n] {
+		if it.w != nil {
+			o.waiting--
+		}
+	}
 	if n == len(o.pending) {
 		o.batch, o.pending = o.pending, o.batch[:0]
 		o.batchBuf, o.arena = o.arena, o.batchBuf[:0]
@@ -472,7 +490,7 @@ func (o *Outbox) takeBatchLocked(all bool) {
 	}
 	m := copy(o.arena, o.arena[end:])
 	o.arena = o.arena[:m]
-	o.firstAt = time.Now()
+	// firstAt stays: the rest has waited since then, too.
 }
 
 // commitPending commits one batch of pending records, or all of them.
@@ -486,6 +504,19 @@ func (o *Outbox) commitPending(all bool) {
 		return
 	}
 	o.writeLocked(o.batch, o.batchBuf, nil)
+	o.releaseBatch()
+}
+
+// releaseBatch drops the committed batch's buffers if a burst made them
+// large, so memory goes back down after it.
+func (o *Outbox) releaseBatch() {
+	clear(o.batch) // drop the waiter pointers
+	if cap(o.batchBuf) > 4<<20 {
+		o.batchBuf = nil
+	}
+	if cap(o.batch) > 64<<10 {
+		o.batch = nil
+	}
 }
 
 // counts of one commit per lane
@@ -508,30 +539,40 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 		c.pendCount++
 		c.pendBytes += int64(it.n) + 8
 	}
-	o.mu.Lock()
 	var state [numLanes]laneState
-	for l := range state {
-		state[l] = o.lanes[l]
-	}
-	o.mu.Unlock()
-
-	w := &txWriter{o: o, now: now, state: &state, lc: &lc}
-	start := time.Now()
-	o.dbMu.RLock()
-	err := o.db.Update(func(tx *bbolt.Tx) error {
-		w.tx = tx
-		if err := w.putBatch(batch, buf); err != nil {
-			return err
+	var w *txWriter
+	attempt := func() error {
+		o.mu.Lock()
+		for l := range state {
+			state[l] = o.lanes[l]
 		}
-		if extra != nil {
-			if err := extra(tx, w); err != nil {
-				w.extraErr = err
+		o.mu.Unlock()
+		for l := range lc {
+			lc[l].records, lc[l].lastSeq = 0, 0
+		}
+		w = &txWriter{o: o, now: now, state: &state, lc: &lc}
+		o.dbMu.RLock()
+		defer o.dbMu.RUnlock()
+		return o.db.Update(func(tx *bbolt.Tx) error {
+			w.tx = tx
+			if err := w.putBatch(batch, buf); err != nil {
 				return err
 			}
-		}
-		return w.enforce()
-	})
-	o.dbMu.RUnlock()
+			if extra != nil {
+				if err := extra(tx, w); err != nil {
+					w.extraErr = err
+					return err
+				}
+			}
+			return w.enforce()
+		})
+	}
+	start := time.Now()
+	err := attempt()
+	if err != nil && isDiskFull(err) && len(batch) > 0 && o.makeRoom(batch, now) {
+		// The lanes' policies freed pages: try once more.
+		err = attempt()
+	}
 	lat := time.Since(start)
 
 	var records int
@@ -565,6 +606,7 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 		o.st.commitRecords.Add(uint64(records))
 		o.st.commitNanos.Add(uint64(lat))
 		o.st.lastCommitRecords.Store(uint64(records))
+		o.st.hist.observe(lat, uint64(records))
 		o.st.lastCommitNanos.Store(uint64(lat))
 		if uint64(lat) > o.st.maxCommitNanos.Load() {
 			o.st.maxCommitNanos.Store(uint64(lat))
@@ -611,6 +653,81 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 		<-o.slots
 	}
 	return err
+}
+
+// makeRoom applies the drop_oldest policy when a commit found the disk
+// (or MaxFileSize) full: it deletes the oldest records of drop_oldest lanes
+// of equal or lower priority than the batch's (lowest priority first),
+// about as many bytes as the batch needs, in a transaction of their own
+// (counted, reason "disk_full"). It reports whether anything was freed.
+func (o *Outbox) makeRoom(batch []item, now time.Time) bool {
+	var need int64
+	minLane := LaneDead
+	for _, it := range batch {
+		need += int64(it.n) + 8
+		minLane = min(minLane, it.lane)
+	}
+	// Page overhead: free at least a few pages' worth.
+	need = need*2 + 64<<10
+	var state [numLanes]laneState
+	o.mu.Lock()
+	state = o.lanes
+	o.mu.Unlock()
+	var lc [numLanes]laneCommit
+	w := &txWriter{o: o, now: now, state: &state, lc: &lc}
+	freedAny := false
+	o.dbMu.RLock()
+	err := o.db.Update(func(tx *bbolt.Tx) error {
+		w.tx = tx
+		left := need
+		for l := LaneDead; ; l-- {
+			if o.cfg.Lanes.Lane(l).Policy == PolicyDropOldest && left > 0 {
+				before := state[l].bytes
+				var freed int64
+				if err := w.dropHead(l, reasonDiskFull, func(_ int64, size int64) bool {
+					if freed >= left {
+						return false
+					}
+					freed += size
+					return true
+				}); err != nil {
+					return err
+				}
+				left -= before - state[l].bytes
+			}
+			if l == minLane {
+				break
+			}
+		}
+		freedAny = left < need
+		return nil
+	})
+	o.dbMu.RUnlock()
+	if err != nil || !freedAny {
+		return false
+	}
+	o.mu.Lock()
+	for l := range state {
+		o.lanes[l].count = state[l].count
+		o.lanes[l].bytes = state[l].bytes
+	}
+	o.mu.Unlock()
+	w.applyCounters()
+	o.logger.Warn("outbox: disk full, dropped the oldest records of drop_oldest lanes", "need_bytes", need)
+	return true
+}
+
+// diskFree is the free space of the file's disk, checked at most every
+// 100ms (it costs a system call).
+func (o *Outbox) diskFree() int64 {
+	now := time.Now().UnixNano()
+	if now-o.diskCheckedAt.Load() < int64(100*time.Millisecond) {
+		return o.diskFreeBytes.Load()
+	}
+	d := diskFree(filepath.Dir(o.path))
+	o.diskFreeBytes.Store(d)
+	o.diskCheckedAt.Store(now)
+	return d
 }
 
 func isDiskFull(err error) bool {
@@ -695,6 +812,7 @@ type counters struct {
 	quarantined                         atomic.Uint64
 	quarantinedAs                       atomic.Pointer[string]
 	lanes                               [numLanes]laneCounters
+	hist                                histograms
 }
 
 type laneCounters struct {

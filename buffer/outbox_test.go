@@ -97,7 +97,7 @@ func payloads(recs []Record) []string {
 	return s
 }
 
-func TestOrderWithinLane(t *testing.T) {
+func testOrderWithinLane(t *testing.T, mk factory) {
 	checkGoroutines(t)
 	ctx := ctx10(t)
 	for _, tc := range []struct {
@@ -110,7 +110,7 @@ func TestOrderWithinLane(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.CommitMax = 7 // many small batches
-			o := open(t, "", cfg)
+			o := mk(t, cfg)
 			buf := make([]byte, 0, 32)
 			for i := range 100 {
 				if err := tc.add(o, i); err != nil {
@@ -134,8 +134,8 @@ func TestOrderWithinLane(t *testing.T) {
 				if string(r.Payload) != string(payload(i)) {
 					t.Fatalf("record %d: %q, want %q", i, r.Payload, payload(i))
 				}
-				if r.Seq != uint64(i+1) {
-					t.Fatalf("record %d: seq %d", i, r.Seq)
+				if r.Seq != recs[0].Seq+uint64(i) {
+					t.Fatalf("record %d: seq %d after %d", i, r.Seq, recs[0].Seq)
 				}
 				if want := fmt.Sprintf("%s-summaries-%d", o.Epoch(), r.Seq); r.ID != want {
 					t.Fatalf("id %q, want %q", r.ID, want)
@@ -148,17 +148,18 @@ func TestOrderWithinLane(t *testing.T) {
 				t.Fatalf("enqueued payload changed with the caller's buffer: %q", recs[100].Payload)
 			}
 			// Read with after and max.
-			part, err := o.Read(LaneSummaries, 50, 3)
-			if err != nil || len(part) != 3 || part[0].Seq != 51 || part[2].Seq != 53 {
+			base := recs[0].Seq - 1
+			part, err := o.Read(LaneSummaries, base+50, 3)
+			if err != nil || len(part) != 3 || part[0].Seq != base+51 || part[2].Seq != base+53 {
 				t.Fatalf("Read(50,3): %v %v", part, err)
 			}
 		})
 	}
 }
 
-func TestPriorityAcrossLanes(t *testing.T) {
+func testPriorityAcrossLanes(t *testing.T, mk factory) {
 	ctx := ctx10(t)
-	o := open(t, "", testConfig())
+	o := mk(t, testConfig())
 	// Lower priority first, so that arrival order differs from priority.
 	for i := range 3 {
 		for _, l := range []Lane{LaneDead, LaneRaw, LaneSummaries, LaneAlerts} {
@@ -183,16 +184,16 @@ func TestPriorityAcrossLanes(t *testing.T) {
 	if got := payloads(recs); strings.Join(got, ",") != "alerts-0,alerts-1" {
 		t.Fatalf("max 2: %v", got)
 	}
-	last := map[Lane]uint64{LaneAlerts: 3}
+	last := map[Lane]uint64{LaneAlerts: recs[1].Seq + 1}
 	recs, _ = o.ReadByPriority(func(l Lane) uint64 { return last[l] }, 2)
 	if got := payloads(recs); strings.Join(got, ",") != "summaries-0,summaries-1" {
 		t.Fatalf("after alerts: %v", got)
 	}
 }
 
-func TestAckPartialBatch(t *testing.T) {
+func testAckPartialBatch(t *testing.T, mk factory) {
 	ctx := ctx10(t)
-	o := open(t, "", testConfig())
+	o := mk(t, testConfig())
 	var ps [][]byte
 	for i := range 10 {
 		ps = append(ps, payload(i))
@@ -332,14 +333,14 @@ func TestAppendIsDurableOnReturn(t *testing.T) {
 	}
 }
 
-func TestEnqueueBackpressure(t *testing.T) {
+func testEnqueueBackpressure(t *testing.T, mk factory) {
 	checkGoroutines(t)
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.CommitDelay = time.Hour
 	cfg.CommitMax = 100
 	cfg.QueueMax = 3
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	for i := range 3 {
 		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
 			t.Fatal(err)
@@ -405,13 +406,13 @@ func TestCloseCommitsPending(t *testing.T) {
 
 // TestConcurrentProducers mixes Append and Enqueue from many goroutines
 // and checks every record arrived once, in each producer's order.
-func TestConcurrentProducers(t *testing.T) {
+func testConcurrentProducers(t *testing.T, mk factory) {
 	checkGoroutines(t)
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.CommitMax = 50
 	cfg.QueueMax = 64
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	const producers, each = 16, 200
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -510,6 +511,16 @@ func TestConcurrentProducers(t *testing.T) {
 	if st.Commits == 0 || st.CommitLatency <= 0 {
 		t.Fatalf("commit stats %+v", st)
 	}
+	var hl, hs uint64
+	for i := range st.CommitLatencyHist {
+		hl += st.CommitLatencyHist[i]
+	}
+	for i := range st.CommitSizeHist {
+		hs += st.CommitSizeHist[i]
+	}
+	if hl != st.Commits || hs != st.Commits || len(st.CommitSizeHist) != len(CommitSizeBounds)+1 {
+		t.Fatalf("histograms %v %v, %d commits", st.CommitLatencyHist, st.CommitSizeHist, st.Commits)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -564,11 +575,11 @@ func TestConfigValidate(t *testing.T) {
 // sizeOf is the stored size of a payload of n bytes.
 func sizeOf(n int) int64 { return int64(n) + recordOverhead }
 
-func TestCapDropOldest(t *testing.T) {
+func testCapDropOldest(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.Lanes.Raw.MaxBytes = 10 * sizeOf(10)
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	for i := range 25 {
 		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
 			t.Fatal(err)
@@ -588,12 +599,12 @@ func TestCapDropOldest(t *testing.T) {
 	}
 }
 
-func TestCapReject(t *testing.T) {
+func testCapReject(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.Lanes.Alerts.MaxBytes = 3 * sizeOf(10)
 	cfg.Lanes.Alerts.Policy = PolicyReject
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	for i := range 3 {
 		if err := o.Enqueue(ctx, LaneAlerts, payload(i)); err != nil {
 			t.Fatal(err)
@@ -647,14 +658,14 @@ func fakeRollUp(ps [][]byte) ([][]byte, error) {
 	return out, nil
 }
 
-func TestCapRollUp(t *testing.T) {
+func testCapRollUp(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.RollUp = fakeRollUp
 	cfg.Lanes.Summaries.Policy = PolicyRollUp
 	cfg.Lanes.Summaries.MaxBytes = 20 * sizeOf(3)
 	cfg.Lanes.Summaries.RollUpBatch = 8
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	const total = 100
 	for range total {
 		if err := o.Append(ctx, LaneSummaries, []byte("n=1")); err != nil {
@@ -689,13 +700,13 @@ func TestCapRollUp(t *testing.T) {
 	}
 }
 
-func TestCapRollUpFallsBack(t *testing.T) {
+func testCapRollUpFallsBack(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.RollUp = func(ps [][]byte) ([][]byte, error) { return nil, errors.New("cannot merge") }
 	cfg.Lanes.Summaries.Policy = PolicyRollUp
 	cfg.Lanes.Summaries.MaxBytes = 5 * sizeOf(3)
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	for range 8 {
 		if err := o.Append(ctx, LaneSummaries, []byte("n=1")); err != nil {
 			t.Fatal(err)
@@ -707,12 +718,12 @@ func TestCapRollUpFallsBack(t *testing.T) {
 	}
 }
 
-func TestTotalCap(t *testing.T) {
+func testTotalCap(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.MaxBytes = 10 * sizeOf(10)
 	cfg.Lanes.Summaries.Policy = PolicyReject
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	for i := range 10 {
 		if err := o.Append(ctx, LaneRaw, payload(i)); err != nil {
 			t.Fatal(err)
@@ -753,7 +764,7 @@ func TestTotalCap(t *testing.T) {
 	}
 }
 
-func TestMaxAge(t *testing.T) {
+func testMaxAge(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	var mu sync.Mutex
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -761,7 +772,7 @@ func TestMaxAge(t *testing.T) {
 	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	cfg.Lanes.Raw.MaxAge = time.Hour
 	cfg.MaintainEvery = time.Hour // the test drives Maintain
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	for i := range 3 {
 		o.Append(ctx, LaneRaw, payload(i))
@@ -791,11 +802,11 @@ func TestMaxAge(t *testing.T) {
 	}
 }
 
-func TestUpdateJoinsTransaction(t *testing.T) {
+func testUpdateJoinsTransaction(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.CommitDelay = time.Hour
-	o := open(t, "", cfg)
+	o := mk(t, cfg)
 	journal := []byte("journal")
 	// An enqueued record goes before the one Update puts.
 	o.Enqueue(ctx, LaneSummaries, []byte("before"))
@@ -908,4 +919,82 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func newTestLogger(buf *bytes.Buffer, mu *sync.Mutex) *slog.Logger {
 	return slog.New(slog.NewTextHandler(lockedWriter{mu, buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func testAppendDoesNotWaitForCommitDelay(t *testing.T, mk factory) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.CommitDelay = time.Hour
+	o := mk(t, cfg)
+	// An enqueued record waits for the delay...
+	if err := o.Enqueue(ctx, LaneRaw, []byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	// ...until an Append, whose caller waits, takes it along.
+	if err := o.Append(ctx, LaneAlerts, []byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(readAll(t, o, LaneRaw)); len(got) != 1 {
+		t.Fatalf("the queued record did not share the Append's commit: %v", got)
+	}
+	// With an append delay, a cancelled wait returns the context's error.
+	cfg.AppendDelay = time.Hour
+	o2 := mk(t, cfg)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := o2.Append(short, LaneAlerts, []byte("late")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v", err)
+	}
+	// Close still commits it.
+	o2.Close()
+	if st := o2.Stats(); st.Lanes[LaneAlerts].Appended != 1 {
+		t.Fatalf("stats %+v", st.Lanes[LaneAlerts])
+	}
+}
+
+func TestConfigEqual(t *testing.T) {
+	var a, b Config
+	a.Defaults()
+	b.Defaults()
+	b.RollUp = fakeRollUp
+	if !a.Equal(b) {
+		t.Fatal("hooks must not matter")
+	}
+	b.Lanes.Raw.MaxAge = time.Minute
+	if a.Equal(b) {
+		t.Fatal("lane change not seen")
+	}
+	b = a
+	b.AppendDelay = time.Millisecond
+	if a.Equal(b) {
+		t.Fatal("append_delay change not seen")
+	}
+}
+
+func testUpdatePutRejects(t *testing.T, mk factory) {
+	cfg := testConfig()
+	cfg.Lanes.Alerts.Policy = PolicyReject
+	cfg.Lanes.Alerts.MaxBytes = 2 * sizeOf(1)
+	o := mk(t, cfg)
+	var putErr error
+	err := o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
+		for _, p := range []string{"a", "b", "c"} {
+			if putErr = put(LaneAlerts, []byte(p)); putErr != nil {
+				return putErr
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrFull) || !errors.Is(putErr, ErrFull) {
+		t.Fatalf("err %v, put %v", err, putErr)
+	}
+	// The function chose to fail: nothing was written.
+	if n := len(readAll(t, o, LaneAlerts)); n != 0 {
+		t.Fatalf("%d records", n)
+	}
+	if err := o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
+		return put(Lane(7), nil)
+	}); err == nil {
+		t.Fatal("unknown lane accepted")
+	}
 }

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -22,6 +23,11 @@ type Stats struct {
 	LastCommitRecords uint64
 	LastCommitLatency time.Duration
 	MaxCommitLatency  time.Duration
+	// CommitLatencyHist and CommitSizeHist count commits per bucket of
+	// CommitLatencyBounds / CommitSizeBounds (not cumulative; the last
+	// bucket counts what is above the last bound).
+	CommitLatencyHist []uint64
+	CommitSizeHist    []uint64
 	// CommitErrors counts failed commits (full disk, I/O errors).
 	CommitErrors uint64
 	// FileSize is the bbolt file's size; FreePages its free pages (of
@@ -38,6 +44,32 @@ type Stats struct {
 	QuarantinedAs string
 	// Epoch is the file's random epoch (the first part of record ids).
 	Epoch string
+}
+
+// Histogram bounds for Stats (upper bounds, inclusive).
+var (
+	CommitLatencyBounds = [...]time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+		10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+		250 * time.Millisecond, 500 * time.Millisecond, time.Second}
+	CommitSizeBounds = [...]uint64{1, 10, 100, 500, 1000, 2000, 5000}
+)
+
+type histograms struct {
+	latency [len(CommitLatencyBounds) + 1]atomic.Uint64
+	size    [len(CommitSizeBounds) + 1]atomic.Uint64
+}
+
+func (h *histograms) observe(lat time.Duration, records uint64) {
+	i := 0
+	for i < len(CommitLatencyBounds) && lat > CommitLatencyBounds[i] {
+		i++
+	}
+	h.latency[i].Add(1)
+	j := 0
+	for j < len(CommitSizeBounds) && records > CommitSizeBounds[j] {
+		j++
+	}
+	h.size[j].Add(1)
 }
 
 // LaneStats describes one lane.
@@ -87,6 +119,12 @@ func (o *Outbox) Stats() Stats {
 		CompactErrors:     o.st.compactErrors.Load(),
 		Quarantined:       o.st.quarantined.Load(),
 		Epoch:             o.epoch,
+	}
+	for i := range o.st.hist.latency {
+		s.CommitLatencyHist = append(s.CommitLatencyHist, o.st.hist.latency[i].Load())
+	}
+	for i := range o.st.hist.size {
+		s.CommitSizeHist = append(s.CommitSizeHist, o.st.hist.size[i].Load())
 	}
 	if p := o.st.quarantinedAs.Load(); p != nil {
 		s.QuarantinedAs = *p

@@ -187,6 +187,9 @@ func (w *txWriter) enforce() error {
 	if !w.touched {
 		return nil
 	}
+	if err := w.spacePressure(); err != nil {
+		return err
+	}
 	total := func() int64 {
 		var t int64
 		for l := range w.state {
@@ -205,6 +208,60 @@ func (w *txWriter) enforce() error {
 			return err
 		}
 		if l == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// diskHeadroom is the free disk space below which the outbox starts to
+// apply drop_oldest before the disk is actually full (bbolt grows its file
+// in steps of up to 16 MiB, and a transaction that cannot grow fails
+// whole).
+const diskHeadroom = 32 << 20
+
+// spacePressure applies the drop_oldest policy early when the file is
+// close to MaxFileSize or the disk close to full, counting reason
+// "disk_full": the transaction then frees as many bytes as it adds (twice
+// as many), so the file stops growing while the backlog churns through
+// the freed pages. Deleting only once the disk is full would fail: even a
+// delete needs a few new pages.
+func (w *txWriter) spacePressure() error {
+	cfg := &w.o.cfg
+	db := w.tx.DB()
+	free := int64(db.Stats().FreePageN) * int64(db.Info().PageSize)
+	fileRoom := cfg.MaxFileSize - w.tx.Size()
+	headroom := max(cfg.MaxFileSize/16, 128<<10)
+	pressure := fileRoom+free < headroom
+	if !pressure {
+		if d := w.o.diskFree(); d >= 0 && d+free < diskHeadroom {
+			pressure = true
+		}
+	}
+	if !pressure {
+		return nil
+	}
+	var added int64
+	for l := range w.lc {
+		added += w.lc[l].pendBytes
+	}
+	need := 2*added + int64(db.Info().PageSize)
+	for l := LaneDead; need > 0; l-- {
+		if cfg.Lanes.Lane(l).Policy == PolicyDropOldest {
+			before := w.state[l].bytes
+			var freed int64
+			if err := w.dropHead(l, reasonDiskFull, func(_ int64, size int64) bool {
+				if freed >= need {
+					return false
+				}
+				freed += size
+				return true
+			}); err != nil {
+				return err
+			}
+			need -= before - w.state[l].bytes
+		}
+		if l == w.minLane {
 			break
 		}
 	}

@@ -40,6 +40,7 @@ func validatePages(f *os.File, m *boltMeta) error {
 		return true
 	}
 	var hdr [pageHeader]byte
+	var scratch []byte // pages are checked one at a time
 	readPage := func(id uint64, want uint16) ([]byte, error) {
 		if id < 2 || id >= hwm {
 			return nil, fmt.Errorf("%w: page %d out of bounds (%d pages)", ErrCorrupt, id, hwm)
@@ -63,7 +64,11 @@ func validatePages(f *os.File, m *boltMeta) error {
 				return nil, fmt.Errorf("%w: page %d reached twice", ErrCorrupt, i)
 			}
 		}
-		data := make([]byte, (overflow+1)*ps)
+		n := (overflow + 1) * ps
+		if uint64(cap(scratch)) < n {
+			scratch = make([]byte, n)
+		}
+		data := scratch[:n]
 		if _, err := f.ReadAt(data, int64(id*ps)); err != nil {
 			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
 		}

@@ -9,10 +9,15 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
 )
+
+// maxAckBacklog bounds the records delivered but not yet acknowledged in
+// the outbox.
+const maxAckBacklog = 100_000
 
 // maxRetryAfter caps how long a Retry-After header can make us wait.
 const maxRetryAfter = time.Hour
@@ -30,7 +35,14 @@ func (u *Uplink) runHTTP(ctx context.Context) error {
 	defer tr.CloseIdleConnections()
 
 	f := newFeeder(u)
-	p := &poster{u: u, client: client, bo: backoff{min: u.cfg.Backoff.Min, max: u.cfg.Backoff.Max}}
+	// Acknowledging (an fsync in the outbox) runs beside the next request.
+	ak := newAcker(u)
+	ackCtx, stopAcker := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); ak.run(ackCtx) }()
+	defer func() { stopAcker(); wg.Wait() }()
+	p := &poster{u: u, client: client, ak: ak, bo: backoff{min: u.cfg.Backoff.Min, max: u.cfg.Backoff.Max}}
 	for ctx.Err() == nil {
 		ok, err := f.fill(ctx)
 		if err != nil {
@@ -56,6 +68,7 @@ func (u *Uplink) runHTTP(ctx context.Context) error {
 
 type poster struct {
 	u      *Uplink
+	ak     *acker
 	client *http.Client
 	bo     backoff
 	body   []byte
@@ -81,11 +94,9 @@ func (p *poster) deliver(ctx context.Context, batch []item) bool {
 		case err == nil && status >= 200 && status < 300:
 			u.setOnline()
 			p.bo.reset()
-			if err := u.ob.Ack(batch[0].rec.Lane, seqsOf(batch)...); err != nil {
-				u.c.errors.Add(1)
-				u.log.Error("outbox ack failed", "err", err)
-			} else {
-				u.c.acked.Add(uint64(len(batch)))
+			p.ak.add(batch[0].rec.Lane, seqsOf(batch)...)
+			if p.ak.backlog() > maxAckBacklog {
+				p.ak.flush() // the outbox cannot keep up: wait for it
 			}
 			return true
 		case err == nil && !retryable(status):
@@ -180,6 +191,7 @@ func (p *poster) post(ctx context.Context, batch []item) (int, time.Duration, er
 	req.Header.Set("X-Sensorgate-Records", strconv.Itoa(len(batch)))
 	u.c.messages.Add(1)
 	u.c.sent.Add(uint64(len(batch)))
+	u.c.bytes.Add(uint64(len(body)))
 	u.c.inflight.Add(int64(len(batch)))
 	defer u.c.inflight.Add(-int64(len(batch)))
 	resp, err := p.client.Do(req)

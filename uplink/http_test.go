@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/ingest"
 )
 
 // httpUpstream is a scripted HTTP endpoint: each request gets the next
@@ -132,8 +133,10 @@ func TestHTTPRetriesAndDeadLetters(t *testing.T) {
 	if n := ob.count(buffer.LaneDead); n != 1 {
 		t.Errorf("dead lane holds %d records, want 1", n)
 	}
-	if rs, _ := ob.Read(buffer.LaneDead, 0, 10); len(rs) == 1 && string(rs[0].Payload) != string(mustSummary(t, 5)) {
-		t.Error("dead lane holds the wrong record")
+	if rs, _ := ob.Read(buffer.LaneDead, 0, 10); len(rs) == 1 {
+		if rec, err := ingest.DecodeRecord(rs[0].Payload); err != nil || rec.Summary.ID != "sum-5" {
+			t.Errorf("dead lane holds the wrong record: %v %v", rec, err)
+		}
 	}
 	st := u.Stats()
 	if st.DeadLettered != 1 || st.Acked != 9 || st.Retries < 12 || !strings.Contains(st.LastError, "400") {
@@ -200,5 +203,49 @@ func TestRetryable(t *testing.T) {
 		if retryable(code) != want {
 			t.Errorf("%d: %v", code, !want)
 		}
+	}
+}
+
+// A 401 is retried, not dead-lettered, and the token file is read again
+// for every request: rotating the token fixes delivery without a restart.
+func TestHTTPTokenRotation(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer new" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var batch []map[string]any
+		json.NewDecoder(r.Body).Decode(&batch)
+		mu.Lock()
+		for _, e := range batch {
+			got = append(got, e["record_id"].(string))
+		}
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("old"), 0o600)
+	ob := newMemOutbox()
+	ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
+	u, err := New(Config{Type: "http", URL: srv.URL, TokenFile: tokenFile,
+		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}}, ob, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUplink(t, u)
+	waitFor(t, "refusals", func() bool { return u.Stats().Errors >= 3 })
+	if st := u.Stats(); st.DeadLettered != 0 || st.Acked != 0 || !strings.Contains(st.LastError, "401") {
+		t.Fatalf("stats %+v", st)
+	}
+	os.WriteFile(tokenFile, []byte("new\n"), 0o600)
+	waitFor(t, "delivery", func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "e1-0-1" {
+		t.Errorf("got %v", got)
 	}
 }

@@ -199,7 +199,7 @@ type session struct {
 
 	progressed atomic.Bool
 	connMu     sync.Mutex
-	conn       net.Conn
+	conn       *bufConn
 }
 
 func (s *session) end(err error) {
@@ -213,7 +213,7 @@ func (s *session) closeConn() {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	if s.conn != nil {
-		s.conn.Close()
+		s.conn.abort()
 	}
 }
 
@@ -255,10 +255,11 @@ func (s *session) dial(tlsc *tls.Config) paho.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
+		bc := newBufConn(conn)
 		s.connMu.Lock()
-		s.conn = conn
+		s.conn = bc
 		s.connMu.Unlock()
-		return conn, nil
+		return bc, nil
 	}
 }
 
@@ -451,6 +452,7 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 		}
 		u.c.messages.Add(1)
 		u.c.sent.Add(uint64(len(batch)))
+		u.c.bytes.Add(uint64(len(payload)))
 		select {
 		case <-t.Done():
 			if err := t.Error(); err != nil {

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -475,5 +476,69 @@ func TestPubackStoreSignals(t *testing.T) {
 	s.Del("o.3")
 	if len(acked) != 1 {
 		t.Fatal("ack after shutdown")
+	}
+}
+
+func TestMQTTWebsocket(t *testing.T) {
+	checkGoroutines(t)
+	addr := freeAddr(t)
+	rx := &received{}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: discardLogger()})
+	srv.AddHook(new(auth.AllowHook), nil)
+	if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: addr})); err != nil {
+		t.Fatal(err)
+	}
+	srv.Subscribe("#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) { rx.add(pk.TopicName, pk.Payload) })
+	go srv.Serve()
+	defer srv.Close()
+	ob := newMemOutbox()
+	ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
+	cfg := mqttCfg(addr)
+	cfg.URL = "ws://" + addr + "/mqtt"
+	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUplink(t, u)
+	waitFor(t, "delivery over websocket", func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+	stop()
+	if ids := rx.ids(t); len(ids) != 1 || ids[0] != "e1-0-1" {
+		t.Errorf("received %v", ids)
+	}
+}
+
+// When the connection dies without a DISCONNECT, the broker publishes the
+// retained last will ("offline"); after reconnecting the uplink announces
+// itself again.
+func TestMQTTLastWill(t *testing.T) {
+	checkGoroutines(t)
+	addr := freeAddr(t)
+	rx := &received{}
+	b := startMochi(t, addr, rx)
+	ob := newMemOutbox()
+	u, err := New(mqttCfg(addr), ob, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUplink(t, u)
+	status := func() []string {
+		rx.mu.Lock()
+		defer rx.mu.Unlock()
+		return append([]string(nil), rx.status...)
+	}
+	waitFor(t, "birth", func() bool { return len(status()) == 1 })
+	cl, ok := b.srv.Clients.Get("sensorgate-gw-1-cloud")
+	if !ok {
+		t.Fatal("uplink client not found on the broker")
+	}
+	cl.Stop(errors.New("network gone"))
+	waitFor(t, "will and new birth", func() bool { return len(status()) >= 3 })
+	stop()
+	st := status()
+	if !strings.Contains(st[0], `"online"`) || !strings.Contains(st[1], `"offline"`) || !strings.Contains(st[2], `"online"`) {
+		t.Errorf("status sequence %v", st)
+	}
+	if s := u.Stats(); s.Connects != 2 || s.Disconnects != 2 {
+		t.Errorf("stats %+v", s)
 	}
 }

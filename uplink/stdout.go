@@ -49,6 +49,7 @@ func (u *Uplink) runStdout(ctx context.Context) error {
 			}
 			u.c.messages.Add(1)
 			u.c.sent.Add(uint64(len(batch)))
+			u.c.bytes.Add(uint64(len(buf)))
 			seqs = append(seqs, seqsOf(batch)...)
 		}
 		if len(seqs) > 0 {

@@ -63,6 +63,9 @@ func newPKI(t *testing.T, dir, name string) *testPKI {
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips}
+		if usage == x509.ExtKeyUsageServerAuth {
+			tmpl.DNSNames = []string{"broker.test"}
+		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
 		if err != nil {
 			t.Fatal(err)
@@ -111,13 +114,16 @@ func TestMQTTMutualTLS(t *testing.T) {
 
 	tests := []struct {
 		name    string
+		host    string // default 127.0.0.1
 		tls     TLS
 		wantErr string // substring of Stats.LastError; "" = delivers
 	}{
-		{"mutual tls", TLS{CAFile: good.caFile, CertFile: good.certFile, KeyFile: good.keyFile}, ""},
-		{"wrong CA", TLS{CAFile: other.caFile, CertFile: good.certFile, KeyFile: good.keyFile}, "certificate signed by unknown authority"},
-		{"no client cert", TLS{CAFile: good.caFile}, "certificate required"},
-		{"client cert of another CA", TLS{CAFile: good.caFile, CertFile: other.certFile, KeyFile: other.keyFile}, "tls: "},
+		{"server name", "localhost", TLS{CAFile: good.caFile, CertFile: good.certFile, KeyFile: good.keyFile, ServerName: "broker.test", ALPN: []string{"mqtt"}}, ""},
+		{"host not in certificate", "localhost", TLS{CAFile: good.caFile, CertFile: good.certFile, KeyFile: good.keyFile}, "set tls.server_name"},
+		{"mutual tls", "", TLS{CAFile: good.caFile, CertFile: good.certFile, KeyFile: good.keyFile}, ""},
+		{"wrong CA", "", TLS{CAFile: other.caFile, CertFile: good.certFile, KeyFile: good.keyFile}, "certificate signed by unknown authority"},
+		{"no client cert", "", TLS{CAFile: good.caFile}, "certificate required"},
+		{"client cert of another CA", "", TLS{CAFile: good.caFile, CertFile: other.certFile, KeyFile: other.keyFile}, "tls: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,6 +131,10 @@ func TestMQTTMutualTLS(t *testing.T) {
 			ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
 			cfg := mqttCfg(addr)
 			cfg.URL = "ssl://" + addr
+			if tt.host != "" {
+				_, port, _ := net.SplitHostPort(addr)
+				cfg.URL = "ssl://" + net.JoinHostPort(tt.host, port)
+			}
 			cfg.TLS = tt.tls
 			cfg.DisableStatus = true
 			u, err := New(cfg, ob, Options{Gateway: "gw-1"})

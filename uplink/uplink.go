@@ -66,6 +66,10 @@ type Stats struct {
 	Messages uint64
 	// Sent counts records sent, including re-sends.
 	Sent uint64
+	// Bytes counts payload bytes sent (MQTT payloads, HTTP bodies as sent,
+	// stdout lines), including re-sends: what the uplink costs on a
+	// metered link, before protocol overhead.
+	Bytes uint64
 	// Acked counts records confirmed upstream and removed from the outbox.
 	Acked uint64
 	// Retries counts records sent again because an earlier attempt was
@@ -102,13 +106,13 @@ type Stats struct {
 }
 
 type counters struct {
-	messages, sent, acked, retries, dead, dropped, bad atomic.Uint64
-	connects, connectFailures, disconnects, errors     atomic.Uint64
-	inflight                                           atomic.Int64
-	connected                                          atomic.Bool
-	offlineSince                                       atomic.Int64 // unix ns, 0 when online
-	offlineTotal                                       atomic.Int64 // ns
-	lastErr                                            atomic.Pointer[string]
+	messages, sent, bytes, acked, retries, dead, dropped, bad atomic.Uint64
+	connects, connectFailures, disconnects, errors            atomic.Uint64
+	inflight                                                  atomic.Int64
+	connected                                                 atomic.Bool
+	offlineSince                                              atomic.Int64 // unix ns, 0 when online
+	offlineTotal                                              atomic.Int64 // ns
+	lastErr                                                   atomic.Pointer[string]
 }
 
 // setErr records err as the last upstream error.
@@ -179,6 +183,7 @@ func (u *Uplink) Stats() Stats {
 	s := Stats{
 		Messages:        u.c.messages.Load(),
 		Sent:            u.c.sent.Load(),
+		Bytes:           u.c.bytes.Load(),
 		Acked:           u.c.acked.Load(),
 		Retries:         u.c.retries.Load(),
 		DeadLettered:    u.c.dead.Load(),
@@ -397,6 +402,17 @@ func (a *acker) add(l buffer.Lane, seqs ...uint64) {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// backlog returns how many records wait for acknowledgement.
+func (a *acker) backlog() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, p := range a.pending {
+		n += len(p)
+	}
+	return n
 }
 
 // flush acknowledges everything queued so far; when it returns, every

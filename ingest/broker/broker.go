@@ -158,6 +158,32 @@ func (b *Broker) LocalClient() (url, username, password string) {
 	return "tcp://" + b.internal.Address(), internalUser, b.pass
 }
 
+// ReloadUsers reads the users file again (and the inline users) and
+// replaces the accounts and ACLs without dropping connections: new logins
+// and every later publish or subscribe use the new rules. On error the old
+// users stay in force. Meant for SIGHUP.
+func (b *Broker) ReloadUsers() error {
+	users := append([]User(nil), b.cfg.Users...)
+	if b.cfg.UsersFile != "" {
+		fu, err := loadUsers(b.cfg.UsersFile)
+		if err != nil {
+			return err
+		}
+		users = append(users, fu...)
+	}
+	if errs := validateUsers("users", users); len(errs) > 0 {
+		return fmt.Errorf("broker: users: %w", errors.Join(errs...))
+	}
+	resolved := b.cfg
+	resolved.Users = users
+	if err := resolved.validate(true); err != nil {
+		return fmt.Errorf("broker: users: %w", err)
+	}
+	b.hook.setUsers(users)
+	b.log.Info("broker: users reloaded", "users", len(users))
+	return nil
+}
+
 // Stats returns a snapshot of the counters.
 func (b *Broker) Stats() Stats {
 	info := b.srv.Info.Clone()
@@ -210,7 +236,7 @@ func (b *Broker) Close() error {
 // authHook authenticates clients and checks topic ACLs.
 type authHook struct {
 	mochi.HookBase
-	users     map[string]*account
+	users     atomic.Pointer[map[string]*account]
 	anonymous bool
 	pass      []byte
 	log       *slog.Logger
@@ -228,13 +254,21 @@ type account struct {
 }
 
 func newAuthHook(users []User, anonymous bool, pass string, log *slog.Logger) *authHook {
-	h := &authHook{users: map[string]*account{}, anonymous: anonymous, pass: []byte(pass), log: log}
-	for _, u := range users {
-		h.users[u.Username] = &account{hash: []byte(u.PasswordHash), acl: u.ACL}
-	}
+	h := &authHook{anonymous: anonymous, pass: []byte(pass), log: log}
+	h.setUsers(users)
 	h.dummy, _ = bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.MinCost)
 	return h
 }
+
+func (h *authHook) setUsers(users []User) {
+	m := make(map[string]*account, len(users))
+	for _, u := range users {
+		m[u.Username] = &account{hash: []byte(u.PasswordHash), acl: u.ACL}
+	}
+	h.users.Store(&m)
+}
+
+func (h *authHook) user(name string) *account { return (*h.users.Load())[name] }
 
 func (h *authHook) ID() string { return "sensorgate-auth" }
 
@@ -261,7 +295,7 @@ func (h *authHook) authenticate(listener, user string, pass []byte) bool {
 	if user == "" {
 		return h.anonymous
 	}
-	a := h.users[user]
+	a := h.user(user)
 	if a == nil {
 		_ = bcrypt.CompareHashAndPassword(h.dummy, pass)
 		return false
@@ -287,7 +321,7 @@ func (h *authHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 		return true
 	}
 	user := string(cl.Properties.Username)
-	a := h.users[user]
+	a := h.user(user)
 	if a == nil {
 		// Anonymous (only possible when allowed): no restrictions.
 		return user == "" && h.anonymous

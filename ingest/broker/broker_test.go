@@ -426,3 +426,31 @@ func TestGatewayReadsFromLocalBroker(t *testing.T) {
 		t.Fatal("no reading")
 	}
 }
+
+func TestReloadUsers(t *testing.T) {
+	checkNoLeak(t)
+	path := filepath.Join(t.TempDir(), "users.yaml")
+	write := func(user, pw string) {
+		if err := os.WriteFile(path, []byte("users:\n  - username: "+user+"\n    password_hash: \""+hash(t, pw)+"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a", "pa")
+	b := start(t, Config{Listen: "127.0.0.1:0", UsersFile: path})
+	mustConnect(t, "tcp://"+b.Addr(), "a", "pa", nil)
+	write("b", "pb")
+	if err := b.ReloadUsers(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connect(t, "tcp://"+b.Addr(), "a", "pa", nil); err == nil {
+		t.Error("removed user still accepted")
+	}
+	mustConnect(t, "tcp://"+b.Addr(), "b", "pb", nil)
+	if err := os.WriteFile(path, []byte("users: [{username: c, password_hash: plain}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ReloadUsers(); err == nil {
+		t.Error("bad users file accepted")
+	}
+	mustConnect(t, "tcp://"+b.Addr(), "b", "pb", nil) // old users still in force
+}

@@ -60,5 +60,7 @@
 //
 //   - Sessions and retained messages live in memory: a gateway restart
 //     forgets them (field nodes re-subscribe on reconnect anyway).
-//   - Changes to the users file need a restart (SIGHUP reload rebuilds it).
+//   - [Broker.ReloadUsers] re-reads the users file (for SIGHUP) without
+//     dropping connections; a changed listen address or TLS material needs a
+//     new Broker.
 package broker

@@ -57,6 +57,7 @@ func (d *MsgpackDecoder) Decode(_ string, payload []byte, arrival int64, out []i
 		return bad("not a reading batch: " + err.Error())
 	}
 	var gw []byte
+	var cs, cm, cu lastString // batches repeat metrics and units
 	var first *Error
 	skipped := 0
 	sawReadings := false
@@ -99,9 +100,9 @@ func (d *MsgpackDecoder) Decode(_ string, payload []byte, arrival int64, out []i
 					}
 					continue
 				}
-				r.Sensor, r.Metric, r.Arrival = d.in.bytes(s), d.in.bytes(m), arrival
+				r.Sensor, r.Metric, r.Arrival = cs.get(d.in, s), cm.get(d.in, m), arrival
 				if len(u) > 0 {
-					r.Unit = d.in.bytes(u)
+					r.Unit = cu.get(d.in, u)
 				}
 				out = append(out, r)
 			}
@@ -173,4 +174,19 @@ func readReading(b []byte, r *ingest.Reading) (rest, sensor, metric, unit []byte
 		}
 	}
 	return b, sensor, metric, unit, nil
+}
+
+// lastString remembers the last interned string, to skip the interner's map
+// for runs of equal values.
+type lastString struct {
+	b []byte
+	s string
+}
+
+func (l *lastString) get(in *interner, b []byte) string {
+	if l.b != nil && string(b) == string(l.b) {
+		return l.s
+	}
+	l.b, l.s = b, in.bytes(b)
+	return l.s
 }

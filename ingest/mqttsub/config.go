@@ -107,6 +107,10 @@ type Subscription struct {
 	Msgpack decode.MsgpackMapping `yaml:"msgpack"`
 	// Number is the mapping for format number.
 	Number decode.NumberMapping `yaml:"number"`
+	// Durable (QoS 1 and 2 only) acknowledges a message only after its
+	// readings were committed to the journal given in Options.Journal,
+	// instead of as soon as they were handed to the pipeline.
+	Durable bool `yaml:"durable"`
 }
 
 // Defaults fills the zero fields of c with the defaults documented on each
@@ -181,6 +185,9 @@ func (c Config) Validate() error {
 	if c.CleanSession != nil && !*c.CleanSession && c.ClientID == "" {
 		errs = append(errs, ingest.Errorf("client_id", "required when clean_session is false"))
 	}
+	if u, err := brokerURL(c.Broker); err == nil && c.TLS.set() && !tlsScheme(u.Scheme) {
+		errs = append(errs, ingest.Errorf("tls", "set for a %s:// broker; use ssl://, tls://, mqtts:// or wss://", u.Scheme))
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		errs = append(errs, ingest.Errorf("tls", "cert_file and key_file go together"))
 	}
@@ -214,6 +221,9 @@ func (c Config) Validate() error {
 		}
 		if s.QoS > 2 {
 			errs = append(errs, ingest.Errorf(p+".qos", "must be 0, 1 or 2"))
+		}
+		if s.Durable && s.QoS == 0 {
+			errs = append(errs, ingest.Errorf(p+".durable", "needs qos 1 or 2: a QoS 0 message is never acknowledged"))
 		}
 		switch s.Format {
 		case FormatJSON, "":

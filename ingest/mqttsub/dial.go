@@ -2,10 +2,12 @@ package mqttsub
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -45,12 +47,50 @@ func defaultPort(u *url.URL) *url.URL {
 	return &c
 }
 
-// dial opens tcp:// and ssl:// connections (honouring the proxy
-// environment variables like paho does) with a read buffer. WebSocket
-// URLs are left to paho.
-func dial(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+// dialer returns paho's connection function for tcp:// and ssl:// brokers:
+// it honours the proxy environment variables like paho does, adds a read
+// buffer, and aborts when ctx ends (so that Run stops promptly even while
+// an attempt hangs). WebSocket URLs are left to paho.
+func dialer(ctx context.Context, last *lastConn) mqtt.OpenConnectionFunc {
+	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+		c, err := dial(ctx, uri, o)
+		if err == nil {
+			last.set(c)
+		}
+		return c, err
+	}
+}
+
+// lastConn remembers the newest connection, so that Run can cut a
+// connection attempt that is waiting for a CONNACK that will not come.
+type lastConn struct {
+	mu sync.Mutex
+	c  net.Conn
+}
+
+func (l *lastConn) set(c net.Conn) {
+	l.mu.Lock()
+	l.c = c
+	l.mu.Unlock()
+}
+
+func (l *lastConn) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		l.c.Close()
+	}
+}
+
+func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
-	raw, err := proxy.FromEnvironmentUsing(d).Dial("tcp", uri.Host)
+	var raw net.Conn
+	var err error
+	if cd, ok := proxy.FromEnvironmentUsing(d).(proxy.ContextDialer); ok {
+		raw, err = cd.DialContext(ctx, "tcp", uri.Host)
+	} else {
+		raw, err = proxy.FromEnvironmentUsing(d).Dial("tcp", uri.Host)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +102,7 @@ func dial(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		if o.ConnectTimeout > 0 {
 			raw.SetDeadline(time.Now().Add(o.ConnectTimeout))
 		}
-		if err := tc.Handshake(); err != nil {
+		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("tls handshake: %w", err)
 		}

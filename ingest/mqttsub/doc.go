@@ -88,6 +88,12 @@
 //   - On shutdown, QoS 0 messages still in the queue are lost; QoS 1/2 ones
 //     were not acknowledged and come back with a persistent session
 //     (clean_session: false and a stable client_id, the default id is stable).
-//   - Acknowledgement means "handed to the pipeline", not "stored": durable
-//     ingest (acking after the journal commit) is layered above this package.
+//   - Without durable, acknowledgement means "handed to the pipeline", not
+//     "stored". A subscription with durable: true (QoS 1/2) hands each
+//     message's readings to Options.Journal and sends the PUBACK/PUBREC only
+//     when the journal reports the commit; the readings still go on to the
+//     pipeline at once. The journal (the buffer's bbolt journal) is what
+//     makes windows survive a crash; this package only holds the ack.
+//   - Delivery is at least once: a message redelivered by the broker (no
+//     ack before a disconnect) gives its readings again.
 package mqttsub

@@ -29,6 +29,22 @@ var ErrRunning = errors.New("mqttsub: already running")
 // configured filters (the broker sent something we did not ask for).
 const ReasonNoSubscription = "no_subscription"
 
+// ErrNoJournal is returned by New when a subscription is durable and
+// Options.Journal is nil.
+var ErrNoJournal = errors.New("mqttsub: durable subscription without a journal")
+
+// Journal makes the readings of durable subscriptions durable before their
+// message is acknowledged (the durable-ingest guarantee). It is declared
+// here, where it is used; the buffer's journal implements it.
+type Journal interface {
+	// Append takes a copy of rs (the slice is reused after the call) and
+	// queues it for the journal. It must call done exactly once, after the
+	// readings were committed (nil) or could not be (an error), and in the
+	// order of the Append calls. It must not block for long: group commits
+	// are expected, Run calls Append once per message.
+	Append(rs []ingest.Reading, done func(error))
+}
+
 // Options are the run-time dependencies of a Subscriber.
 type Options struct {
 	// Logger receives connection events and rate-limited decode errors;
@@ -36,6 +52,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for arrival times; nil means time.Now.
 	Now func() time.Time
+	// Journal is required when a subscription is durable.
+	Journal Journal
 }
 
 // Stats is a snapshot of a Subscriber's counters.
@@ -50,14 +68,18 @@ type Stats struct {
 	Dropped uint64
 	// Held counts QoS 1/2 messages for which paho's goroutine had to wait
 	// for room in the queue (back-pressure, nothing lost).
-	Held              uint64
-	Queued            int  // messages waiting in the hand-off queue now
-	Connected         bool // connected to the broker now
-	Connects          uint64
-	Reconnects        uint64 // connections after the first
-	ConnectFailures   uint64
-	SubscribeFailures uint64 // filters the broker refused
-	LastError         string // last connection or subscription error, "" if none
+	Held uint64
+	// Journaled counts durable messages acknowledged after their journal
+	// commit; JournalErrors those whose commit failed (left unacknowledged:
+	// the broker redelivers them on the next session).
+	Journaled, JournalErrors uint64
+	Queued                   int  // messages waiting in the hand-off queue now
+	Connected                bool // connected to the broker now
+	Connects                 uint64
+	Reconnects               uint64 // connections after the first
+	ConnectFailures          uint64
+	SubscribeFailures        uint64 // filters the broker refused
+	LastError                string // last connection or subscription error, "" if none
 }
 
 type decoder interface {
@@ -72,9 +94,10 @@ func (s senmlCBOR) Decode(topic string, payload []byte, arrival int64, out []ing
 }
 
 type subscription struct {
-	filter string
-	qos    byte
-	dec    decoder
+	filter  string
+	qos     byte
+	dec     decoder
+	durable bool
 }
 
 type item struct {
@@ -86,6 +109,7 @@ type item struct {
 // the configured filters and turns messages into readings.
 type Subscriber struct {
 	cfg      Config
+	journal  Journal
 	log      *slog.Logger
 	now      func() time.Time
 	url      *url.URL
@@ -97,6 +121,7 @@ type Subscriber struct {
 	queue   atomic.Pointer[chan item] // the current Run's queue, for Stats
 
 	received, readings, dropped, held atomic.Uint64
+	journaled, journalErrors          atomic.Uint64
 	connects, connectFailures         atomic.Uint64
 	subscribeFailures                 atomic.Uint64
 	connected                         atomic.Bool
@@ -114,7 +139,7 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("mqttsub: config: %w", err)
 	}
-	s := &Subscriber{cfg: cfg, log: opts.Logger, now: opts.Now}
+	s := &Subscriber{cfg: cfg, log: opts.Logger, now: opts.Now, journal: opts.Journal}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -176,7 +201,10 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 			}
 			d = nd
 		}
-		s.subs = append(s.subs, subscription{filter: sub.Topic, qos: sub.QoS, dec: d})
+		if sub.Durable && s.journal == nil {
+			return nil, fmt.Errorf("%w (subscriptions[%d])", ErrNoJournal, i)
+		}
+		s.subs = append(s.subs, subscription{filter: sub.Topic, qos: sub.QoS, dec: d, durable: sub.Durable})
 	}
 	return s, nil
 }
@@ -214,6 +242,8 @@ func (s *Subscriber) Stats() Stats {
 		Readings:          s.readings.Load(),
 		Dropped:           s.dropped.Load(),
 		Held:              s.held.Load(),
+		Journaled:         s.journaled.Load(),
+		JournalErrors:     s.journalErrors.Load(),
 		Connected:         s.connected.Load(),
 		Connects:          s.connects.Load(),
 		ConnectFailures:   s.connectFailures.Load(),
@@ -280,7 +310,10 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 	stop := make(chan struct{})
 	lost := make(chan struct{}, 1)
 	var hooks hookGroup
-	client := mqtt.NewClient(s.clientOptions(queue, stop, lost, &hooks))
+	dialCtx, cancelDial := context.WithCancel(ctx)
+	defer cancelDial()
+	var conn lastConn
+	client := mqtt.NewClient(s.clientOptions(dialCtx, &conn, queue, stop, lost, &hooks))
 	s.log.Info("mqttsub: connecting", "config", s.cfg)
 
 	var (
@@ -310,12 +343,15 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 			retry.Stop()
 		}
 		client.Disconnect(250)
-		if connecting != nil { // an attempt in flight ends within connect_timeout
+		if connecting != nil { // an attempt in flight: cut it, or it ends within connect_timeout
+			conn.close()
+			// The Disconnect above already turned the attempt into an
+			// abort; a second Disconnect here could hit a paho race
+			// (Disconnecting reads a nil actionCompleted) and hang.
 			select {
 			case <-connecting:
 			case <-time.After(s.cfg.ConnectTimeout + time.Second):
 			}
-			client.Disconnect(0)
 		}
 		hooks.closeAndWait()
 		s.connected.Store(false)
@@ -336,6 +372,11 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 				continue
 			}
 			backoff = 0
+			if !client.IsConnectionOpen() {
+				// Lost again before we got here; its signal may have been
+				// ignored while connecting was pending.
+				schedule()
+			}
 		case <-retryC:
 			retryC = nil
 			connect()
@@ -386,7 +427,8 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 	m := it.msg
 	topic, payload := m.Topic(), m.Payload()
 	var err error
-	switch sub := s.match(topic); {
+	sub := s.match(topic)
+	switch {
 	case len(payload) > s.cfg.MaxPayload:
 		err = &decode.Error{Format: "mqtt", Reason: decode.ReasonTooLarge, Offset: -1, Skipped: 1,
 			Msg: fmt.Sprintf("payload of %d bytes over max_payload %d", len(payload), s.cfg.MaxPayload)}
@@ -409,6 +451,20 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 			s.log.Warn("mqttsub: bad payload", "topic", topic, "reason", reason, "err", err, "suppressed", s.decodeLog.takeSuppressed())
 		}
 	}
+	durable := sub != nil && sub.durable && m.Qos() > 0 && len(buf) > 0
+	if durable {
+		// The journal acknowledges; the readings go on to the pipeline at
+		// once (the journal is what rebuilds windows after a crash).
+		s.journal.Append(buf, func(err error) {
+			if err != nil {
+				s.journalErrors.Add(1)
+				s.log.Error("mqttsub: journal commit failed; message left unacknowledged", "topic", topic, "err", err)
+				return
+			}
+			s.journaled.Add(1)
+			m.Ack()
+		})
+	}
 	for i := range buf {
 		select {
 		case out <- buf[i]:
@@ -418,7 +474,9 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 		}
 	}
 	s.readings.Add(uint64(len(buf)))
-	m.Ack()
+	if !durable {
+		m.Ack()
+	}
 	return buf, true
 }
 
@@ -436,11 +494,11 @@ func (s *Subscriber) match(topic string) *subscription {
 	return nil
 }
 
-func (s *Subscriber) clientOptions(queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
+func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions()
 	o.AddBroker(defaultPort(s.url).String())
 	if s.url.Scheme != "ws" && s.url.Scheme != "wss" {
-		o.SetCustomOpenConnectionFn(dial)
+		o.SetCustomOpenConnectionFn(dialer(ctx, conn))
 	}
 	o.SetClientID(s.cfg.ClientID)
 	o.SetUsername(s.cfg.Username)
@@ -578,3 +636,5 @@ func (r *rateLimit) takeSuppressed() uint64 {
 	r.suppressed = 0
 	return n
 }
+
+var _ ingest.Source = (*Subscriber)(nil)

@@ -3,6 +3,7 @@ package mqttsub
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -287,4 +288,36 @@ func TestRunTwice(t *testing.T) {
 	if err := s.Run(t.Context(), out); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run: %v", err)
 	}
+}
+
+// TestStopWhileBrokerDoesNotAnswer: a "broker" that accepts TCP but never
+// sends CONNACK must not hold up Run's return after cancel (connect_timeout
+// is set far beyond the 20 s the helper waits for Run to return).
+func TestStopWhileBrokerDoesNotAnswer(t *testing.T) {
+	checkNoLeak(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	s := newSub(t, Config{Broker: "tcp://" + l.Addr().String(), ConnectTimeout: time.Minute, Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
+	stop := running(t, s, make(chan ingest.Reading))
+	var c net.Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no connection attempt")
+	}
+	defer c.Close()
+	stop() // fails the test if Run does not return within 20 s
 }

@@ -148,7 +148,17 @@ type Stats struct {
 	Jumps     uint64
 }
 
-type rangeKey struct{ sensor, metric string }
+// sensorRules is what Check needs of one sensor: looked up once per
+// reading, with the few metric ranges scanned linearly.
+type sensorRules struct {
+	allowed bool
+	ranges  []metricRange
+}
+
+type metricRange struct {
+	metric string
+	r      Range
+}
 
 // Validator is the door-validation stage between the sources and the rules.
 type Validator struct {
@@ -156,8 +166,8 @@ type Validator struct {
 	log       *slog.Logger
 	clock     *Clock
 	tick      <-chan time.Time
-	ranges    map[rangeKey]Range
-	allow     map[string]bool // nil: everyone
+	sensors   map[string]*sensorRules
+	allowList bool // only sensors with allowed set pass
 	flagRange bool
 	skew      int64
 	minTime   int64
@@ -176,7 +186,7 @@ func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, e
 		return nil, fmt.Errorf("validate: config: %w", err)
 	}
 	v := &Validator{cfg: cfg, log: opts.Logger, clock: opts.Clock, tick: opts.Tick,
-		ranges: map[rangeKey]Range{}, flagRange: cfg.OutOfRange == PolicyFlag,
+		sensors: map[string]*sensorRules{}, flagRange: cfg.OutOfRange == PolicyFlag,
 		skew: int64(cfg.MaxFutureSkew), minTime: cfg.MinTime.UnixNano()}
 	if v.log == nil {
 		v.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -190,26 +200,41 @@ func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, e
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	rules := func(id string) *sensorRules {
+		sr := v.sensors[id]
+		if sr == nil {
+			sr = &sensorRules{}
+			v.sensors[id] = sr
+		}
+		return sr
+	}
 	for _, id := range ids {
-		for m, r := range sensors[id].Ranges {
+		metrics := make([]string, 0, len(sensors[id].Ranges))
+		for m := range sensors[id].Ranges {
+			metrics = append(metrics, m)
+		}
+		sort.Strings(metrics)
+		for _, m := range metrics {
+			r := sensors[id].Ranges[m]
 			if err := r.Validate(); err != nil {
 				errs = append(errs, fmt.Errorf("validate: sensor %q metric %q: %w", id, m, err))
 				continue
 			}
-			v.ranges[rangeKey{id, m}] = r
+			sr := rules(id)
+			sr.ranges = append(sr.ranges, metricRange{m, r})
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	if len(cfg.Allow) > 0 || cfg.KnownSensorsOnly {
-		v.allow = map[string]bool{}
+		v.allowList = true
 		for _, id := range cfg.Allow {
-			v.allow[id] = true
+			rules(id).allowed = true
 		}
 		if cfg.KnownSensorsOnly {
 			for _, id := range ids {
-				v.allow[id] = true
+				rules(id).allowed = true
 			}
 		}
 	}
@@ -227,19 +252,26 @@ func (v *Validator) Clock() *Clock { return v.clock }
 // The order of the checks: allowlist, finiteness, range, then time.
 func (v *Validator) Check(r *ingest.Reading) (ok bool, reason string) {
 	v.checked.Add(1)
-	if v.allow != nil && !v.allow[r.Sensor] {
+	sr := v.sensors[r.Sensor]
+	if v.allowList && (sr == nil || !sr.allowed) {
 		return v.reject(r, idxUnknownSensor)
 	}
 	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
 		return v.reject(r, idxNotFinite)
 	}
-	if len(v.ranges) > 0 {
-		if rg, found := v.ranges[rangeKey{r.Sensor, r.Metric}]; found && !rg.Contains(r.Value) {
-			if !v.flagRange {
-				return v.reject(r, idxOutOfRange)
+	if sr != nil {
+		for i := range sr.ranges {
+			if sr.ranges[i].metric != r.Metric {
+				continue
 			}
-			r.Quality |= ingest.QualityOutOfRange
-			v.flagged.Add(1)
+			if !sr.ranges[i].r.Contains(r.Value) {
+				if !v.flagRange {
+					return v.reject(r, idxOutOfRange)
+				}
+				r.Quality |= ingest.QualityOutOfRange
+				v.flagged.Add(1)
+			}
+			break
 		}
 	}
 	v.checkTime(r)
