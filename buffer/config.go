@@ -42,10 +42,12 @@ type Config struct {
 	// batches grow with the fsync time, which is long on SD cards).
 	AppendDelay time.Duration `yaml:"append_delay"`
 	// CommitMax is the most records one transaction takes; a batch that
-	// reaches it is committed at once. Default 1000.
+	// reaches it is committed at once. Default 2000.
 	CommitMax int `yaml:"commit_max"`
 	// QueueMax is the most records Enqueue keeps pending (accepted, not yet
-	// committed); beyond it Enqueue blocks. Default 4*CommitMax.
+	// committed); beyond it Enqueue blocks. Default 2*CommitMax: one batch
+	// fills while the previous one commits. It bounds the memory the
+	// pending records take.
 	QueueMax int `yaml:"queue_max"`
 	// MaxBytes caps the stored bytes of all lanes together (payload plus
 	// 16 bytes of key and header per record). Default 256 MiB.
@@ -92,8 +94,9 @@ type LaneConfig struct {
 	MaxAge time.Duration `yaml:"max_age"`
 	// Policy applies when a cap is hit; see the Policy constants.
 	Policy Policy `yaml:"policy"`
-	// RollUpBatch is how many of the oldest records one roll-up merges.
-	// Default 256.
+	// RollUpBatch is how many of the oldest records one roll-up merges to
+	// begin with (doubled, up to 16384, while a batch does not shrink).
+	// Default 1024.
 	RollUpBatch int `yaml:"rollup_batch"`
 }
 
@@ -115,7 +118,7 @@ func (c *LanesConfig) Lane(l Lane) *LaneConfig {
 // Default values.
 const (
 	DefaultCommitDelay = 50 * time.Millisecond
-	DefaultCommitMax   = 1000
+	DefaultCommitMax   = 2000
 	DefaultMaxBytes    = 256 << 20
 	DefaultMaxFileSize = 1 << 30
 	// DefaultMaxFileSize32 is the default on 32-bit platforms (ARMv6/v7),
@@ -127,7 +130,7 @@ const (
 	MaxFileSize32         = 1 << 30
 	DefaultCompactMinSize = 64 << 20
 	DefaultMaintainEvery  = 10 * time.Second
-	DefaultRollUpBatch    = 256
+	DefaultRollUpBatch    = 1024
 	// DefaultDeadMaxBytes caps the dead-letter lane.
 	DefaultDeadMaxBytes = 16 << 20
 	// DefaultDeadMaxAge is the dead-letter lane's max age.
@@ -145,7 +148,7 @@ func (c *Config) Defaults() {
 		c.CommitMax = DefaultCommitMax
 	}
 	if c.QueueMax == 0 {
-		c.QueueMax = 4 * c.CommitMax
+		c.QueueMax = 2 * c.CommitMax
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = DefaultMaxBytes

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // fillFile writes a closed outbox with n records of size bytes in raw.
@@ -474,5 +476,28 @@ func randBytes(b []byte, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, seed))
 	for i := range b {
 		b[i] = byte(r.Uint32())
+	}
+}
+
+func TestSequenceBehindRecordsRepaired(t *testing.T) {
+	ctx := ctx10(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	fillFile(t, path, 5, 10)
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("lane.raw")).SetSequence(2) })
+	db.Close()
+	o := open(t, path, testConfig())
+	if o.Stats().Quarantined != 0 {
+		t.Fatal("quarantined")
+	}
+	if err := o.Append(ctx, LaneRaw, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, o, LaneRaw)
+	if len(recs) != 6 || recs[5].Seq != 6 || string(recs[5].Payload) != "new" {
+		t.Fatalf("records %d, last %+v", len(recs), recs[len(recs)-1])
 	}
 }

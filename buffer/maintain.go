@@ -50,6 +50,9 @@ func (o *Outbox) Update(fn func(tx *bbolt.Tx, put func(lane Lane, payload []byte
 func (o *Outbox) Maintain() error {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
+	if o.wasClosed() {
+		return ErrClosed
+	}
 	if o.expired() {
 		if err := o.writeLocked(nil, nil, nil); err != nil {
 			return err
@@ -113,6 +116,9 @@ func (o *Outbox) liveBytes() int64 {
 func (o *Outbox) Compact() error {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
+	if o.wasClosed() {
+		return ErrClosed
+	}
 	return o.compactLocked()
 }
 
@@ -209,4 +215,12 @@ func CompactFile(path string) (before, after int64, err error) {
 		return before, 0, fmt.Errorf("buffer: compact %s: %w", path, err)
 	}
 	return before, fi.Size(), nil
+}
+
+// wasClosed reports whether the file was closed by Close (wmu held, so
+// Close is not half way).
+func (o *Outbox) wasClosed() bool {
+	o.dbMu.RLock()
+	defer o.dbMu.RUnlock()
+	return o.isClosed()
 }

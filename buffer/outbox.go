@@ -199,8 +199,17 @@ func (o *Outbox) init(db *bbolt.DB, scan [numLanes]laneScan) error {
 			}
 		}
 		for _, l := range Lanes {
-			if _, err := tx.CreateBucketIfNotExists(laneBuckets[l]); err != nil {
+			b, err := tx.CreateBucketIfNotExists(laneBuckets[l])
+			if err != nil {
 				return err
+			}
+			// A sequence behind the stored records (a damaged bucket
+			// header) would hand out seqs and ids twice.
+			if last := scan[l].last; b.Sequence() < last {
+				o.logger.Warn("outbox lane sequence behind its records; repaired", "lane", l.String(), "sequence", b.Sequence(), "last_seq", last)
+				if err := b.SetSequence(last); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -379,6 +388,13 @@ func (o *Outbox) Flush(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// isClosed reports whether Close was called (dbMu held).
+func (o *Outbox) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closing && o.closed()
 }
 
 // Notify returns a channel that receives (coalesced) after each commit
@@ -746,6 +762,9 @@ func (o *Outbox) Read(lane Lane, after uint64, max int) ([]Record, error) {
 	var out []Record
 	o.dbMu.RLock()
 	defer o.dbMu.RUnlock()
+	if o.isClosed() {
+		return nil, ErrClosed
+	}
 	err := o.db.View(func(tx *bbolt.Tx) (err error) {
 		out, err = readLane(tx, o.epoch, lane, after, max)
 		return err
@@ -769,6 +788,10 @@ func (o *Outbox) Ack(lane Lane, seqs ...uint64) error {
 	defer o.wmu.Unlock()
 	var n, freed int64
 	o.dbMu.RLock()
+	if o.isClosed() {
+		o.dbMu.RUnlock()
+		return ErrClosed
+	}
 	err := o.db.Update(func(tx *bbolt.Tx) error {
 		n, freed = 0, 0
 		b := tx.Bucket(laneBuckets[lane])
@@ -776,15 +799,16 @@ func (o *Outbox) Ack(lane Lane, seqs ...uint64) error {
 			return nil
 		}
 		var k [8]byte
+		c := b.Cursor()
 		for _, s := range seqs {
 			binary.BigEndian.PutUint64(k[:], s)
-			v := b.Get(k[:])
-			if v == nil {
+			got, v := c.Seek(k[:])
+			if got == nil || binary.BigEndian.Uint64(got) != s {
 				continue
 			}
 			n++
 			freed += int64(len(v)) + 8
-			if err := b.Delete(k[:]); err != nil {
+			if err := c.Delete(); err != nil {
 				return err
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,6 +262,25 @@ func TestReopen(t *testing.T) {
 	}
 	if err := o.Enqueue(ctx, LaneRaw, []byte("x")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("enqueue after close: %v", err)
+	}
+	if err := o.Append(ctx, LaneRaw, []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+	if _, err := o.Read(LaneRaw, 0, 10); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+	if err := o.Ack(LaneRaw, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ack after close: %v", err)
+	}
+	if err := o.Flush(ctx); err != nil {
+		t.Fatalf("flush after close: %v", err)
+	}
+	_ = o.Stats() // must not fail on a closed outbox
+	if err := o.Compact(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("compact after close: %v", err)
+	}
+	if err := o.Maintain(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("maintain after close: %v", err)
 	}
 	if err := Check(path); err != nil {
 		t.Fatal(err)
@@ -563,7 +583,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	var c Config
 	c.Defaults()
-	if c.CommitDelay != DefaultCommitDelay || c.CommitMax != DefaultCommitMax || c.QueueMax != 4*DefaultCommitMax ||
+	if c.CommitDelay != DefaultCommitDelay || c.CommitMax != DefaultCommitMax || c.QueueMax != 2*DefaultCommitMax ||
 		c.Lanes.Raw.Policy != PolicyDropOldest || c.Lanes.Dead.MaxBytes != DefaultDeadMaxBytes {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -697,6 +717,67 @@ func testCapRollUp(t *testing.T, mk factory) {
 	}
 	if int64(len(recs)) != st.Depth || st.Depth >= total {
 		t.Fatalf("depth %d, %d records", st.Depth, len(recs))
+	}
+}
+
+// keyedRollUp merges records "<key>:<count>" of the same key, like the
+// rules hook merges adjacent windows of one sensor: a batch holding each
+// key once cannot shrink.
+func keyedRollUp(ps [][]byte) ([][]byte, error) {
+	sums := map[string]int{}
+	var order []string
+	for _, p := range ps {
+		k, v, ok := strings.Cut(string(p), ":")
+		if !ok {
+			return nil, fmt.Errorf("bad payload %q", p)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, err
+		}
+		if _, seen := sums[k]; !seen {
+			order = append(order, k)
+		}
+		sums[k] += n
+	}
+	var out [][]byte
+	for _, k := range order {
+		out = append(out, []byte(fmt.Sprintf("%s:%d", k, sums[k])))
+	}
+	return out, nil
+}
+
+func testCapRollUpGrowsBatch(t *testing.T, mk factory) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.RollUp = keyedRollUp
+	cfg.Lanes.Summaries.Policy = PolicyRollUp
+	cfg.Lanes.Summaries.RollUpBatch = 4
+	const keys, windows = 10, 8
+	cfg.Lanes.Summaries.MaxBytes = int64(keys*windows) * sizeOf(4) / 2
+	o := mk(t, cfg)
+	// Window by window, one record per key: the 4 oldest never share a key.
+	for range windows {
+		for k := range keys {
+			if err := o.Append(ctx, LaneSummaries, []byte(fmt.Sprintf("k%d:1", k))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	total := map[string]int{}
+	for _, r := range readAll(t, o, LaneSummaries) {
+		k, v, _ := strings.Cut(string(r.Payload), ":")
+		n, _ := strconv.Atoi(v)
+		total[k] += n
+	}
+	st := o.Stats().Lanes[LaneSummaries]
+	if st.Dropped["cap"] != 0 || st.RolledUpIn == 0 {
+		t.Fatalf("the roll-up batch did not grow to find mergeable records: %+v", st)
+	}
+	for k := range keys {
+		if n := total[fmt.Sprintf("k%d", k)]; n != windows {
+			t.Fatalf("key k%d covers %d windows, want %d", k, n, windows)
+		}
 	}
 }
 

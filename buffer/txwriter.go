@@ -316,11 +316,18 @@ func (w *txWriter) dropHead(l Lane, reason dropReason, drop func(stored, size in
 	return nil
 }
 
+// maxRollUpBatch bounds the adaptive growth of a roll-up batch (memory:
+// the payloads are copied out of the file).
+const maxRollUpBatch = 16384
+
 // rollUp merges lane l's oldest records, RollUpBatch at a time, with the
-// configured hook, until need bytes are freed or no progress is made.
-// The merged records are appended at the lane's tail with fresh seqs (so
-// an uplink's later ack of an original seq cannot delete them) and keep
-// the oldest input's store time (so max_age still applies).
+// configured hook, until need bytes are freed or no progress is made. When
+// a batch does not shrink (say its records are all of one window, one per
+// sensor, with nothing adjacent to merge), it is doubled, up to
+// maxRollUpBatch, before giving up. The merged records are appended at the
+// lane's tail with fresh seqs (so an uplink's later ack of an original seq
+// cannot delete them) and keep the oldest input's store time (so max_age
+// still applies).
 func (w *txWriter) rollUp(l Lane, need int64) (int64, error) {
 	cfg := &w.o.cfg
 	batchMax := cfg.Lanes.Lane(l).RollUpBatch
@@ -336,10 +343,15 @@ func (w *txWriter) rollUp(l Lane, need int64) (int64, error) {
 			keys     [][]byte
 			inBytes  int64
 			oldest   int64
+			more     bool // records beyond the batch remain
 		)
 		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(payloads) < batchMax; k, v = c.Next() {
+		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if binary.BigEndian.Uint64(k) > tail {
+				break
+			}
+			if len(payloads) == batchMax {
+				more = true
 				break
 			}
 			if len(v) < valueHeader {
@@ -360,6 +372,10 @@ func (w *txWriter) rollUp(l Lane, need int64) (int64, error) {
 		var outBytes int64
 		for _, p := range out {
 			outBytes += int64(len(p)) + recordOverhead
+		}
+		if err == nil && (len(out) >= len(payloads) || outBytes >= inBytes) && more && batchMax < maxRollUpBatch {
+			batchMax = min(2*batchMax, maxRollUpBatch)
+			continue
 		}
 		if err != nil || len(out) >= len(payloads) || outBytes >= inBytes {
 			w.o.logger.Warn("outbox roll-up made no room; dropping oldest instead", "lane", l.String(), "in", len(payloads), "out", len(out), "err", err)

@@ -84,24 +84,32 @@ func validatePages(f *os.File, m *boltMeta) error {
 			return err
 		}
 	}
-	todo := []uint64{m.root}
+	todo := []pageRef{{id: m.root}}
 	for len(todo) > 0 {
-		id := todo[len(todo)-1]
+		ref := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		data, err := readPage(id, pageBranch|pageLeaf)
+		data, err := readPage(ref.id, pageBranch|pageLeaf)
 		if err != nil {
 			return err
 		}
-		if todo, err = checkPage(data, todo, 0); err != nil {
-			return fmt.Errorf("page %d: %w", id, err)
+		if todo, err = checkPage(data, ref.lo, ref.hi, todo, 0); err != nil {
+			return fmt.Errorf("page %d: %w", ref.id, err)
 		}
 	}
 	return nil
 }
 
-// checkPage checks one branch or leaf page (or inline bucket page) and
-// appends the pages it points to to todo.
-func checkPage(data []byte, todo []uint64, depth int) ([]uint64, error) {
+// pageRef is a page to check and the range its keys must lie in: lo
+// included, hi excluded, nil for no bound (the keys of a branch page's
+// i-th child lie between its i-th and i+1-th key).
+type pageRef struct {
+	id     uint64
+	lo, hi []byte
+}
+
+// checkPage checks one branch or leaf page (or inline bucket page), whose
+// keys must lie in [lo, hi), and appends the pages it points to to todo.
+func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error) {
 	le := binary.LittleEndian
 	if len(data) < pageHeader {
 		return todo, fmt.Errorf("%w: short page", ErrCorrupt)
@@ -134,9 +142,16 @@ func checkPage(data []byte, todo []uint64, depth int) ([]uint64, error) {
 		if i > 0 && bytes.Compare(prev, key) >= 0 {
 			return todo, fmt.Errorf("%w: keys out of order", ErrCorrupt)
 		}
+		if lo != nil && bytes.Compare(key, lo) < 0 || hi != nil && bytes.Compare(key, hi) >= 0 {
+			return todo, fmt.Errorf("%w: key outside its parent's range", ErrCorrupt)
+		}
 		prev = key
 		if flags == pageBranch {
-			todo = append(todo, le.Uint64(e[8:]))
+			// The child's upper bound is the next key, set below.
+			if i > 0 {
+				todo[len(todo)-1].hi = bytes.Clone(key)
+			}
+			todo = append(todo, pageRef{id: le.Uint64(e[8:]), lo: bytes.Clone(key), hi: hi})
 			continue
 		}
 		if le.Uint32(e[0:])&leafBucket == 0 {
@@ -147,7 +162,7 @@ func checkPage(data []byte, todo []uint64, depth int) ([]uint64, error) {
 			return todo, fmt.Errorf("%w: short bucket header", ErrCorrupt)
 		}
 		if root := le.Uint64(val); root != 0 {
-			todo = append(todo, root)
+			todo = append(todo, pageRef{id: root})
 			continue
 		}
 		if depth >= maxInline {
@@ -158,7 +173,7 @@ func checkPage(data []byte, todo []uint64, depth int) ([]uint64, error) {
 			return todo, fmt.Errorf("%w: bad inline bucket", ErrCorrupt)
 		}
 		var err error
-		if todo, err = checkPage(inline, todo, depth+1); err != nil {
+		if todo, err = checkPage(inline, nil, nil, todo, depth+1); err != nil {
 			return todo, err
 		}
 	}
