@@ -14,12 +14,19 @@ const (
 	ReasonTooLarge  = "too_large"  // payload over the size limit, or nested too deep
 )
 
-// Reasons lists every reason an [Error] can carry, in a fixed order.
-var Reasons = [...]string{ReasonMalformed, ReasonNoSensor, ReasonNoMetrics, ReasonBadTime, ReasonBadValue, ReasonTooLarge}
+// reasons lists every reason an [Error] can carry, in a fixed order.
+var reasons = [...]string{ReasonMalformed, ReasonNoSensor, ReasonNoMetrics, ReasonBadTime, ReasonBadValue, ReasonTooLarge}
+
+// NumReasons is the number of reasons ([Reasons]).
+const NumReasons = len(reasons)
+
+// Reasons returns every reason an [Error] can carry, in a fixed order (for
+// pre-creating counter labels).
+func Reasons() []string { return append([]string(nil), reasons[:]...) }
 
 // ReasonIndex returns the position of reason in [Reasons], or -1.
 func ReasonIndex(reason string) int {
-	for i, r := range Reasons {
+	for i, r := range reasons {
 		if r == reason {
 			return i
 		}

@@ -147,6 +147,7 @@ func (d *SenMLDecoder) Decode(topic string, payload []byte, arrival int64, out [
 		}
 	}
 	var bs senmlBase
+	var cache senmlCache
 	var first *Error
 	skipped := 0
 	fail := func(e *Error) {
@@ -172,7 +173,7 @@ func (d *SenMLDecoder) Decode(topic string, payload []byte, arrival int64, out [
 				return out[:base], newErr("senml", ReasonMalformed, "unknown must-understand label", i)
 			}
 			var e *Error
-			out, e = d.emit(&bs, &rec, topicSensor, arrival, out)
+			out, e = d.emit(&bs, &rec, topicSensor, arrival, out, &cache)
 			if e != nil {
 				fail(e)
 			}
@@ -329,7 +330,7 @@ func trimSep(b []byte) []byte {
 }
 
 // emit resolves one record and appends its reading.
-func (d *SenMLDecoder) emit(bs *senmlBase, r *senmlRec, topicSensor string, arrival int64, out []ingest.Reading) ([]ingest.Reading, *Error) {
+func (d *SenMLDecoder) emit(bs *senmlBase, r *senmlRec, topicSensor string, arrival int64, out []ingest.Reading, c *senmlCache) ([]ingest.Reading, *Error) {
 	if r.malformedValueForLabel {
 		return out, newErr("senml", ReasonBadValue, "a label has a value of the wrong type", -1)
 	}
@@ -388,9 +389,9 @@ func (d *SenMLDecoder) emit(bs *senmlBase, r *senmlRec, topicSensor string, arri
 		if !ok1 || !ok2 {
 			return out, newErr("senml", ReasonMalformed, "bad escape in name", -1)
 		}
-		sensor, metric = d.names(bnU, nU, unitB, topicSensor, nil)
+		sensor, metric = d.names(bnU, nU, unitB, topicSensor, nil, nil)
 	} else {
-		sensor, metric = d.names(bs.bn, r.n, unitB, topicSensor, nameBuf[:0])
+		sensor, metric = d.names(bs.bn, r.n, unitB, topicSensor, nameBuf[:0], c)
 	}
 	if sensor == "" {
 		return out, newErr("senml", ReasonNoSensor, "record without a name", -1)
@@ -419,15 +420,19 @@ func (d *SenMLDecoder) emit(bs *senmlBase, r *senmlRec, topicSensor string, arri
 		if r.uEsc {
 			return out, newErr("senml", ReasonBadValue, "escaped unit", -1)
 		}
-		unit = d.in.bytes(r.u)
+		unit = c.unit.get(d.in, r.u)
 	case len(bs.bu) > 0:
-		unit = d.in.bytes(bs.bu)
+		unit = c.unit.get(d.in, bs.bu)
 	}
 	return append(out, ingest.Reading{Sensor: sensor, Metric: metric, Value: value, Unit: unit, Time: ts, Arrival: arrival, Quality: q}), nil
 }
 
+// senmlCache skips the interner for the values that repeat from record to
+// record of one pack (the sensor from the base name, units).
+type senmlCache struct{ sensor, unit lastString }
+
 // names splits a resolved name into sensor and metric (see SenMLMapping).
-func (d *SenMLDecoder) names(bn, n, unit []byte, topicSensor string, buf []byte) (sensor, metric string) {
+func (d *SenMLDecoder) names(bn, n, unit []byte, topicSensor string, buf []byte, c *senmlCache) (sensor, metric string) {
 	if topicSensor != "" {
 		full := append(append(buf, bn...), n...)
 		if len(full) == 0 {
@@ -437,10 +442,15 @@ func (d *SenMLDecoder) names(bn, n, unit []byte, topicSensor string, buf []byte)
 	}
 	if len(bn) > 0 {
 		s := trimSep(bn)
-		if len(n) == 0 {
-			return d.in.bytes(s), d.metricOf(unit)
+		if c != nil {
+			sensor = c.sensor.get(d.in, s)
+		} else {
+			sensor = d.in.bytes(s)
 		}
-		return d.in.bytes(s), d.in.bytes(n)
+		if len(n) == 0 {
+			return sensor, d.metricOf(unit)
+		}
+		return sensor, d.in.bytes(n)
 	}
 	if len(n) == 0 {
 		return "", ""

@@ -2,6 +2,8 @@ package decode
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/sensorgate/sensorgate/ingest"
@@ -222,4 +224,53 @@ func BenchmarkSenML(b *testing.B) {
 		out, _ = d.Decode("", p, 1, out[:0])
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reading")
+}
+
+// TestSenMLResolvedFormMatches: RFC 8428 section 5.1.4 gives the resolved
+// form of the pack of 5.1.3 (every record with its full name, unit and
+// absolute time). Both must decode to the same readings.
+func TestSenMLResolvedFormMatches(t *testing.T) {
+	packed := `[
+	  {"bn":"urn:dev:ow:10e2073a01080063","bt":1.320067464e+09,"bu":"%RH","v":20},
+	  {"u":"lon","v":24.30621},
+	  {"u":"lat","v":60.07965},
+	  {"t":60,"v":20.3},
+	  {"u":"lon","t":60,"v":24.30622},
+	  {"u":"lat","t":60,"v":60.07965},
+	  {"t":120,"v":20.7},
+	  {"u":"lon","t":120,"v":24.30623},
+	  {"u":"lat","t":120,"v":60.07966},
+	  {"u":"%EL","t":150,"v":98},
+	  {"t":180,"v":21.2},
+	  {"u":"lon","t":180,"v":24.30628},
+	  {"u":"lat","t":180,"v":60.07967}
+	]`
+	var resolved strings.Builder
+	resolved.WriteString("[")
+	for i, r := range []struct {
+		u string
+		t int
+		v string
+	}{
+		{"%RH", 0, "20"}, {"lon", 0, "24.30621"}, {"lat", 0, "60.07965"},
+		{"%RH", 60, "20.3"}, {"lon", 60, "24.30622"}, {"lat", 60, "60.07965"},
+		{"%RH", 120, "20.7"}, {"lon", 120, "24.30623"}, {"lat", 120, "60.07966"},
+		{"%EL", 150, "98"},
+		{"%RH", 180, "21.2"}, {"lon", 180, "24.30628"}, {"lat", 180, "60.07967"},
+	} {
+		if i > 0 {
+			resolved.WriteString(",")
+		}
+		fmt.Fprintf(&resolved, `{"n":"urn:dev:ow:10e2073a01080063","u":%q,"t":%d,"v":%s}`, r.u, 1320067464+r.t, r.v)
+	}
+	resolved.WriteString("]")
+	d, _ := NewSenML(SenMLMapping{})
+	a, err1 := d.Decode("", []byte(packed), arrival, nil)
+	b, err2 := d.Decode("", []byte(resolved.String()), arrival, nil)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if len(a) != 13 || !sameReadings(a, b) {
+		t.Fatalf("packed   %+v\nresolved %+v", a, b)
+	}
 }

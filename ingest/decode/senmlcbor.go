@@ -200,6 +200,7 @@ func (d *SenMLDecoder) DecodeCBOR(topic string, payload []byte, arrival int64, o
 		}
 	}
 	var bs senmlBase
+	var cache senmlCache
 	var first *Error
 	skipped := 0
 	for n := arr.arg; arr.indef || n > 0; n-- {
@@ -215,7 +216,7 @@ func (d *SenMLDecoder) DecodeCBOR(topic string, payload []byte, arrival int64, o
 			return out[:base], newErr("senml_cbor", ReasonMalformed, "unknown must-understand label", i)
 		}
 		var e *Error
-		if out, e = d.emit(&bs, &rec, topicSensor, arrival, out); e != nil {
+		if out, e = d.emit(&bs, &rec, topicSensor, arrival, out, &cache); e != nil {
 			e.Format = "senml_cbor"
 			skipped++
 			if first == nil {

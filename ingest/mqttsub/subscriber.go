@@ -125,7 +125,7 @@ type Subscriber struct {
 	connects, connectFailures         atomic.Uint64
 	subscribeFailures                 atomic.Uint64
 	connected                         atomic.Bool
-	reasons                           [len(decode.Reasons) + 1]atomic.Uint64 // + no_subscription
+	reasons                           [decode.NumReasons + 1]atomic.Uint64 // + no_subscription
 	lastErr                           atomic.Pointer[string]
 	lastErrVal                        atomic.Pointer[error]
 
@@ -253,10 +253,10 @@ func (s *Subscriber) Stats() Stats {
 	if st.Connects > 1 {
 		st.Reconnects = st.Connects - 1
 	}
-	for i, r := range decode.Reasons {
+	for i, r := range decode.Reasons() {
 		st.DecodeErrors[r] = s.reasons[i].Load()
 	}
-	st.DecodeErrors[ReasonNoSubscription] = s.reasons[len(decode.Reasons)].Load()
+	st.DecodeErrors[ReasonNoSubscription] = s.reasons[decode.NumReasons].Load()
 	if q := s.queue.Load(); q != nil {
 		st.Queued = len(*q)
 	}
@@ -287,7 +287,7 @@ func (s *Subscriber) count(reason string) {
 		s.reasons[i].Add(1)
 		return
 	}
-	s.reasons[len(decode.Reasons)].Add(1)
+	s.reasons[decode.NumReasons].Add(1)
 }
 
 // Run connects (retrying until the broker answers), subscribes on every

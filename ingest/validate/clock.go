@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// DefaultMinTime is the earliest wall-clock time taken as plausible: a
-// clock (or a payload timestamp) before it is treated as never synchronised.
-// It is a fixed date a little before this code was written, so it stays
-// correct for the life of a deployed binary.
-var DefaultMinTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+// DefaultMinTime returns the earliest wall-clock time taken as plausible,
+// 2025-01-01T00:00:00Z: a clock (or a payload timestamp) before it is
+// treated as never synchronised. It is a fixed date a little before this
+// code was written, so it stays correct for the life of a deployed binary.
+func DefaultMinTime() time.Time { return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 // jumpThreshold is how far the wall clock must move against the monotonic
 // clock between two refreshes to count as a jump.
@@ -31,7 +31,7 @@ type ClockOptions struct {
 	// and state not TIME_ERROR); elsewhere unknown, and only the MinTime
 	// check applies. known=false means "cannot tell".
 	Status func() (synced, known bool)
-	// MinTime is the earliest plausible wall time (zero: DefaultMinTime).
+	// MinTime is the earliest plausible wall time (zero: DefaultMinTime()).
 	MinTime time.Time
 }
 
@@ -88,7 +88,7 @@ func NewClock(opts ClockOptions) *Clock {
 		c.status = kernelSynced
 	}
 	if opts.MinTime.IsZero() {
-		c.minTime = DefaultMinTime.UnixNano()
+		c.minTime = DefaultMinTime().UnixNano()
 	}
 	c.Refresh()
 	return c

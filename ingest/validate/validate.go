@@ -22,10 +22,14 @@ const (
 	ReasonUnknownSensor = "unknown_sensor" // not in the allowlist
 )
 
-// Reasons lists every rejection reason in a fixed order.
-var Reasons = [...]string{ReasonNotFinite, ReasonOutOfRange, ReasonUnknownSensor}
+// reasons lists every rejection reason in a fixed order.
+var reasons = [...]string{ReasonNotFinite, ReasonOutOfRange, ReasonUnknownSensor}
 
-// Indexes into Reasons.
+// Reasons returns every rejection reason, in a fixed order (for
+// pre-creating counter labels).
+func Reasons() []string { return append([]string(nil), reasons[:]...) }
+
+// Indexes into reasons.
 const (
 	idxNotFinite = iota
 	idxOutOfRange
@@ -50,7 +54,7 @@ type Config struct {
 	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
 	// MinTime: payload timestamps before it come from a device whose own
 	// clock was never set (or a bug) and are treated like future ones, with
-	// ingest.QualityStaleTime. Default 2025-01-01T00:00:00Z (DefaultMinTime).
+	// ingest.QualityStaleTime. Default 2025-01-01T00:00:00Z (DefaultMinTime()).
 	MinTime time.Time `yaml:"min_time"`
 	// OutOfRange is reject (default: dropped and counted) or flag (kept with
 	// ingest.QualityOutOfRange).
@@ -69,7 +73,7 @@ func (c *Config) Defaults() {
 		c.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 	if c.MinTime.IsZero() {
-		c.MinTime = DefaultMinTime
+		c.MinTime = DefaultMinTime()
 	}
 	if c.OutOfRange == "" {
 		c.OutOfRange = PolicyReject
@@ -173,7 +177,7 @@ type Validator struct {
 	minTime   int64
 
 	checked, passed                           atomic.Uint64
-	rejected                                  [len(Reasons)]atomic.Uint64
+	rejected                                  [len(reasons)]atomic.Uint64
 	future, stale, unsynced, flagged, correct atomic.Uint64
 	logLimit                                  rateLimit
 }
@@ -316,7 +320,7 @@ func (v *Validator) checkTime(r *ingest.Reading) {
 
 func (v *Validator) reject(r *ingest.Reading, i int) (bool, string) {
 	v.rejected[i].Add(1)
-	reason := Reasons[i]
+	reason := reasons[i]
 	if v.logLimit.allow() {
 		v.log.Warn("validate: reading rejected", "reason", reason, "sensor", r.Sensor, "metric", r.Metric,
 			"value", r.Value, "suppressed", v.logLimit.takeSuppressed())
@@ -327,12 +331,12 @@ func (v *Validator) reject(r *ingest.Reading, i int) (bool, string) {
 // Stats returns a snapshot of the counters.
 func (v *Validator) Stats() Stats {
 	s := Stats{
-		Checked: v.checked.Load(), Passed: v.passed.Load(), Rejected: make(map[string]uint64, len(Reasons)),
+		Checked: v.checked.Load(), Passed: v.passed.Load(), Rejected: make(map[string]uint64, len(reasons)),
 		FutureTime: v.future.Load(), StaleTime: v.stale.Load(), ClockUnsynced: v.unsynced.Load(),
 		OutOfRange: v.flagged.Load(), Corrected: v.correct.Load(),
 		Synced: v.clock.Synced(), Jumps: v.clock.jumpCount.Load(),
 	}
-	for i, r := range Reasons {
+	for i, r := range reasons {
 		s.Rejected[r] = v.rejected[i].Load()
 	}
 	return s
