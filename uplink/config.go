@@ -115,6 +115,12 @@ type Config struct {
 	// BatchBytes bounds the encoded size of a batch (a single larger
 	// record is still sent alone). Default 128 KiB.
 	BatchBytes int `yaml:"batch_bytes"`
+	// MaxMessageBytes (MQTT) is the largest payload the broker accepts
+	// (AWS IoT Core: 131072). A batch that encodes larger is split; a
+	// single record that is still too large is moved to the dead lane,
+	// counted, instead of being refused (and the connection dropped)
+	// again and again. 0, the default, means no limit.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// Backoff between reconnects / retries. Default 1s to 60s.
 	Backoff Backoff `yaml:"backoff"`
 	// ConnectTimeout bounds dialing and the MQTT handshake. Default 10s.
@@ -293,6 +299,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		add("batch_size", "must be >= 1")
+	}
+	if c.MaxMessageBytes < 0 {
+		add("max_message_bytes", "must be >= 0")
 	}
 	if c.BatchBytes < 1 {
 		add("batch_bytes", "must be > 0")

@@ -27,6 +27,7 @@
 //	    max_inflight: 64                 # QoS 1 messages awaiting PUBACK
 //	    batch_size: 1                    # records per message (>1: arrays)
 //	    batch_bytes: 131072
+//	    max_message_bytes: 131072        # AWS IoT's limit; 0 = none
 //	    backoff: {min: 1s, max: 60s}
 //	    ack_timeout: 30s
 //	    tls: {ca_file: ca.pem, cert_file: gw.pem, key_file: gw.key, server_name: "", alpn: []}
@@ -107,6 +108,14 @@
 // traffic without a reset is detected by this watchdog or by keepalive,
 // whichever is first.
 //
+// The uplink dials the connection itself (tcp, tls, ws, wss) and hands
+// paho a buffered connection: reads are buffered and writes coalesced by a
+// flusher goroutine, so that a busy connection sends many packets per
+// system call while an idle one sends each packet at once. On a clean
+// shutdown the uplink waits up to 2 s for outstanding PUBACKs, publishes
+// its retained "offline" status and disconnects; everything PUBACKed is
+// acknowledged in the outbox before Run returns.
+//
 // With status_topic set (the default), the uplink publishes a retained
 // birth message {"state":"online","gateway":..,"uplink":..,"version":..,
 // "started":..,"time":..} on connect, registers a retained last will
@@ -134,6 +143,15 @@
 // Stats.Dropped; either way it is counted in Stats.BadRecords and never
 // blocks its lane.
 //
+// # Stats
+//
+// [Uplink.Stats] counts messages, records and payload bytes sent (with
+// re-sends), records acknowledged, re-sent, dead-lettered and dropped,
+// connections made, failed and lost, errors, the records in flight, the
+// connection state with the current and total offline time, and the last
+// upstream error as text (a TLS or credentials problem shows up there, with
+// a hint such as "set tls.server_name").
+//
 // # Caveats
 //
 //   - Order within a lane holds for first deliveries; a re-delivery after a
@@ -144,6 +162,11 @@
 //     never a loss.
 //   - QoS 0 is not supported for data: without a PUBACK nothing can be
 //     acknowledged safely.
+//   - Several uplinks can share one outbox, but *buffer.Outbox has a single
+//     coalesced Notify channel: only one uplink is woken per commit, the
+//     others find new records within poll_interval (default 1 s).
+//   - The uplink's own dialer does not use HTTP(S)_PROXY / ALL_PROXY for
+//     MQTT connections; HTTP uplinks use the environment's proxy settings.
 //   - Password and token files are read at every connect / request, so
 //     rotated credentials work without a restart; TLS files are re-read at
 //     every MQTT connect.

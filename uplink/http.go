@@ -31,7 +31,7 @@ func (u *Uplink) runHTTP(ctx context.Context) error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsc
 	tr.MaxIdleConnsPerHost = 4
-	client := &http.Client{Transport: tr}
+	client := &http.Client{Transport: tr, CheckRedirect: keepMethodRedirects}
 	defer tr.CloseIdleConnections()
 
 	f := newFeeder(u)
@@ -137,6 +137,21 @@ func (p *poster) deliver(ctx context.Context, batch []item) bool {
 			return false
 		}
 	}
+}
+
+// keepMethodRedirects follows only 307 and 308, which repeat the POST with
+// its body. Go would turn a POST into a GET on 301, 302 and 303 and then
+// report the status of that GET: instead such a redirect is returned as
+// is (a 3xx, retried, with the status in LastError).
+func keepMethodRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return http.ErrUseLastResponse
+	}
+	if req.Response != nil && req.Response.StatusCode != http.StatusTemporaryRedirect &&
+		req.Response.StatusCode != http.StatusPermanentRedirect {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // retryable reports whether a non-2xx status is worth retrying: the

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinylib/msgp/msgp"
+
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
 )
@@ -247,5 +249,137 @@ func TestHTTPTokenRotation(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || got[0] != "e1-0-1" {
 		t.Errorf("got %v", got)
+	}
+}
+
+// Two uplinks on one outbox: alerts go to MQTT (as SenML), summaries to
+// HTTP (as MessagePack); neither touches the other's lane.
+func TestLaneRoutingTwoUplinks(t *testing.T) {
+	checkGoroutines(t)
+	addr := freeAddr(t)
+	rx := &received{}
+	startMochi(t, addr, rx)
+	var mu sync.Mutex
+	var bodies [][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, b)
+		mu.Unlock()
+		if r.Header.Get("Content-Type") != "application/msgpack" {
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+		}
+	}))
+	defer srv.Close()
+	ob := newMemOutbox()
+	for i := 0; i < 10; i++ {
+		ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, i))
+		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+	}
+	cfgs := []Config{
+		{Name: "cloud", Type: "mqtt", URL: "tcp://" + addr, Lanes: []string{"alerts"}, Format: FormatSenML, DisableStatus: true,
+			PollInterval: 20 * time.Millisecond},
+		{Name: "api", Type: "http", URL: srv.URL, Lanes: []string{"summaries"}, Format: FormatMsgpack, BatchSize: 4,
+			PollInterval: 20 * time.Millisecond},
+	}
+	for i := range cfgs {
+		cfgs[i].Defaults()
+	}
+	if err := ValidateRouting(cfgs); err != nil {
+		t.Fatal(err)
+	}
+	var ups []*Uplink
+	for _, c := range cfgs {
+		u, err := New(c, ob, Options{Gateway: "gw-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, u)
+		runUplink(t, u)
+	}
+	waitFor(t, "both lanes drained", func() bool {
+		return ob.count(buffer.LaneAlerts) == 0 && ob.count(buffer.LaneSummaries) == 0
+	})
+	if a, h := ups[0].Stats(), ups[1].Stats(); a.Acked != 10 || h.Acked != 10 || h.Messages != 3 {
+		t.Errorf("mqtt %+v\nhttp %+v", a, h)
+	}
+	for _, m := range rx.snapshot() {
+		var pack []map[string]any
+		if err := json.Unmarshal(m.payload, &pack); err != nil || pack[0]["bn"] != "gw-1:s1:" {
+			t.Errorf("not a SenML pack: %s", m.payload)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range bodies {
+		if n, _, err := msgp.ReadArrayHeaderBytes(b); err != nil || n == 0 {
+			t.Errorf("not a MessagePack array: %v", err)
+		}
+	}
+}
+
+// A 308 is followed with the body; a 302 is not turned into a GET (it is
+// retried like a server error), so nothing is dead-lettered by accident.
+func TestHTTPRedirects(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	var posts int
+	var moved bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("/old", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/new", http.StatusPermanentRedirect)
+	})
+	mux.HandleFunc("/found", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		m := moved
+		mu.Unlock()
+		if !m {
+			http.Redirect(w, r, "/new", http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, "/new", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("/new", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		var batch []map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil || len(batch) == 0 {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		posts++
+		mu.Unlock()
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, path := range []string{"/old", "/found"} {
+		ob := newMemOutbox()
+		ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
+		u, err := New(Config{Type: "http", URL: srv.URL + path, Backoff: Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}},
+			ob, Options{Gateway: "gw-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runUplink(t, u)
+		if path == "/found" {
+			waitFor(t, "302 retried", func() bool { return u.Stats().Errors >= 2 })
+			if st := u.Stats(); st.DeadLettered != 0 || !strings.Contains(st.LastError, "302") {
+				t.Errorf("302: %+v", st)
+			}
+			mu.Lock()
+			moved = true
+			mu.Unlock()
+		}
+		waitFor(t, "delivery via "+path, func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+		stop()
+		if st := u.Stats(); st.DeadLettered != 0 || st.Acked != 1 {
+			t.Errorf("%s: %+v", path, st)
+		}
+	}
+	if posts != 2 {
+		t.Errorf("%d posts arrived, want 2", posts)
 	}
 }

@@ -390,7 +390,9 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 			n += len(m.seqs)
 		}
 		u.c.inflight.Add(-int64(n))
-		u.c.retries.Add(uint64(n))
+		if ctx.Err() == nil {
+			u.c.retries.Add(uint64(n)) // sent again on the next connection
+		}
 		u.c.disconnects.Add(1)
 		u.setOffline()
 		client.Disconnect(250)
@@ -436,9 +438,24 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 			continue
 		}
 		batch := f.next()
+		payload := u.encodeMessage(&enc, batch)
+		for u.cfg.MaxMessageBytes > 0 && len(payload) > u.cfg.MaxMessageBytes && len(batch) > 1 {
+			h := len(batch) / 2
+			f.unread(batch[h:])
+			batch = batch[:h]
+			payload = u.encodeMessage(&enc, batch)
+		}
+		if u.cfg.MaxMessageBytes > 0 && len(payload) > u.cfg.MaxMessageBytes {
+			<-s.slots
+			u.log.Warn("record larger than max_message_bytes", "id", batch[0].rec.ID, "bytes", len(payload))
+			if err := u.deadLetter(ctx, batch[0].rec.Lane, []buffer.Record{batch[0].rec}); err != nil {
+				u.c.errors.Add(1)
+				s.end(err) // start over from the oldest unacknowledged record
+			}
+			continue
+		}
 		m := &mqttMsg{lane: batch[0].rec.Lane, seqs: seqsOf(batch), sent: time.Now().UnixNano()}
 		topic := u.topic.render(u.opts.Gateway, u.cfg.Name, &batch[0])
-		payload := enc.appendPayload(make([]byte, 0, 256*len(batch)), batch)
 		u.c.inflight.Add(int64(len(batch)))
 		s.store.arm(m)
 		t := client.Publish(topic, 1, false, payload)
@@ -464,6 +481,16 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 		default:
 		}
 	}
+}
+
+// encodeMessage encodes batch into a new payload (paho keeps the payload
+// until the PUBACK, so it cannot be reused).
+func (u *Uplink) encodeMessage(enc *encoder, batch []item) []byte {
+	size := 16
+	for i := range batch {
+		size += itemSize(&batch[i])
+	}
+	return enc.appendPayload(make([]byte, 0, size), batch)
 }
 
 // waitSession waits for new records (when idle), a PUBACK, the end of the

@@ -20,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/ingest"
 )
 
 // received collects what an upstream broker got.
@@ -540,5 +541,48 @@ func TestMQTTLastWill(t *testing.T) {
 	}
 	if s := u.Stats(); s.Connects != 2 || s.Disconnects != 2 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// Batches that encode larger than max_message_bytes are split; a single
+// record that is still too large goes to the dead lane instead of being
+// refused by the broker forever.
+func TestMQTTMaxMessageBytes(t *testing.T) {
+	checkGoroutines(t)
+	addr := freeAddr(t)
+	rx := &received{}
+	startMochi(t, addr, rx)
+	ob := newMemOutbox()
+	want := map[string]int{}
+	for i := 0; i < 40; i++ {
+		if i == 17 {
+			s := testSummary(i)
+			s.Meta = map[string]string{"blob": strings.Repeat("x", 8000)}
+			b, _ := ingest.AppendSummary(nil, s)
+			ob.Append(context.Background(), buffer.LaneSummaries, b)
+			continue
+		}
+		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+		want["e1-1-"+strconv.Itoa(i+1)] = i
+	}
+	cfg := mqttCfg(addr)
+	cfg.BatchSize = 20
+	cfg.MaxMessageBytes = 4096
+	cfg.DisableStatus = true
+	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUplink(t, u)
+	waitFor(t, "lane drained", func() bool { return ob.count(buffer.LaneSummaries) == 0 })
+	stop()
+	checkOrder(t, rx.ids(t), want)
+	for _, m := range rx.snapshot() {
+		if len(m.payload) > 4096 {
+			t.Errorf("message of %d bytes", len(m.payload))
+		}
+	}
+	if st := u.Stats(); st.DeadLettered != 1 || ob.count(buffer.LaneDead) != 1 || st.Acked != 39 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -253,6 +253,7 @@ type feeder struct {
 	u     *Uplink
 	after [len(buffer.Lanes)]uint64
 	queue []item // read, decoded, not yet handed out; all of one lane
+	buf   []item // queue's backing array, reused once the queue is empty
 	chunk int
 }
 
@@ -268,7 +269,7 @@ func newFeeder(u *Uplink) *feeder {
 // lane that is still in the outbox (everything not acknowledged).
 func (f *feeder) rewind() {
 	f.after = [len(buffer.Lanes)]uint64{}
-	f.queue = f.queue[:0]
+	f.queue = nil
 }
 
 // fill makes sure the queue holds records if the outbox has any, reading
@@ -278,6 +279,9 @@ func (f *feeder) fill(ctx context.Context) (bool, error) {
 	if len(f.queue) > 0 {
 		return true, nil
 	}
+	// Every batch handed out before has been encoded by now: reuse.
+	clear(f.buf)
+	f.queue = f.buf[:0]
 	for _, l := range f.u.lanes {
 		recs, err := f.u.ob.Read(l, f.after[l], f.chunk)
 		if err != nil {
@@ -304,6 +308,9 @@ func (f *feeder) fill(ctx context.Context) (bool, error) {
 			}
 		}
 		f.after[l] = recs[len(recs)-1].Seq
+		if cap(f.queue) > cap(f.buf) {
+			f.buf = f.queue[:cap(f.queue)]
+		}
 		if len(f.queue) > 0 {
 			return true, nil
 		}
@@ -337,10 +344,12 @@ func (f *feeder) next() []item {
 	}
 	batch := f.queue[:n:n]
 	f.queue = f.queue[n:]
-	if len(f.queue) == 0 {
-		f.queue = nil // do not keep the old array alive
-	}
 	return batch
+}
+
+// unread puts items back at the front of the queue.
+func (f *feeder) unread(items []item) {
+	f.queue = append(append(make([]item, 0, len(items)+len(f.queue)), items...), f.queue...)
 }
 
 // deadLetter moves recs of lane l to the dead lane (or, without an

@@ -39,6 +39,7 @@ func TestConfigValidate(t *testing.T) {
 		{"qos 2", Config{Type: "mqtt", URL: "tcp://h:1", QoS: 2}, []string{"qos"}},
 		{"two passwords", Config{Type: "mqtt", URL: "tcp://h:1", Password: "a", PasswordEnv: "B"}, []string{"password"}},
 		{"format", Config{Type: "stdout", Format: "xml"}, []string{"format"}},
+		{"max message bytes", Config{Type: "mqtt", URL: "tcp://h:1", MaxMessageBytes: -1}, []string{"max_message_bytes"}},
 		{"negatives", Config{Type: "mqtt", URL: "tcp://h:1", MaxInflight: -1, BatchSize: -1, BatchBytes: -1,
 			Backoff: Backoff{Min: -1, Max: -2}}, []string{"max_inflight", "batch_size", "batch_bytes", "backoff.min", "backoff.max"}},
 		{"cert without key", Config{Type: "mqtt", URL: "ssl://h:1", TLS: TLS{CertFile: "c.pem"}}, []string{"tls.cert_file"}},
