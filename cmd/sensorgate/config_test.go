@@ -79,3 +79,16 @@ func TestConfigNeedsASource(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestDurableIngestIsRefusedUntilTheJournalExists(t *testing.T) {
+	_, err := parseConfig([]byte(`sources:
+  mqtt:
+    - broker: tcp://127.0.0.1:1883
+      subscriptions:
+        - {topic: "a/#", qos: 1, durable: true}
+uplinks: [{type: stdout}]
+`), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "sources.mqtt[0].subscriptions[0].durable: durable ingest is not available") || !strings.Contains(err.Error(), "(line 5)") {
+		t.Fatalf("err %v", err)
+	}
+}
