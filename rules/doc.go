@@ -91,7 +91,8 @@
 // to above/below, windows to tumbling, event time, late: drop, the name to
 // the size ("10s"), retention (revise) to 10 x size, quantiles to 0.5, 0.9,
 // 0.95 and 0.99 with a DDSketch relative accuracy of 1% (every reported
-// quantile is within 1% of the exact value at rank q*(n-1)). The internal
+// quantile is within 1% of the exact value at rank q*(n-1), rounded down or
+// up; see rules/internal/sketch). The internal
 // tick runs every [DefaultTick]. At most max_routes (100000) distinct
 // sensor/metric pairs are tracked; the state of a pair that got no reading
 // for key_ttl (10m) and has no open window or firing alert is forgotten.
@@ -119,9 +120,19 @@
 // TWA, delta and rate keep the (time, value) samples of an open window
 // (16 bytes each, at most [MaxSamples]; a window that gets more is emitted
 // without them and counted in [Stats].Capped); quantiles keep a DDSketch per
-// open window (its size grows with the log-range of the values, not their
-// number). Hopping windows keep their readings in panes of gcd(size, slide)
-// and assemble each window from its panes when it closes.
+// open window (rules/internal/sketch: 8 bytes per bin, the bins grow with
+// the log-range of the values, not their number, up to 2048 per sign).
+// Values of one sign spanning more than gamma^2048 (gamma = (1+α)/(1-α):
+// about 6e17 at 1%, only 60 at 0.1%) collapse the bins of the smallest
+// magnitudes: the upper quantiles of positive values keep their accuracy,
+// the collapsed ones are over-estimated. Hopping windows keep their
+// readings in panes of gcd(size, slide) and assemble each window from its
+// panes when it closes.
+//
+// Summary.Sketch holds the sketch in the versioned encoding of
+// rules/internal/sketch (version 1); the roll-up merges only sketches of the
+// same accuracy and drops the quantiles of a merge it cannot do (a sketch of
+// another accuracy or encoding) rather than guess them.
 //
 // With late: revise, every emitted window of the retention period stays in
 // memory (retention/size windows per key).

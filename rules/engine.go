@@ -105,6 +105,8 @@ type Engine struct {
 	lastTick   int64
 	lastSweep  int64
 	sum        ingest.Summary
+	quantBuf   []ingest.Quantile // reused for sum.Quantiles
+	sketchBuf  []byte            // reused for sum.Sketch
 	alert      ingest.Alert
 
 	readings    atomic.Uint64

@@ -8,10 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/DataDog/sketches-go/ddsketch"
-	"github.com/DataDog/sketches-go/ddsketch/store"
-
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/internal/sketch"
 )
 
 // Errors of Merge.
@@ -30,8 +28,10 @@ var (
 // merge exactly when both summaries have them (the value of the earlier
 // window's last sample holds until the later window's first one; a counter
 // that went down between them was reset); a TWA of exactly 0 is taken as
-// "not computed". Quantiles are recomputed from the merged sketches; when
-// either summary has no sketch they are dropped rather than guessed.
+// "not computed". Quantiles are recomputed from the merged sketches (bins
+// add, so they are those of a sketch of all the readings); when either
+// summary has no sketch, or the sketches do not decode or have different
+// accuracies, they are dropped rather than guessed.
 func Merge(dst, src *ingest.Summary) error { return merge(dst, src, true) }
 
 // merge is Merge; with sketches false the quantiles and sketch of dst are
@@ -139,66 +139,53 @@ func mergeAggs(out, a, b *ingest.Summary, sketches bool) {
 }
 
 func mergeSketches(a, b *ingest.Summary) ([]ingest.Quantile, []byte) {
-	if len(a.Sketch) == 0 || len(b.Sketch) == 0 {
-		return nil, nil
-	}
-	sa, err := ddsketch.DecodeDDSketch(a.Sketch, store.DefaultProvider, nil)
-	if err != nil {
-		return nil, nil
-	}
-	if err := sa.DecodeAndMergeWith(b.Sketch); err != nil {
-		return nil, nil
-	}
-	qs := a.Quantiles
-	if len(qs) == 0 {
-		qs = b.Quantiles
-	}
-	out := make([]ingest.Quantile, len(qs))
-	for i, q := range qs {
-		v, err := sa.GetValueAtQuantile(q.Q)
-		if err != nil {
-			return nil, nil
-		}
-		out[i] = ingest.Quantile{Q: q.Q, Value: v}
-	}
-	var enc []byte
-	sa.Encode(&enc, false)
-	return out, enc
+	return mergeRunSketches([]rollItem{{s: a}, {s: b}})
 }
 
 // mergeRunSketches merges the sketches of a run of summaries (decoding each
-// once) and computes the quantiles of the first one's list; nil when any
-// summary lacks a sketch.
+// once) and computes the quantiles of the first one's list (or of the first
+// that has one); nil when any summary lacks a sketch or has one that does
+// not decode (an older encoding, for example) or does not merge (another
+// sketch accuracy): the quantiles are dropped rather than guessed.
 func mergeRunSketches(run []rollItem) ([]ingest.Quantile, []byte) {
-	var sk *ddsketch.DDSketch
+	var sk, part *sketch.Sketch
 	for _, it := range run {
-		s := it.s
-		if len(s.Sketch) == 0 {
+		if len(it.s.Sketch) == 0 {
 			return nil, nil
 		}
 		if sk == nil {
 			var err error
-			if sk, err = ddsketch.DecodeDDSketch(s.Sketch, store.DefaultProvider, nil); err != nil {
+			if sk, err = sketch.Decode(it.s.Sketch); err != nil {
 				return nil, nil
 			}
 			continue
 		}
-		if err := sk.DecodeAndMergeWith(s.Sketch); err != nil {
+		if part == nil {
+			part = new(sketch.Sketch)
+		}
+		if err := part.UnmarshalBinary(it.s.Sketch); err != nil {
+			return nil, nil
+		}
+		if err := sk.Merge(part); err != nil {
 			return nil, nil
 		}
 	}
-	qs := run[0].s.Quantiles
+	var qs []ingest.Quantile
+	for _, it := range run {
+		if len(it.s.Quantiles) > 0 {
+			qs = it.s.Quantiles
+			break
+		}
+	}
 	out := make([]ingest.Quantile, len(qs))
 	for i, q := range qs {
-		v, err := sk.GetValueAtQuantile(q.Q)
+		v, err := sk.Quantile(q.Q)
 		if err != nil {
 			return nil, nil
 		}
 		out[i] = ingest.Quantile{Q: q.Q, Value: v}
 	}
-	var enc []byte
-	sk.Encode(&enc, false)
-	return out, enc
+	return out, sk.Encode(nil)
 }
 
 type summaryKey struct{ window, sensor, group, metric string }

@@ -6,9 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/DataDog/sketches-go/ddsketch"
-
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/internal/sketch"
 )
 
 // window is a compiled WindowConfig.
@@ -104,7 +103,7 @@ type bucket struct {
 	revision   uint32
 	emitted    bool // at least one summary went out
 	dirty      bool // changed since it was emitted (revise)
-	sketch     *ddsketch.DDSketch
+	sketch     *sketch.Sketch
 	samples    []sample
 	capped     bool // more than maxSamples: no twa/delta/rate
 }
@@ -148,9 +147,10 @@ func (b *bucket) add(w *window, v float64, t int64, q ingest.Quality, unit strin
 		b.unit = unit
 	}
 	if w.quantiles != nil {
-		if b.sketch == nil {
-			// The mapping parameters were validated; the error cannot happen.
-			b.sketch, _ = ddsketch.LogUnboundedDenseDDSketch(w.accuracy)
+		if b.sketch == nil || b.sketch.RelativeAccuracy() != w.accuracy {
+			// A recycled bucket may carry the sketch of another window
+			// rule. The accuracy was validated: New cannot fail.
+			b.sketch, _ = sketch.New(w.accuracy)
 		}
 		_ = b.sketch.Add(v) // values are finite: no error
 	}
@@ -358,10 +358,12 @@ func mergeBucket(w *window, dst, src *bucket) {
 		*dst = *src
 		dst.sketch, dst.samples = sk, append(sm[:0], src.samples...)
 		if src.sketch != nil {
+			// dst is empty: a copy (its sketch, if any, may be a
+			// recycled one of another accuracy).
 			if dst.sketch == nil {
 				dst.sketch = src.sketch.Copy()
 			} else {
-				_ = dst.sketch.MergeWith(src.sketch)
+				dst.sketch.CopyFrom(src.sketch)
 			}
 		}
 		dst.start, dst.end = min(start, src.start), max(end, src.end)
@@ -388,10 +390,15 @@ func mergeBucket(w *window, dst, src *bucket) {
 	dst.late += src.late
 	dst.rejected += src.rejected
 	if src.sketch != nil {
-		if dst.sketch == nil {
-			dst.sketch = src.sketch.Copy()
+		if dst.sketch == nil || dst.sketch.IsEmpty() {
+			if dst.sketch == nil {
+				dst.sketch = src.sketch.Copy()
+			} else {
+				dst.sketch.CopyFrom(src.sketch)
+			}
 		} else {
-			_ = dst.sketch.MergeWith(src.sketch)
+			// Both buckets belong to window rule w: same accuracy.
+			_ = dst.sketch.Merge(src.sketch)
 		}
 	}
 	dst.capped = dst.capped || src.capped
@@ -617,12 +624,15 @@ func (e *Engine) emit(k *wkey, b *bucket) error {
 		}
 	}
 	if b.sketch != nil && b.count > 0 {
-		s.Quantiles = make([]ingest.Quantile, len(w.quantiles))
-		for i, q := range w.quantiles {
-			v, _ := b.sketch.GetValueAtQuantile(q)
-			s.Quantiles[i] = ingest.Quantile{Q: q, Value: v}
+		// The Sink does not retain Quantiles and Sketch: the buffers are
+		// reused.
+		s.Quantiles = e.quantBuf[:0]
+		for _, q := range w.quantiles {
+			v, _ := b.sketch.Quantile(q) // q validated, sketch not empty
+			s.Quantiles = append(s.Quantiles, ingest.Quantile{Q: q, Value: v})
 		}
-		b.sketch.Encode(&s.Sketch, false)
+		s.Sketch = b.sketch.Encode(e.sketchBuf[:0])
+		e.quantBuf, e.sketchBuf = s.Quantiles, s.Sketch
 	}
 	b.emitted = true
 	if w.kind == kindSession {
