@@ -92,3 +92,25 @@ uplinks: [{type: stdout}]
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestConfigurationDocIsValid keeps docs/configuration.md honest: its YAML
+// blocks (all but the users-file example) together form a config that must
+// load without a single error.
+func TestConfigurationDocIsValid(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, block := range strings.Split(string(doc), "```yaml\n")[1:] {
+		body, _, _ := strings.Cut(block, "```")
+		if strings.HasPrefix(body, "users:") {
+			continue
+		}
+		all.WriteString(body)
+	}
+	_, err = parseConfig([]byte(all.String()), env(map[string]string{"CLOUD_PASSWORD": "x"}))
+	if err != nil {
+		t.Fatalf("docs/configuration.md does not load:\n%v", err)
+	}
+}
