@@ -67,8 +67,11 @@
 //   - rollup (summaries lane only) merges the oldest records with
 //     Config.RollUp, set by the command to the rules package's summary
 //     merge, so coverage is kept at a coarser resolution (reason
-//     "rolled_up" counts the records merged away). If the hook fails or
-//     does not shrink anything, the lane falls back to drop_oldest.
+//     "rolled_up" counts the records merged away). The oldest
+//     LaneConfig.RollUpBatch records are merged at a time; a batch that
+//     does not shrink (one window of many sensors has nothing adjacent to
+//     merge) is doubled up to 16384 records. If the hook fails, panics or
+//     still shrinks nothing, the lane falls back to drop_oldest.
 //
 // The total cap evicts from lanes of equal or lower priority than the
 // incoming records, lowest first, each by its own policy; a lane with the
@@ -82,7 +85,11 @@
 // Open checks the file before bbolt maps it: both meta pages, the file
 // size against the page count, and a walk of every reachable page (ids in
 // bounds, no page reached twice, known page types, elements inside their
-// page, keys in order), then reads every record. A file that fails (random
+// page, keys in order within each page and within the range its parent
+// gives it), then reads every record. bbolt itself trusts all of that and
+// would loop, overflow its stack or fault on such damage, none of which a
+// recover can catch. A lane sequence found behind the lane's stored seqs
+// is repaired (and logged) rather than trusted, so ids are never reused. A file that fails (random
 // bytes, a truncated file, damaged pages) is renamed
 // "outbox.db.corrupt-<UTC time>", logged at Error, counted
 // (Stats.Quarantined) and a fresh outbox is started: the gateway never

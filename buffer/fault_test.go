@@ -501,3 +501,25 @@ func TestSequenceBehindRecordsRepaired(t *testing.T) {
 		t.Fatalf("records %d, last %+v", len(recs), recs[len(recs)-1])
 	}
 }
+
+func TestOfflineToolsLeaveDamagedFilesAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	fillFile(t, path, 100, 10)
+	info, err := Inspect(path)
+	if err != nil || info.Lanes[LaneRaw].Depth != 100 || info.Lanes[LaneRaw].NextSeq != 101 {
+		t.Fatalf("inspect: %+v %v", info, err)
+	}
+	os.Truncate(path, 8192)
+	if _, err := Inspect(path); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("inspect of a truncated file: %v", err)
+	}
+	if _, err := Peek(path, LaneRaw, 5); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("peek of a truncated file: %v", err)
+	}
+	if _, _, err := CompactFile(path); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("compact of a truncated file: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 8192 {
+		t.Fatal("an offline tool changed or moved the damaged file")
+	}
+}

@@ -25,10 +25,10 @@ var (
 	// with the reject policy (or the total cap, when nothing may be evicted)
 	// has no room, and wrapped by errors about a full disk.
 	ErrFull = errors.New("buffer: outbox full")
-	// ErrDiskFull is wrapped (together with ErrFull) by the errors of
+	// ErrDiskFull (which wraps ErrFull) is wrapped by the errors of
 	// commits that failed because the disk or the file's MaxFileSize is
 	// full.
-	ErrDiskFull = errors.New("buffer: disk full")
+	ErrDiskFull = fmt.Errorf("%w: disk full", ErrFull)
 	// ErrClosed is returned by calls on a closed outbox.
 	ErrClosed = errors.New("buffer: outbox closed")
 )
@@ -608,9 +608,10 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 		reason := reasonWriteError
 		if isDiskFull(err) {
 			reason = reasonDiskFull
-			err = fmt.Errorf("%w: %w: %w", ErrFull, ErrDiskFull, err)
+			err = fmt.Errorf("%w: %w", ErrDiskFull, err)
+		} else {
+			err = fmt.Errorf("buffer: commit: %w", err)
 		}
-		err = fmt.Errorf("buffer: commit: %w", err)
 		for _, it := range batch {
 			if it.w == nil {
 				o.st.drop(it.lane, reason, 1)

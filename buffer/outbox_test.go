@@ -782,9 +782,19 @@ func testCapRollUpGrowsBatch(t *testing.T, mk factory) {
 }
 
 func testCapRollUpFallsBack(t *testing.T, mk factory) {
+	for _, hook := range []func([][]byte) ([][]byte, error){
+		func(ps [][]byte) ([][]byte, error) { return nil, errors.New("cannot merge") },
+		func(ps [][]byte) ([][]byte, error) { return ps, nil }, // nothing to merge
+		func(ps [][]byte) ([][]byte, error) { panic("bad hook") },
+	} {
+		rollUpFallsBack(t, mk, hook)
+	}
+}
+
+func rollUpFallsBack(t *testing.T, mk factory, hook func([][]byte) ([][]byte, error)) {
 	ctx := ctx10(t)
 	cfg := testConfig()
-	cfg.RollUp = func(ps [][]byte) ([][]byte, error) { return nil, errors.New("cannot merge") }
+	cfg.RollUp = hook
 	cfg.Lanes.Summaries.Policy = PolicyRollUp
 	cfg.Lanes.Summaries.MaxBytes = 5 * sizeOf(3)
 	o := mk(t, cfg)

@@ -368,7 +368,7 @@ func (w *txWriter) rollUp(l Lane, need int64) (int64, error) {
 		if len(payloads) < 2 {
 			return freed, nil
 		}
-		out, err := cfg.RollUp(payloads)
+		out, err := safeRollUp(cfg.RollUp, payloads)
 		var outBytes int64
 		for _, p := range out {
 			outBytes += int64(len(p)) + recordOverhead
@@ -408,6 +408,17 @@ func (w *txWriter) rollUp(l Lane, need int64) (int64, error) {
 		w.o.logger.Debug("outbox rollup", "lane", l.String(), "in", len(payloads), "out", len(out), "last_seq", seq)
 	}
 	return freed, nil
+}
+
+// safeRollUp calls the hook, turning a panic into an error: a bad hook
+// must not take the committer (and the gateway) down.
+func safeRollUp(fn func([][]byte) ([][]byte, error), payloads [][]byte) (out [][]byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("buffer: roll-up hook panicked: %v", r)
+		}
+	}()
+	return fn(payloads)
 }
 
 func (w *txWriter) rolledOutAny() bool {

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules"
 )
 
 // makeOutbox writes a closed outbox in a temp dir: 3 summaries, 1 alert,
@@ -216,4 +218,85 @@ func splitLines(s string) []string {
 		}
 	}
 	return out
+}
+
+// TestOutboxRollUpWithRulesHook checks the roll-up contract with the real
+// hook the command wires (rules.RollUp): a full summaries lane keeps every
+// reading's count at a coarser resolution instead of losing windows.
+func TestOutboxRollUpWithRulesHook(t *testing.T) {
+	ctx := context.Background()
+	cfg := buffer.Config{CommitDelay: time.Millisecond, RollUp: rules.RollUp}
+	cfg.Lanes.Summaries.Policy = buffer.PolicyRollUp
+	cfg.Lanes.Summaries.RollUpBatch = 16
+	const sensors, windows = 20, 30
+	o, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	var size int64
+	for w := range windows {
+		for s := range sensors {
+			sensor := "s" + strconv.Itoa(s)
+			start, end := int64(w)*10e9, int64(w+1)*10e9
+			sum := &ingest.Summary{ID: ingest.SummaryID("10s", sensor, "", "temp", start, end), Window: "10s",
+				Sensor: sensor, Metric: "temp", Start: start, End: end, Count: 4, Sum: 80, Min: 19, Max: 21, Mean: 20}
+			b, err := ingest.AppendSummary(nil, sum)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size = int64(len(b)) + 16
+			if err := o.Append(ctx, buffer.LaneSummaries, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if w == 0 {
+			// From now on the lane holds about 8 windows' worth.
+			o.Close()
+			cfg.Lanes.Summaries.MaxBytes = 8 * sensors * size
+			if o, err = buffer.Open(o.Path(), cfg, nil); err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+		}
+	}
+	var after uint64
+	counts := map[string]uint64{}
+	covered := map[string]int64{}
+	for {
+		recs, err := o.Read(buffer.LaneSummaries, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			rec, err := ingest.DecodeRecord(r.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts[rec.Summary.Sensor] += rec.Summary.Count
+			covered[rec.Summary.Sensor] += rec.Summary.End - rec.Summary.Start
+			after = r.Seq
+		}
+	}
+	st := o.Stats().Lanes[buffer.LaneSummaries]
+	if st.RolledUpIn == 0 || st.Bytes > cfg.Lanes.Summaries.MaxBytes {
+		t.Fatalf("no roll-up or over the cap: %+v", st)
+	}
+	// Whatever was evicted outright (reason cap) is gone; everything else is
+	// still covered, merged.
+	lost := st.Dropped["cap"]
+	var total uint64
+	for s := range sensors {
+		total += counts["s"+strconv.Itoa(s)]
+	}
+	if want := uint64(sensors*windows)*4 - 4*lost; total != want {
+		t.Fatalf("readings covered %d, want %d (dropped %d summaries)", total, want, lost)
+	}
+	if lost != 0 {
+		t.Errorf("rules.RollUp could not keep coverage: %d summaries dropped; stats %+v", lost, st)
+	}
+	t.Logf("depth %d bytes %d (cap %d), rolled up %d into %d", st.Depth, st.Bytes, cfg.Lanes.Summaries.MaxBytes, st.RolledUpIn, st.RolledUpOut)
 }
