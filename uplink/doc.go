@@ -165,6 +165,13 @@
 //   - Several uplinks can share one outbox, but *buffer.Outbox has a single
 //     coalesced Notify channel: only one uplink is woken per commit, the
 //     others find new records within poll_interval (default 1 s).
+//   - If a connection drops at the very moment a message is handed to
+//     paho, that hand-off can wait up to min(ack_timeout, 10 s) before the
+//     uplink notices and reconnects (paho stops reading its queue).
+//   - A broker that drops the connection because of one particular message
+//     (an ACL refusal, say) makes the uplink send it again after every
+//     reconnect; Disconnects and LastError show it. max_message_bytes
+//     covers the too-large case.
 //   - The uplink's own dialer does not use HTTP(S)_PROXY / ALL_PROXY for
 //     MQTT connections; HTTP uplinks use the environment's proxy settings.
 //   - Password and token files are read at every connect / request, so

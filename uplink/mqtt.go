@@ -455,7 +455,7 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 			continue
 		}
 		m := &mqttMsg{lane: batch[0].rec.Lane, seqs: seqsOf(batch), sent: time.Now().UnixNano()}
-		topic := u.topic.render(u.opts.Gateway, u.cfg.Name, &batch[0])
+		topic := u.topicFor(&batch[0])
 		u.c.inflight.Add(int64(len(batch)))
 		s.store.arm(m)
 		t := client.Publish(topic, 1, false, payload)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,47 +237,76 @@ func TestMQTTBatches(t *testing.T) {
 // everything arrives, in order within each lane, duplicates only with the
 // same record id.
 func TestMQTTBrokerRestart(t *testing.T) {
+	t.Run("memory outbox", func(t *testing.T) {
+		ob := newMemOutbox()
+		testBrokerRestart(t, ob, func(l buffer.Lane, seq int) string { return fmt.Sprintf("e1-%d-%d", l, seq) })
+	})
+	t.Run("bbolt outbox", func(t *testing.T) {
+		ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: time.Millisecond}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ob.Close()
+		testBrokerRestart(t, ob, func(l buffer.Lane, seq int) string { return fmt.Sprintf("%s-%s-%d", ob.Epoch(), l, seq) })
+	})
+}
+
+type appendOutbox interface {
+	Outbox
+	Appender
+}
+
+func testBrokerRestart(t *testing.T, ob appendOutbox, id func(buffer.Lane, int) string) {
 	checkGoroutines(t)
 	addr := freeAddr(t)
 	rx := &received{}
 	b := startMochi(t, addr, rx)
-	ob := newMemOutbox()
-	cfg := mqttCfg(addr)
-	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	u, err := New(mqttCfg(addr), ob, Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runUplink(t, u)
 	want := map[string]int{}
-	var mu sync.Mutex
-	var appended atomic.Int64
-	produce := func(n int) {
-		for i := 0; i < n; i++ {
-			k := int(appended.Add(1))
-			mu.Lock()
-			ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, k))
-			want["e1-1-"+strconv.Itoa(k)] = k
-			if k%10 == 0 {
-				ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, k))
-				want["e1-0-"+strconv.Itoa(k/10)] = k
+	var summaries, alerts int
+	// Groups of 10 summaries and an alert per Append, a group every ~2 ms.
+	produce := func(groups int) {
+		for g := 0; g < groups; g++ {
+			var ps [][]byte
+			for i := 0; i < 10; i++ {
+				summaries++
+				ps = append(ps, mustSummary(t, summaries))
+				want[id(buffer.LaneSummaries, summaries)] = summaries
 			}
-			mu.Unlock()
-			time.Sleep(200 * time.Microsecond)
+			if err := ob.Append(context.Background(), buffer.LaneSummaries, ps...); err != nil {
+				t.Fatal(err)
+			}
+			alerts++
+			if err := ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, alerts)); err != nil {
+				t.Fatal(err)
+			}
+			want[id(buffer.LaneAlerts, alerts)] = alerts
+			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	produce(500)
+	empty := func() bool {
+		for _, l := range []buffer.Lane{buffer.LaneAlerts, buffer.LaneSummaries} {
+			if rs, err := ob.Read(l, 0, 1); err != nil || len(rs) > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	produce(50)
 	b.close()
 	waitFor(t, "disconnect noticed", func() bool { return !u.Stats().Connected })
-	produce(500) // while the broker is down
+	produce(50) // while the broker is down
 	if st := u.Stats(); st.OfflineFor <= 0 {
 		t.Errorf("offline duration not reported: %+v", st)
 	}
 	startMochi(t, addr, rx)
-	produce(500)
-	waitFor(t, "outbox drained", func() bool { return ob.count(buffer.LaneSummaries)+ob.count(buffer.LaneAlerts) == 0 })
+	produce(50)
+	waitFor(t, "outbox drained", empty)
 	stop()
-	mu.Lock()
-	defer mu.Unlock()
 	dups := checkOrder(t, rx.ids(t), want)
 	st := u.Stats()
 	if st.Connects < 2 || st.Acked != uint64(len(want)) {

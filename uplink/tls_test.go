@@ -157,3 +157,58 @@ func TestMQTTMutualTLS(t *testing.T) {
 		})
 	}
 }
+
+// Username and password from the environment or a file reach the broker;
+// a wrong one fails with the broker's refusal in LastError.
+func TestMQTTCredentials(t *testing.T) {
+	checkGoroutines(t)
+	addr := freeAddr(t)
+	rx := &received{}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: discardLogger()})
+	if err := srv.AddHook(new(auth.Hook), &auth.Options{Ledger: &auth.Ledger{Auth: auth.AuthRules{
+		{Username: "gw-1", Password: "s3cret", Allow: true},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
+		t.Fatal(err)
+	}
+	srv.Subscribe("#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) { rx.add(pk.TopicName, pk.Payload) })
+	go srv.Serve()
+	defer srv.Close()
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("s3cret\n"), 0o600)
+	os.WriteFile(bad, []byte("guess"), 0o600)
+	t.Setenv("SENSORGATE_TEST_MQTT_PASSWORD", "s3cret")
+	for _, tc := range []struct {
+		name  string
+		file  string
+		env   string
+		works bool
+	}{{"password_env", "", "SENSORGATE_TEST_MQTT_PASSWORD", true}, {"password_file", good, "", true}, {"wrong password", bad, "", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ob := newMemOutbox()
+			ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
+			cfg := mqttCfg(addr)
+			cfg.Username, cfg.PasswordFile, cfg.PasswordEnv = "gw-1", tc.file, tc.env
+			u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runUplink(t, u)
+			if tc.works {
+				waitFor(t, "delivery", func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+				stop()
+				return
+			}
+			waitFor(t, "refusals", func() bool { return u.Stats().ConnectFailures >= 2 })
+			stop()
+			if st := u.Stats(); st.Connects != 0 || !(strings.Contains(st.LastError, "not Authorized") || strings.Contains(st.LastError, "password")) ||
+				strings.Contains(st.LastError, "guess") {
+				t.Errorf("stats %+v", st)
+			}
+			t.Logf("error: %s", u.Stats().LastError)
+		})
+	}
+}

@@ -125,17 +125,20 @@ func (u *Uplink) setErr(err error) {
 
 // Uplink forwards records from an outbox to one upstream.
 type Uplink struct {
-	cfg     Config
-	ob      Outbox
-	opts    Options
-	log     *slog.Logger
-	now     func() time.Time
-	lanes   []buffer.Lane // served lanes in priority order
-	enc     encoder
-	topic   topicTmpl
-	started time.Time
-	running atomic.Bool
-	c       counters
+	cfg   Config
+	ob    Outbox
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	lanes []buffer.Lane // served lanes in priority order
+	enc   encoder
+	topic topicTmpl
+	// laneTopic holds the rendered topic per lane when the template has
+	// no per-record placeholders.
+	laneTopic [len(buffer.Lanes)]string
+	started   time.Time
+	running   atomic.Bool
+	c         counters
 }
 
 // New checks cfg (Defaults is applied to a copy) and returns an uplink
@@ -163,6 +166,11 @@ func New(cfg Config, ob Outbox, opts Options) (*Uplink, error) {
 	sort.Slice(u.lanes, func(i, j int) bool { return u.lanes[i] < u.lanes[j] })
 	u.enc = encoder{format: cfg.Format, gateway: opts.Gateway, array: cfg.BatchSize > 1 || cfg.Type == TypeHTTP}
 	u.topic = compileTopic(cfg.Topic)
+	if u.topic.fixed {
+		for _, l := range buffer.Lanes {
+			u.laneTopic[l] = u.topic.render(opts.Gateway, cfg.Name, &item{rec: buffer.Record{Lane: l}})
+		}
+	}
 	u.started = u.now()
 	if cfg.TLS.enabled() {
 		if _, err := u.tlsConfig(); err != nil {
@@ -243,6 +251,14 @@ func (u *Uplink) Run(ctx context.Context) error {
 		return u.runHTTP(ctx)
 	}
 	return fmt.Errorf("uplink: unknown type %q", u.cfg.Type)
+}
+
+// topicFor returns the MQTT topic of a message starting with it.
+func (u *Uplink) topicFor(it *item) string {
+	if u.topic.fixed {
+		return u.laneTopic[it.rec.Lane]
+	}
+	return u.topic.render(u.opts.Gateway, u.cfg.Name, it)
 }
 
 // ---- reading the outbox ----
