@@ -83,6 +83,9 @@ type Outbox struct {
 	slots  chan struct{} // Enqueue's queue tokens
 	wake   chan struct{}
 	notify chan struct{}
+	// subs are the Subscribe channels, each signalled like notify.
+	subsMu sync.Mutex
+	subs   map[chan struct{}]struct{}
 	quit   chan struct{}
 	exited chan struct{}
 
@@ -123,6 +126,7 @@ func Open(path string, cfg Config, logger *slog.Logger) (*Outbox, error) {
 		slots:  make(chan struct{}, cfg.QueueMax),
 		wake:   make(chan struct{}, 1),
 		notify: make(chan struct{}, 1),
+		subs:   map[chan struct{}]struct{}{},
 		quit:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}
@@ -401,6 +405,34 @@ func (o *Outbox) isClosed() bool {
 // that added records.
 func (o *Outbox) Notify() <-chan struct{} { return o.notify }
 
+// Subscribe returns a channel of its own that receives (coalesced, like
+// Notify) after every commit that added records, and a function that ends
+// the subscription. Notify's one channel wakes only one of several
+// consumers per commit; every subscriber is woken, so several uplinks on one
+// outbox each see new records at once instead of at their next poll.
+func (o *Outbox) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	o.subsMu.Lock()
+	o.subs[ch] = struct{}{}
+	o.subsMu.Unlock()
+	return ch, func() {
+		o.subsMu.Lock()
+		delete(o.subs, ch)
+		o.subsMu.Unlock()
+	}
+}
+
+func (o *Outbox) signalSubscribers() {
+	o.subsMu.Lock()
+	for ch := range o.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	o.subsMu.Unlock()
+}
+
 // Close commits what is pending, stops the committer and closes the file.
 // Calling it again returns nil.
 func (o *Outbox) Close() error {
@@ -641,6 +673,7 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 			case o.notify <- struct{}{}:
 			default:
 			}
+			o.signalSubscribers()
 		}
 	}
 	o.mu.Lock()

@@ -1,9 +1,11 @@
 package uplink
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -382,4 +384,53 @@ func TestHTTPRedirects(t *testing.T) {
 	if posts != 2 {
 		t.Errorf("%d posts arrived, want 2", posts)
 	}
+}
+
+// Two stdout uplinks on one real outbox, each on its own lane, polling only
+// once an hour: records appended while both are idle must reach both at
+// once, so each must be woken by the commit itself (Notify's one channel
+// would wake only one of them).
+func TestEveryUplinkIsWokenByACommit(t *testing.T) {
+	checkGoroutines(t)
+	ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	var outs [2]lockedBuffer
+	var ups [2]*Uplink
+	for i, lane := range []string{"alerts", "summaries"} {
+		c := Config{Name: lane, Type: TypeStdout, Lanes: []string{lane}, PollInterval: time.Hour}
+		c.Defaults()
+		u, err := New(c, ob, Options{Gateway: "gw-1", Stdout: &outs[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups[i] = u
+		runUplink(t, u)
+	}
+	// Let both reach their idle wait before anything is stored.
+	time.Sleep(200 * time.Millisecond)
+	for round := 1; round <= 3; round++ {
+		if err := ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, round)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, round)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("round %d delivered by both uplinks", round), func() bool {
+			return ups[0].Stats().Acked == uint64(round) && ups[1].Stats().Acked == uint64(round)
+		})
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }

@@ -500,7 +500,7 @@ func (u *Uplink) waitSession(ctx context.Context, s *session, d time.Duration, i
 	defer t.Stop()
 	var notify <-chan struct{}
 	if idle {
-		notify = u.ob.Notify()
+		notify = u.wakeup
 	}
 	select {
 	case <-ctx.Done():

@@ -26,6 +26,13 @@ type Outbox interface {
 	Notify() <-chan struct{}
 }
 
+// subscriber is implemented by an outbox that can wake each consumer
+// separately (*buffer.Outbox does); with several uplinks on one outbox,
+// Notify's single channel would wake only one of them per commit.
+type subscriber interface {
+	Subscribe() (<-chan struct{}, func())
+}
+
 // Appender is the optional part of an Outbox used for dead-lettering.
 type Appender interface {
 	Append(ctx context.Context, lane buffer.Lane, payloads ...[]byte) error
@@ -138,7 +145,11 @@ type Uplink struct {
 	laneTopic [len(buffer.Lanes)]string
 	started   time.Time
 	running   atomic.Bool
-	c         counters
+	// wakeup is the outbox's signal of new records: a subscription of
+	// this uplink's own when the outbox offers one (see subscriber), else
+	// the shared Notify channel.
+	wakeup <-chan struct{}
+	c      counters
 }
 
 // New checks cfg (Defaults is applied to a copy) and returns an uplink
@@ -240,6 +251,13 @@ func (u *Uplink) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer u.running.Store(false)
+	if s, ok := u.ob.(subscriber); ok {
+		ch, cancel := s.Subscribe()
+		defer cancel()
+		u.wakeup = ch
+	} else {
+		u.wakeup = u.ob.Notify()
+	}
 	u.setOffline()
 	defer u.setOffline()
 	switch u.cfg.Type {
@@ -522,7 +540,7 @@ func (u *Uplink) waitData(ctx context.Context) bool {
 	select {
 	case <-ctx.Done():
 		return false
-	case <-u.ob.Notify():
+	case <-u.wakeup:
 	case <-t.C:
 	}
 	return true
