@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -121,13 +122,15 @@ type Subscriber struct {
 	queue   atomic.Pointer[chan item] // the current Run's queue, for Stats
 
 	received, readings, dropped, held atomic.Uint64
-	journaled, journalErrors          atomic.Uint64
-	connects, connectFailures         atomic.Uint64
-	subscribeFailures                 atomic.Uint64
-	connected                         atomic.Bool
-	reasons                           [decode.NumReasons + 1]atomic.Uint64 // + no_subscription
-	lastErr                           atomic.Pointer[string]
-	lastErrVal                        atomic.Pointer[error]
+	// queuedBytes is the payload bytes in the hand-off queue (QueueBytes).
+	queuedBytes               atomic.Int64
+	journaled, journalErrors  atomic.Uint64
+	connects, connectFailures atomic.Uint64
+	subscribeFailures         atomic.Uint64
+	connected                 atomic.Bool
+	reasons                   [decode.NumReasons + 1]atomic.Uint64 // + no_subscription
+	lastErr                   atomic.Pointer[string]
+	lastErrVal                atomic.Pointer[error]
 
 	dropLog, decodeLog, connLog rateLimit
 }
@@ -358,11 +361,21 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 		s.log.Info("mqttsub: disconnected", "broker", s.cfg.Broker)
 	}()
 
+	// Sends to out outlive ctx by up to drainMax: a stop must not strand a
+	// message whose readings are half handed on, nor what is queued (see
+	// drain). sendCtx ends drainMax after ctx, or when Run returns.
+	sendCtx, cancelSend := context.WithCancel(context.Background())
+	defer cancelSend()
+	hardStop := time.AfterFunc(time.Duration(math.MaxInt64), cancelSend)
+	defer hardStop.Stop()
+	defer context.AfterFunc(ctx, func() { hardStop.Reset(drainMax) })()
+
 	connect()
 	buf := make([]ingest.Reading, 0, 64)
 	for {
 		select {
 		case <-ctx.Done():
+			s.drain(sendCtx, queue, out, buf)
 			return nil
 		case <-connecting:
 			connecting = nil
@@ -386,9 +399,42 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 			}
 		case it := <-queue:
 			var ok bool
-			if buf, ok = s.handle(ctx, it, buf[:0], out); !ok {
+			if buf, ok = s.handle(sendCtx, it, buf[:0], out); !ok {
 				return nil
 			}
+		}
+	}
+}
+
+// How long drain waits for the queue to stay empty, and at most.
+const (
+	drainQuiet = 100 * time.Millisecond
+	drainMax   = 3 * time.Second
+)
+
+// drain hands on what is already queued when Run is told to stop. Those
+// messages were received but not yet acknowledged: returning without them
+// would lose them (a clean session's broker forgets unacknowledged
+// messages when the client goes) while the pipeline behind out is still
+// running. It stops when the queue has stayed empty for drainQuiet (a paho
+// handler waiting for room gets to put its message in first), or after
+// drainMax if the broker keeps sending; what is left then is not
+// acknowledged (a persistent session gets it again at the next connect).
+func (s *Subscriber) drain(ctx context.Context, queue chan item, out chan<- ingest.Reading, buf []ingest.Reading) {
+	quiet := time.NewTimer(drainQuiet)
+	defer quiet.Stop()
+	for {
+		select {
+		case it := <-queue:
+			var ok bool
+			if buf, ok = s.handle(ctx, it, buf[:0], out); !ok {
+				return
+			}
+			quiet.Reset(drainQuiet)
+		case <-quiet.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -426,6 +472,7 @@ func (h *hookGroup) closeAndWait() {
 func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, out chan<- ingest.Reading) ([]ingest.Reading, bool) {
 	m := it.msg
 	topic, payload := m.Topic(), m.Payload()
+	s.queuedBytes.Add(-int64(len(payload)))
 	var err error
 	sub := s.match(topic)
 	switch {
@@ -553,22 +600,36 @@ func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue ch
 func (s *Subscriber) onMessage(m mqtt.Message, queue chan item, stop chan struct{}) {
 	s.received.Add(1)
 	it := item{msg: m, arrival: s.now().UnixNano()}
+	n := int64(len(m.Payload()))
+	if m.Qos() == 0 && s.queuedBytes.Load()+n > int64(s.cfg.QueueBytes) {
+		s.drop()
+		return
+	}
+	s.queuedBytes.Add(n)
 	select {
 	case queue <- it:
 		return
 	default:
 	}
 	if m.Qos() == 0 {
-		s.dropped.Add(1)
-		if s.dropLog.allow() {
-			s.log.Warn("mqttsub: queue full, dropping QoS 0 messages", "broker", s.cfg.Broker, "dropped", s.dropped.Load())
-		}
+		s.queuedBytes.Add(-n)
+		s.drop()
 		return
 	}
 	s.held.Add(1)
 	select {
 	case queue <- it:
 	case <-stop:
+		s.queuedBytes.Add(-n)
+	}
+}
+
+// drop counts and logs (rate-limited) a QoS 0 message refused by a full
+// queue: the one declared drop point of this source.
+func (s *Subscriber) drop() {
+	s.dropped.Add(1)
+	if s.dropLog.allow() {
+		s.log.Warn("mqttsub: queue full, dropping QoS 0 messages", "broker", s.cfg.Broker, "dropped", s.dropped.Load())
 	}
 }
 
