@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// clockTicks is the kernel's USER_HZ (the unit of utime/stime in
+// /proc/PID/stat), read once from getconf; 100 when that fails.
+var clockTicks = func() float64 {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err == nil {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
+			return v
+		}
+	}
+	return 100
+}()
+
+// cpuSeconds is utime+stime of pid (its own threads, not children), in
+// seconds, from /proc/PID/stat.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may contain spaces; fields after the last
+	// ')' start at field 3 (state). utime is field 14, stime field 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// memKB returns the named fields (VmRSS, VmHWM, ...) of /proc/PID/status, in
+// kB.
+func memKB(pid int, names ...string) (map[string]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(names))
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		for _, n := range names {
+			if k == n {
+				f := strings.Fields(v)
+				if len(f) > 0 {
+					out[n], _ = strconv.ParseInt(f[0], 10, 64)
+				}
+			}
+		}
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("/proc/%d/status: no %s", pid, n)
+		}
+	}
+	return out, nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// lockedBuffer collects a child's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// proc is a child process with its output kept in memory.
+type proc struct {
+	cmd  *exec.Cmd
+	out  lockedBuffer // stdout and stderr
+	done chan struct{}
+	err  error
+}
+
+func startProc(name string, args []string, env []string) (*proc, error) {
+	p := &proc{done: make(chan struct{})}
+	p.cmd = exec.Command(name, args...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends sig and waits up to timeout, then kills. It reports whether
+// the process ended on its own within timeout.
+func (p *proc) stop(sig syscall.Signal, timeout time.Duration) bool {
+	if p.exited() {
+		return true
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return false
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mosquitto is a Debian mosquitto on a free loopback port with a generated
+// config: anonymous, no persistence, generous queues, $SYS every second.
+type mosquitto struct {
+	p    *proc
+	port int
+}
+
+func startMosquitto(bin, dir string, maxQueued int) (*mosquitto, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	body := fmt.Sprintf(`listener %d 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages %d
+sys_interval 1
+log_dest stderr
+log_type error
+log_type warning
+`, port, maxQueued)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := startProc(bin, []string{"-c", conf}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	m := &mosquitto{p: p, port: port}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return m, nil
+		}
+		if p.exited() || time.Now().After(deadline) {
+			p.stop(syscall.SIGKILL, time.Second)
+			return nil, fmt.Errorf("mosquitto did not listen on %d: %v\n%s", port, err, tail(p.out.String(), 20))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (m *mosquitto) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.port) }
+
+func (m *mosquitto) close() { m.p.stop(syscall.SIGTERM, 5*time.Second) }
+
+// health is the part of the gateway's /healthz document the benchmark reads
+// (see cmd/sensorgate/metrics.go and the packages' Stats types).
+type health struct {
+	Components struct {
+		Source struct {
+			Received     uint64
+			Readings     uint64
+			Dropped      uint64
+			Held         uint64
+			Queued       int
+			Connected    bool
+			DecodeErrors map[string]uint64
+		} `json:"source_mqtt0"`
+		Rules struct {
+			Readings  uint64
+			Rejected  uint64
+			Late      uint64
+			Overflow  uint64
+			Summaries uint64
+		} `json:"rules"`
+		Uplink struct {
+			Sent, Acked, Errors uint64
+		} `json:"uplink_up"`
+		Outbox struct {
+			Lanes []struct {
+				Name     string
+				Depth    int64
+				Bytes    int64
+				Appended uint64
+				Dropped  map[string]uint64
+			}
+			FileSize int64
+		} `json:"outbox"`
+	} `json:"components"`
+}
+
+func getHealth(ctx context.Context, port int) (*health, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/healthz", port), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("healthz: %s", resp.Status)
+	}
+	var h health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return nil, fmt.Errorf("healthz: %w", err)
+	}
+	return &h, nil
+}
+
+// gatewayConfig is the gateway under test: one MQTT source on the
+// simulator's topic, 10 s tumbling windows over every sensor and metric,
+// summaries upstream over MQTT QoS 1 to the same broker under bench/.
+// sourceQueue and readingsQueue, when > 0, set sources.mqtt[0].queue_size
+// and gateway.queue_size (0 keeps the gateway's defaults).
+// upstream is the uplink's broker URL; grace the shutdown grace.
+func gatewayConfig(dataDir, broker, upstream string, qos, metricsPort int, window string, sourceQueue, readingsQueue int, grace time.Duration) string {
+	extraSrc, extraGw := "", ""
+	if sourceQueue > 0 {
+		extraSrc = fmt.Sprintf("\n      queue_size: %d", sourceQueue)
+	}
+	if readingsQueue > 0 {
+		extraGw = fmt.Sprintf("\n  queue_size: %d", readingsQueue)
+	}
+	return fmt.Sprintf(`gateway:
+  id: bench
+  data_dir: %s
+  shutdown_grace: %s%s
+log:
+  level: info
+metrics:
+  listen: 127.0.0.1:%d
+sources:
+  mqtt:
+    - broker: %s
+      client_id: e2ebench-gw-in%s
+      subscriptions:
+        - topic: "sensors/+/telemetry"
+          qos: %d
+          format: json
+          json: {sensor_topic_segment: 1, time_field: ts, time_format: unix_ms}
+rules:
+  windows:
+    - {name: w, sensor: "*", metric: "*", type: tumbling, size: %s, lateness: 2s}
+uplinks:
+  - name: up
+    type: mqtt
+    url: %s
+    client_id: e2ebench-gw-up
+    topic: "bench/{gateway}/{lane}"
+`, dataDir, grace, extraGw, metricsPort, broker, extraSrc, qos, window, upstream)
+}
