@@ -81,7 +81,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "run:", err)
 		return 2
 	}
-	gw := &gateway{path: *path, logger: logger, stdout: stdout, levelOverride: *level, formatOverride: *format}
+	gw := &gateway{path: *path, logger: logger, stdout: stdout}
 	if err := gw.run(ctx, cfg, hup); err != nil {
 		logger.Error("gateway stopped", "err", err)
 		return 1
@@ -113,12 +113,9 @@ func newLogger(c LogConfig, level, format string, w io.Writer) (*slog.Logger, er
 // gateway owns what lives across config reloads: the outbox and the metrics
 // endpoint. Everything else is a pipeline, rebuilt on SIGHUP.
 type gateway struct {
-	path                          string
-	logger                        *slog.Logger
-	stdout                        io.Writer
-	levelOverride, formatOverride string
-
-	outbox  *buffer.Outbox
+	path    string
+	logger  *slog.Logger
+	stdout  io.Writer
 	metrics *metricsServer
 }
 
@@ -130,7 +127,6 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 	if err != nil {
 		return err
 	}
-	g.outbox = ob
 	defer func() {
 		if err := ob.Close(); err != nil {
 			g.logger.Error("outbox close", "err", err)
@@ -239,8 +235,16 @@ type namedSource struct {
 	stats func() any
 }
 
-func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.Writer) (*pipeline, error) {
+func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.Writer) (_ *pipeline, err error) {
 	p := &pipeline{cfg: cfg, logger: logger, outbox: ob, failed: make(chan error, 16)}
+	defer func() {
+		// The embedded broker binds its listeners in New: a pipeline that
+		// is never started must give them back (a reload that falls back
+		// to the old config binds the same address again).
+		if err != nil && p.broker != nil {
+			p.broker.Close()
+		}
+	}()
 	// One clock for the door and every source, so that arrival stamps taken
 	// before an NTP step can be corrected (see ingest/validate).
 	clock := validate.NewClock(validate.ClockOptions{MinTime: cfg.Validation.MinTime})
