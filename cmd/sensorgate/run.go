@@ -221,12 +221,12 @@ type pipeline struct {
 	engine    *rules.Engine
 	uplinks   []*uplink.Uplink
 
-	raw, readings chan ingest.Reading
-	failed        chan error
+	readings chan ingest.Reading
+	failed   chan error
 
 	cancelSources, cancelEngine, cancelUplinks, cancelBroker context.CancelFunc
 	sourcesWG, uplinksWG, brokerWG                           sync.WaitGroup
-	engineDone                                               chan struct{}
+	engineDone, watchDone                                    chan struct{}
 }
 
 type namedSource struct {
@@ -311,6 +311,9 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 	eng, err := rules.New(cfg.Rules, rules.Options{
 		Meta:   func(sensor string) map[string]string { return meta[sensor] },
 		Logger: logger.With("component", "rules"),
+		// The door check runs in the engine's goroutine: as a stage of its
+		// own it cost a goroutine hop per reading, 15 times the check.
+		Admit: func(r ingest.Reading) (ingest.Reading, bool) { ok, _ := v.Check(&r); return r, ok },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
@@ -374,16 +377,16 @@ func (p *pipeline) start() {
 			}
 		}()
 	}
-	// raw: sources -> door validation; readings: validation -> rules. The
-	// validator closes readings when raw is closed and drained.
-	p.raw = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
+	// One channel from every source to the rules; the door check runs
+	// inline in the engine (rules.Options.Admit), its clock kept current
+	// by Watch.
 	p.readings = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
 	ectx, p.cancelEngine = context.WithCancel(context.Background())
 	p.engineDone = make(chan struct{})
+	p.watchDone = make(chan struct{})
 	go func() {
-		if err := p.validator.Run(ectx, p.raw, p.readings); err != nil && ectx.Err() == nil {
-			p.fail(fmt.Errorf("validation: %w", err))
-		}
+		defer close(p.watchDone)
+		_ = p.validator.Watch(ectx)
 	}()
 	go func() {
 		defer close(p.engineDone)
@@ -407,7 +410,7 @@ func (p *pipeline) start() {
 		p.sourcesWG.Add(1)
 		go func() {
 			defer p.sourcesWG.Done()
-			if err := s.src.Run(sctx, p.raw); err != nil && sctx.Err() == nil {
+			if err := s.src.Run(sctx, p.readings); err != nil && sctx.Err() == nil {
 				p.fail(fmt.Errorf("source %s: %w", s.name, err))
 			}
 		}()
@@ -435,7 +438,7 @@ func (p *pipeline) stop(grace time.Duration, handover bool) {
 		p.cancelBroker()
 		p.brokerWG.Wait()
 	}
-	close(p.raw)
+	close(p.readings)
 	select {
 	case <-p.engineDone:
 	case <-time.After(30 * time.Second):
@@ -444,6 +447,7 @@ func (p *pipeline) stop(grace time.Duration, handover bool) {
 		<-p.engineDone
 	}
 	p.cancelEngine()
+	<-p.watchDone
 	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if err := p.outbox.Flush(fctx); err != nil {
 		p.logger.Error("outbox flush", "err", err)

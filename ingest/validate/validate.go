@@ -347,29 +347,14 @@ func (v *Validator) Stats() Stats {
 // refreshes the clock on every tick and logs clock jumps and the first sync.
 func (v *Validator) Run(ctx context.Context, in <-chan ingest.Reading, out chan<- ingest.Reading) error {
 	defer close(out)
-	tick := v.tick
-	if tick == nil {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		tick = t.C
-	}
-	wasSynced := v.clock.Synced()
-	if !wasSynced {
-		v.log.Warn("validate: the gateway clock is not synchronised; readings are flagged clock_unsynced until it is",
-			"now", v.clock.Now().UTC())
-	}
+	w := v.newWatcher()
+	defer w.stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick:
-			if j, jumped := v.clock.Refresh(); jumped {
-				v.log.Warn("validate: clock jumped", "by", time.Duration(j.Offset), "was_unsynced", j.Unsynced)
-			}
-			if s := v.clock.Synced(); s != wasSynced {
-				wasSynced = s
-				v.log.Info("validate: clock synchronisation changed", "synced", s, "now", v.clock.Now().UTC())
-			}
+		case <-w.tick:
+			w.refresh()
 		case r, ok := <-in:
 			if !ok {
 				return nil
@@ -383,6 +368,55 @@ func (v *Validator) Run(ctx context.Context, in <-chan ingest.Reading, out chan<
 				return nil
 			}
 		}
+	}
+}
+
+// Watch keeps the clock current (a Refresh every tick) and logs its jumps
+// and changes of synchronisation, until ctx is done; it returns nil then.
+// It is the clock half of Run, for callers that call Check inline (in the
+// goroutine that consumes the readings) instead of running a stage: a
+// goroutine hop per reading costs far more than the check.
+func (v *Validator) Watch(ctx context.Context) error {
+	w := v.newWatcher()
+	defer w.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.tick:
+			w.refresh()
+		}
+	}
+}
+
+type watcher struct {
+	v         *Validator
+	tick      <-chan time.Time
+	stop      func()
+	wasSynced bool
+}
+
+func (v *Validator) newWatcher() *watcher {
+	w := &watcher{v: v, tick: v.tick, stop: func() {}, wasSynced: v.clock.Synced()}
+	if w.tick == nil {
+		t := time.NewTicker(time.Second)
+		w.tick, w.stop = t.C, t.Stop
+	}
+	if !w.wasSynced {
+		v.log.Warn("validate: the gateway clock is not synchronised; readings are flagged clock_unsynced until it is",
+			"now", v.clock.Now().UTC())
+	}
+	return w
+}
+
+func (w *watcher) refresh() {
+	v := w.v
+	if j, jumped := v.clock.Refresh(); jumped {
+		v.log.Warn("validate: clock jumped", "by", time.Duration(j.Offset), "was_unsynced", j.Unsynced)
+	}
+	if s := v.clock.Synced(); s != w.wasSynced {
+		w.wasSynced = s
+		v.log.Info("validate: clock synchronisation changed", "synced", s, "now", v.clock.Now().UTC())
 	}
 }
 
