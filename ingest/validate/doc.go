@@ -9,7 +9,8 @@
 // (id -> [SensorSpec] with per-metric physical [Range]s). [Validator.Run]
 // reads a channel of readings and writes the accepted ones to another;
 // [Validator.Check] is the same decision for one reading, for callers that
-// want to inline it. Nothing here is fatal: every rejection is counted by
+// want to inline it (the gateway does: the rules engine calls it before each
+// reading, and [Validator.Watch] keeps the clock current). Nothing here is fatal: every rejection is counted by
 // reason ([Stats].Rejected) and logged at most every 10 s.
 //
 //	validation:
