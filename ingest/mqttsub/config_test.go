@@ -67,6 +67,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.KeepAlive = time.Millisecond }, []string{"keepalive"}},
 		{func(c *Config) { c.QueueSize, c.MaxPayload = -1, -1 }, []string{"queue_size", "max_payload"}},
 		{func(c *Config) { c.ClientID, c.CleanSession = "", &f }, []string{"client_id"}},
+		{func(c *Config) { d := -time.Millisecond; c.ReadCoalesce = &d }, []string{"read_coalesce"}},
+		{func(c *Config) { d := time.Duration(0); c.ReadCoalesce = &d }, nil},
 		{func(c *Config) { c.Subscriptions = nil }, []string{"subscriptions"}},
 		{func(c *Config) {
 			c.Subscriptions = append(c.Subscriptions, Subscription{Topic: "a/#/b", QoS: 3, Format: "xml"}, jsonSub("a/+", 0, 1))

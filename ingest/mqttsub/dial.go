@@ -1,7 +1,6 @@
 package mqttsub
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -17,16 +16,45 @@ import (
 // readBufferSize is the read buffer put in front of the broker connection.
 const readBufferSize = 32 << 10
 
-// bufferedConn reads through a bufio.Reader. paho reads each packet header
-// byte by byte straight from the connection, which costs several read
-// system calls per message; with the buffer, one read brings in many
-// messages. This was the largest CPU cost per message before.
-type bufferedConn struct {
+// coalescingConn reads the broker connection through a buffer, and waits
+// a little before a read that follows a small one.
+//
+// paho reads each packet header byte by byte straight from the connection,
+// which costs several read system calls per message; with the buffer, one
+// read brings in every message the kernel holds. At moderate rates that is
+// still about one message per read, and every read wakes the whole chain
+// of goroutines behind it for one message. Waiting `wait` before reading
+// again after a read that found little lets messages gather in the socket
+// buffer, so one wake-up carries many of them; under load reads come back
+// full and never wait. The cost is at most `wait` of added latency.
+type coalescingConn struct {
 	net.Conn
-	r *bufio.Reader
+	buf   []byte
+	r, w  int
+	wait  time.Duration
+	small bool // the last read from the connection filled under a quarter of buf
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func newCoalescingConn(c net.Conn, wait time.Duration) *coalescingConn {
+	return &coalescingConn{Conn: c, buf: make([]byte, readBufferSize), wait: wait}
+}
+
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	if c.r == c.w {
+		if c.small && c.wait > 0 {
+			time.Sleep(c.wait)
+		}
+		n, err := c.Conn.Read(c.buf)
+		c.r, c.w = 0, n
+		c.small = n < len(c.buf)/4
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	return n, nil
+}
 
 // defaultPort fills in the MQTT port when the URL has none.
 func defaultPort(u *url.URL) *url.URL {
@@ -51,9 +79,9 @@ func defaultPort(u *url.URL) *url.URL {
 // it honours the proxy environment variables like paho does, adds a read
 // buffer, and aborts when ctx ends (so that Run stops promptly even while
 // an attempt hangs). WebSocket URLs are left to paho.
-func dialer(ctx context.Context, last *lastConn) mqtt.OpenConnectionFunc {
+func dialer(ctx context.Context, last *lastConn, wait time.Duration) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-		c, err := dial(ctx, uri, o)
+		c, err := dial(ctx, uri, o, wait)
 		if err == nil {
 			last.set(c)
 		}
@@ -82,7 +110,7 @@ func (l *lastConn) close() {
 	}
 }
 
-func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Duration) (net.Conn, error) {
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
 	var raw net.Conn
 	var err error
@@ -112,5 +140,5 @@ func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions) (net.Conn, er
 		raw.Close()
 		return nil, fmt.Errorf("unsupported scheme %q", uri.Scheme)
 	}
-	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, readBufferSize)}, nil
+	return newCoalescingConn(conn, wait), nil
 }

@@ -76,7 +76,11 @@
 // tcp:// and ssl:// brokers the connection is opened here with a 32 KiB read
 // buffer in front (proxy environment variables are honoured as paho does),
 // so a burst of messages costs one read system call instead of several per
-// message. ws:// and wss:// connections are opened by paho. Decoding does
+// message. After a read that brought in little, the next one waits
+// read_coalesce (default 2ms) so that messages gather in the socket buffer:
+// at moderate rates that turns one wake-up of paho's goroutine chain per
+// message into one per few dozen, which was 40% of the gateway's CPU at
+// 20k msg/s; it adds at most read_coalesce of latency. ws:// and wss:// connections are opened by paho. Decoding does
 // not allocate per reading; paho itself allocates about 35 times per message
 // (packet, payload, message, token). See BenchmarkSubscriberMosquitto.
 //

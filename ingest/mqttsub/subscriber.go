@@ -545,7 +545,7 @@ func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue ch
 	o := mqtt.NewClientOptions()
 	o.AddBroker(defaultPort(s.url).String())
 	if s.url.Scheme != "ws" && s.url.Scheme != "wss" {
-		o.SetCustomOpenConnectionFn(dialer(ctx, conn))
+		o.SetCustomOpenConnectionFn(dialer(ctx, conn, *s.cfg.ReadCoalesce))
 	}
 	o.SetClientID(s.cfg.ClientID)
 	o.SetUsername(s.cfg.Username)

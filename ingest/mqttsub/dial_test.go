@@ -1,0 +1,122 @@
+package mqttsub
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingConn counts the reads that reach the connection.
+type countingConn struct {
+	net.Conn
+	reads atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// readSpaced sends chunks small writes spaced gap apart and reads them all
+// back through a coalescingConn that waits wait; it checks the bytes and
+// returns how many reads reached the socket.
+func readSpaced(t *testing.T, chunks int, gap, wait time.Duration) int64 {
+	t.Helper()
+	client, server := tcpPair(t)
+	cc := &countingConn{Conn: client}
+	conn := newCoalescingConn(cc, wait)
+	var want bytes.Buffer
+	for i := range chunks {
+		want.Write(bytes.Repeat([]byte{byte(i)}, 40))
+	}
+	go func() {
+		b := want.Bytes()
+		for i := range chunks {
+			server.Write(b[i*40 : (i+1)*40])
+			time.Sleep(gap)
+		}
+	}()
+	got := make([]byte, want.Len())
+	// Read in MQTT-like pieces: a byte, then the rest, as paho does.
+	for off := 0; off < len(got); {
+		n := 1
+		if off%40 != 0 {
+			n = 40 - off%40
+		}
+		if _, err := io.ReadFull(conn, got[off:off+n]); err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("bytes read through the coalescing connection differ from those written")
+	}
+	return cc.reads.Load()
+}
+
+// TestCoalescingConnGathersSmallWrites checks what the wait is for: small
+// messages trickling in are read many per system call instead of one each.
+// The two counts come from one run and are compared as a ratio.
+func TestCoalescingConnGathersSmallWrites(t *testing.T) {
+	const chunks = 60
+	eager := readSpaced(t, chunks, time.Millisecond, 0)
+	patient := readSpaced(t, chunks, time.Millisecond, 15*time.Millisecond)
+	t.Logf("socket reads for %d spaced writes: %d without waiting, %d with a 15ms wait", chunks, eager, patient)
+	if patient*3 > eager {
+		t.Fatalf("waiting after small reads should cut socket reads at least threefold: %d without, %d with", eager, patient)
+	}
+}
+
+// TestCoalescingConnLargePacket reads a packet larger than the buffer and
+// a connection that ends mid-stream.
+func TestCoalescingConnLargePacket(t *testing.T) {
+	client, server := tcpPair(t)
+	conn := newCoalescingConn(client, time.Millisecond)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3*readBufferSize/16+7)
+	go func() {
+		server.Write(big)
+		server.Close()
+	}()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(conn, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("large packet corrupted")
+	}
+	if n, err := conn.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the peer closed: n=%d err=%v, want 0, EOF", n, err)
+	}
+}
