@@ -110,6 +110,7 @@ type settings struct {
 	UplinkDown    bool    `json:"uplink_down,omitempty"`
 	SourceQueue   int     `json:"source_queue_size,omitempty"`
 	ReadingsQueue int     `json:"readings_queue_size,omitempty"`
+	ReadCoalesce  string  `json:"read_coalesce,omitempty"`
 }
 
 type machine struct {
@@ -183,6 +184,7 @@ Flags:
 		verbose   = fs.Bool("v", false, "print the gateway's log tail after every point")
 		srcQueue  = fs.Int("source-queue", 0, "set the gateway's sources.mqtt[0].queue_size (0: the gateway's default)")
 		rdQueue   = fs.Int("readings-queue", 0, "set the gateway's gateway.queue_size (0: the gateway's default)")
+		coalesce  = fs.String("read-coalesce", "", "set the gateway's sources.mqtt[0].read_coalesce, e.g. 0s or 5ms (empty: the gateway's default)")
 		analyze   = fs.String("analyze", "", "only print the top functions and the per-goroutine breakdown of an existing CPU profile (from --cpuprofile), then exit")
 		upDown    = fs.Bool("uplink-down", false, "point the gateway's uplink at a port nothing listens on: measures memory while summaries pile up in the outbox (no loss check); try with --window 1s")
 		gwEnv     = fs.String("gateway-env", "", "extra environment for the gateway process, comma-separated (e.g. GOMEMLIMIT=12MiB,GOGC=50)")
@@ -250,7 +252,7 @@ Flags:
 		}
 	}
 	e := &env{bin: gwBin, mosquitto: *mosq, work: work, sensors: *sensors, duration: *duration,
-		window: *window, maxQueued: *maxQueued, verbose: *verbose, sourceQueue: *srcQueue, readingsQueue: *rdQueue, uplinkDown: *upDown}
+		window: *window, maxQueued: *maxQueued, verbose: *verbose, sourceQueue: *srcQueue, readingsQueue: *rdQueue, readCoalesce: *coalesce, uplinkDown: *upDown}
 	for _, kv := range strings.Split(*gwEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv != "" {
 			if !strings.Contains(kv, "=") {
@@ -265,7 +267,7 @@ Flags:
 		Machine: describeMachine(*mosq), Started: time.Now().UTC(),
 		Settings: settings{Rates: *ratesArg, QoS: *qosArg, Sensors: *sensors, Duration: duration.String(),
 			Repeat: *repeat, Window: *window, MaxQueued: *maxQueued, ClockTick: clockTicks, GatewayEnv: *gwEnv,
-			SourceQueue: *srcQueue, ReadingsQueue: *rdQueue, UplinkDown: *upDown},
+			SourceQueue: *srcQueue, ReadingsQueue: *rdQueue, ReadCoalesce: *coalesce, UplinkDown: *upDown},
 	}
 	fmt.Fprintf(os.Stderr, "e2ebench: %d repeat(s) x qos %v x rates %s, %v per point, %d sensors (load %s)\n",
 		*repeat, qoss, *ratesArg, *duration, *sensors, res.Machine.LoadStart)

@@ -32,6 +32,7 @@ type env struct {
 	gatewayEnv     []string // extra environment of the gateway (GOMEMLIMIT=..., GOGC=...)
 	sourceQueue    int      // sources.mqtt[0].queue_size, 0 = default
 	readingsQueue  int      // gateway.queue_size, 0 = default
+	readCoalesce   string   // sources.mqtt[0].read_coalesce, "" = default
 	uplinkDown     bool     // the uplink points at a port nothing listens on
 	verbose        bool
 	seq            int
@@ -255,7 +256,7 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 		}
 		upstream, grace = fmt.Sprintf("tcp://127.0.0.1:%d", dead), time.Second
 	}
-	if err := os.WriteFile(cfg, []byte(gatewayConfig(filepath.Join(dir, "data"), mq.url(), upstream, qos, mport, e.window, e.sourceQueue, e.readingsQueue, grace)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(gatewayConfig(filepath.Join(dir, "data"), mq.url(), upstream, qos, mport, e.window, e.sourceQueue, e.readingsQueue, e.readCoalesce, grace)), 0o600); err != nil {
 		return nil, err
 	}
 	genv := append([]string(nil), e.gatewayEnv...)

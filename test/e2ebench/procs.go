@@ -294,12 +294,16 @@ func getHealth(ctx context.Context, port int) (*health, error) {
 // simulator's topic, 10 s tumbling windows over every sensor and metric,
 // summaries upstream over MQTT QoS 1 to the same broker under bench/.
 // sourceQueue and readingsQueue, when > 0, set sources.mqtt[0].queue_size
-// and gateway.queue_size (0 keeps the gateway's defaults).
+// and gateway.queue_size (0 keeps the gateway's defaults); readCoalesce,
+// when not empty, sources.mqtt[0].read_coalesce.
 // upstream is the uplink's broker URL; grace the shutdown grace.
-func gatewayConfig(dataDir, broker, upstream string, qos, metricsPort int, window string, sourceQueue, readingsQueue int, grace time.Duration) string {
+func gatewayConfig(dataDir, broker, upstream string, qos, metricsPort int, window string, sourceQueue, readingsQueue int, readCoalesce string, grace time.Duration) string {
 	extraSrc, extraGw := "", ""
 	if sourceQueue > 0 {
 		extraSrc = fmt.Sprintf("\n      queue_size: %d", sourceQueue)
+	}
+	if readCoalesce != "" {
+		extraSrc += fmt.Sprintf("\n      read_coalesce: %s", readCoalesce)
 	}
 	if readingsQueue > 0 {
 		extraGw = fmt.Sprintf("\n  queue_size: %d", readingsQueue)
