@@ -14,6 +14,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,6 +116,7 @@ func processSamples(start time.Time) []sample {
 		{"go_memstats_heap_alloc_bytes", nil, float64(ms.HeapAlloc)},
 		{"go_memstats_sys_bytes", nil, float64(ms.Sys)},
 		{"go_gc_cycles_total", nil, float64(ms.NumGC)},
+		{"go_memory_limit_bytes", nil, float64(debug.SetMemoryLimit(-1))}, // -1 reads it
 	}
 	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
 		// Fields after the parenthesised command name: utime is the 14th

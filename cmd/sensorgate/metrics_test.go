@@ -68,6 +68,7 @@ func TestWriteMetricsTextFormat(t *testing.T) {
 		"process_cpu_seconds_total ",
 		"process_resident_memory_bytes ",
 		"go_goroutines ",
+		"go_memory_limit_bytes ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics output lacks %q:\n%s", want, out)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -119,7 +121,23 @@ type gateway struct {
 	metrics *metricsServer
 }
 
+// applyMemoryLimit sets the runtime's soft memory limit from
+// gateway.memory_limit, unless GOMEMLIMIT is set: the operator's
+// environment wins over the config file. It runs at start and on reload.
+func (g *gateway) applyMemoryLimit(c GatewayConfig) {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		g.logger.Debug("memory limit from GOMEMLIMIT", "GOMEMLIMIT", env)
+		return
+	}
+	limit := c.MemoryLimit
+	if limit < 0 {
+		limit = math.MaxInt64 // the runtime's "no limit"
+	}
+	debug.SetMemoryLimit(limit)
+}
+
 func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) error {
+	g.applyMemoryLimit(cfg.Gateway)
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -173,6 +191,7 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 				if *c.Metrics.Listen != *cfg.Metrics.Listen {
 					g.logger.Warn("config reload: metrics.listen changes take effect at the next restart")
 				}
+				g.applyMemoryLimit(c.Gateway)
 				next = c
 				break wait
 			}
