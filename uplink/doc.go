@@ -109,8 +109,8 @@
 // whichever is first.
 //
 // The uplink dials the connection itself (tcp, tls, ws, wss) and hands
-// paho a buffered connection: reads are buffered and writes coalesced by a
-// flusher goroutine, so that a busy connection sends many packets per
+// paho a package mqttconn Conn (shared with the MQTT source): reads are
+// buffered and writes coalesced by a flusher goroutine, so that a busy connection sends many packets per
 // system call while an idle one sends each packet at once. On a clean
 // shutdown the uplink waits up to 2 s for outstanding PUBACKs, publishes
 // its retained "offline" status and disconnects; everything PUBACKed is

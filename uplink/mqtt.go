@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/ingest/mqttconn"
 )
 
 // mqttMsg is one published message: the records it carries.
@@ -199,7 +200,7 @@ type session struct {
 
 	progressed atomic.Bool
 	connMu     sync.Mutex
-	conn       *bufConn
+	conn       *mqttconn.Conn
 }
 
 func (s *session) end(err error) {
@@ -213,7 +214,7 @@ func (s *session) closeConn() {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	if s.conn != nil {
-		s.conn.abort()
+		s.conn.Abort()
 	}
 }
 
@@ -255,7 +256,7 @@ func (s *session) dial(tlsc *tls.Config) paho.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		bc := newBufConn(conn)
+		bc := mqttconn.New(conn, 0)
 		s.connMu.Lock()
 		s.conn = bc
 		s.connMu.Unlock()

@@ -11,50 +11,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/net/proxy"
+
+	"github.com/sensorgate/sensorgate/ingest/mqttconn"
 )
-
-// readBufferSize is the read buffer put in front of the broker connection.
-const readBufferSize = 32 << 10
-
-// coalescingConn reads the broker connection through a buffer, and waits
-// a little before a read that follows a small one.
-//
-// paho reads each packet header byte by byte straight from the connection,
-// which costs several read system calls per message; with the buffer, one
-// read brings in every message the kernel holds. At moderate rates that is
-// still about one message per read, and every read wakes the whole chain
-// of goroutines behind it for one message. Waiting `wait` before reading
-// again after a read that found little lets messages gather in the socket
-// buffer, so one wake-up carries many of them; under load reads come back
-// full and never wait. The cost is at most `wait` of added latency.
-type coalescingConn struct {
-	net.Conn
-	buf   []byte
-	r, w  int
-	wait  time.Duration
-	small bool // the last read from the connection filled under a quarter of buf
-}
-
-func newCoalescingConn(c net.Conn, wait time.Duration) *coalescingConn {
-	return &coalescingConn{Conn: c, buf: make([]byte, readBufferSize), wait: wait}
-}
-
-func (c *coalescingConn) Read(p []byte) (int, error) {
-	if c.r == c.w {
-		if c.small && c.wait > 0 {
-			time.Sleep(c.wait)
-		}
-		n, err := c.Conn.Read(c.buf)
-		c.r, c.w = 0, n
-		c.small = n < len(c.buf)/4
-		if n == 0 {
-			return 0, err
-		}
-	}
-	n := copy(p, c.buf[c.r:c.w])
-	c.r += n
-	return n, nil
-}
 
 // defaultPort fills in the MQTT port when the URL has none.
 func defaultPort(u *url.URL) *url.URL {
@@ -140,5 +99,5 @@ func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Dur
 		raw.Close()
 		return nil, fmt.Errorf("unsupported scheme %q", uri.Scheme)
 	}
-	return newCoalescingConn(conn, wait), nil
+	return mqttconn.New(conn, wait), nil
 }

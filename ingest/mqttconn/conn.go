@@ -1,29 +1,27 @@
-package uplink
+package mqttconn
 
 import (
-	"bufio"
 	"net"
 	"runtime"
 	"sync"
 	"time"
 )
 
-// bufConn wraps the network connection handed to paho. paho reads every
-// packet with several small reads and writes every packet with its own
-// write: at tens of thousands of messages per second the system calls are
-// most of the cost. bufConn buffers reads and coalesces writes: Write
-// appends to a buffer that a flusher goroutine writes out while the next
-// packets queue up, so a busy connection sends many packets per system
-// call and an idle one sends each at once (no added delay).
-//
-// Write reports the error of an earlier failed flush, so a broken
-// connection is noticed on the next write; Close flushes what is queued
-// (bounded by flushTimeout) before closing. Deadlines set by paho apply
-// to reads; writes are bounded by flushTimeout per flush and, above
-// that, by the uplink's ack watchdog.
-type bufConn struct {
+const (
+	readBufferSize = 32 << 10
+	maxPending     = 256 << 10
+	flushTimeout   = 30 * time.Second
+)
+
+// Conn wraps a connection for paho: see the package documentation.
+type Conn struct {
 	net.Conn
-	r *bufio.Reader
+
+	// Read side, used by paho's one reader goroutine only.
+	rbuf      []byte
+	r, w      int
+	readWait  time.Duration
+	smallRead bool // the last read filled under a quarter of rbuf
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -37,31 +35,43 @@ type bufConn struct {
 	closeErr  error
 }
 
-const (
-	bufConnMaxPending = 256 << 10
-	flushTimeout      = 30 * time.Second
-)
-
-func newBufConn(c net.Conn) *bufConn {
-	b := &bufConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10), done: make(chan struct{})}
+// New wraps c. readWait is how long a read that follows a small read waits
+// first (0: never).
+func New(c net.Conn, readWait time.Duration) *Conn {
+	b := &Conn{Conn: c, rbuf: make([]byte, readBufferSize), readWait: readWait, done: make(chan struct{})}
 	b.cond = sync.NewCond(&b.mu)
 	go b.flusher()
 	return b
 }
 
-func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *Conn) Read(p []byte) (int, error) {
+	if b.r == b.w {
+		if b.smallRead && b.readWait > 0 {
+			time.Sleep(b.readWait)
+		}
+		n, err := b.Conn.Read(b.rbuf)
+		b.r, b.w = 0, n
+		b.smallRead = n < len(b.rbuf)/4
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, b.rbuf[b.r:b.w])
+	b.r += n
+	return n, nil
+}
 
 // SetDeadline applies to reads only: writes have their own deadline per
 // flush.
-func (b *bufConn) SetDeadline(t time.Time) error { return b.Conn.SetReadDeadline(t) }
+func (b *Conn) SetDeadline(t time.Time) error { return b.Conn.SetReadDeadline(t) }
 
 // SetWriteDeadline is ignored for the same reason.
-func (b *bufConn) SetWriteDeadline(time.Time) error { return nil }
+func (b *Conn) SetWriteDeadline(time.Time) error { return nil }
 
-func (b *bufConn) Write(p []byte) (int, error) {
+func (b *Conn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.err == nil && !b.closed && len(b.buf) >= bufConnMaxPending {
+	for b.err == nil && !b.closed && len(b.buf) >= maxPending {
 		b.cond.Wait()
 	}
 	if b.err != nil {
@@ -75,7 +85,7 @@ func (b *bufConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *bufConn) flusher() {
+func (b *Conn) flusher() {
 	defer close(b.done)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -110,12 +120,12 @@ func (b *bufConn) flusher() {
 // Close flushes what is queued, then closes the connection. paho closes
 // a connection from two goroutines at once; every call returns when the
 // first one has finished.
-func (b *bufConn) Close() error {
+func (b *Conn) Close() error {
 	b.closeOnce.Do(func() { b.closeErr = b.close() })
 	return b.closeErr
 }
 
-func (b *bufConn) close() error {
+func (b *Conn) close() error {
 	b.mu.Lock()
 	b.closed = true
 	b.cond.Broadcast()
@@ -143,8 +153,8 @@ func (b *bufConn) close() error {
 	return b.Conn.Close()
 }
 
-// abort closes the connection without flushing.
-func (b *bufConn) abort() {
+// Abort closes the connection without flushing.
+func (b *Conn) Abort() {
 	b.mu.Lock()
 	b.closed = true
 	b.cond.Broadcast()

@@ -1,4 +1,4 @@
-package mqttsub
+package mqttconn
 
 import (
 	"bytes"
@@ -50,13 +50,13 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 }
 
 // readSpaced sends chunks small writes spaced gap apart and reads them all
-// back through a coalescingConn that waits wait; it checks the bytes and
+// back through a Conn that waits wait; it checks the bytes and
 // returns how many reads reached the socket.
 func readSpaced(t *testing.T, chunks int, gap, wait time.Duration) int64 {
 	t.Helper()
 	client, server := tcpPair(t)
 	cc := &countingConn{Conn: client}
-	conn := newCoalescingConn(cc, wait)
+	conn := New(cc, wait)
 	var want bytes.Buffer
 	for i := range chunks {
 		want.Write(bytes.Repeat([]byte{byte(i)}, 40))
@@ -86,10 +86,10 @@ func readSpaced(t *testing.T, chunks int, gap, wait time.Duration) int64 {
 	return cc.reads.Load()
 }
 
-// TestCoalescingConnGathersSmallWrites checks what the wait is for: small
+// TestReadWaitGathersSmallWrites checks what the wait is for: small
 // messages trickling in are read many per system call instead of one each.
 // The two counts come from one run and are compared as a ratio.
-func TestCoalescingConnGathersSmallWrites(t *testing.T) {
+func TestReadWaitGathersSmallWrites(t *testing.T) {
 	const chunks = 60
 	eager := readSpaced(t, chunks, time.Millisecond, 0)
 	patient := readSpaced(t, chunks, time.Millisecond, 15*time.Millisecond)
@@ -99,11 +99,11 @@ func TestCoalescingConnGathersSmallWrites(t *testing.T) {
 	}
 }
 
-// TestCoalescingConnLargePacket reads a packet larger than the buffer and
+// TestReadLargePacket reads a packet larger than the buffer and
 // a connection that ends mid-stream.
-func TestCoalescingConnLargePacket(t *testing.T) {
+func TestReadLargePacket(t *testing.T) {
 	client, server := tcpPair(t)
-	conn := newCoalescingConn(client, time.Millisecond)
+	conn := New(client, time.Millisecond)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 3*readBufferSize/16+7)
 	go func() {
 		server.Write(big)
@@ -119,4 +119,70 @@ func TestCoalescingConnLargePacket(t *testing.T) {
 	if n, err := conn.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("after the peer closed: n=%d err=%v, want 0, EOF", n, err)
 	}
+}
+
+// countingWriter counts the writes that reach the connection.
+type countingWriter struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// Many small packets written at once (the PUBACKs of a burst of QoS 1
+// messages) go out in far fewer system calls, in order and unchanged, and
+// Close sends what is still queued.
+func TestWritesCoalesceAndCloseFlushes(t *testing.T) {
+	client, server := tcpPair(t)
+	cw := &countingWriter{Conn: client}
+	conn := New(cw, 0)
+	const packets = 2000
+	var want bytes.Buffer
+	for i := range packets {
+		p := []byte{0x40, 0x02, byte(i >> 8), byte(i)} // a PUBACK
+		want.Write(p)
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server)
+		got <- b
+	}()
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("peer got %d bytes, want the %d written, in order", len(b), want.Len())
+	}
+	t.Logf("%d packets in %d writes", packets, cw.writes.Load())
+	if w := cw.writes.Load(); w*10 > packets {
+		t.Fatalf("%d packets took %d writes: not coalesced", packets, w)
+	}
+	if _, err := conn.Write([]byte{1}); err == nil {
+		t.Fatal("write after Close succeeded")
+	}
+}
+
+// A broken connection is reported by the next Write.
+func TestWriteReportsBrokenConnection(t *testing.T) {
+	client, server := tcpPair(t)
+	conn := New(client, 0)
+	server.Close()
+	client.Close() // the flusher's next write fails
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := conn.Write([]byte("x")); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes keep succeeding on a closed connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	conn.Abort()
 }
