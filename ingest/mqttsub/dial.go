@@ -34,10 +34,11 @@ func defaultPort(u *url.URL) *url.URL {
 	return &c
 }
 
-// dialer returns paho's connection function for tcp:// and ssl:// brokers:
-// it honours the proxy environment variables like paho does, adds a read
-// buffer, and aborts when ctx ends (so that Run stops promptly even while
-// an attempt hangs). WebSocket URLs are left to paho.
+// dialer returns paho's connection function: it honours the proxy
+// environment variables like paho does, wraps the connection in an
+// mqttconn.Conn (buffered, coalesced reads and writes), and aborts a TCP
+// dial when ctx ends (so that Run stops promptly even while an attempt
+// hangs; a WebSocket dial is bounded by connect_timeout).
 func dialer(ctx context.Context, last *lastConn, wait time.Duration) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		c, err := dial(ctx, uri, o, wait)
@@ -70,6 +71,19 @@ func (l *lastConn) close() {
 }
 
 func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Duration) (net.Conn, error) {
+	if uri.Scheme == "ws" || uri.Scheme == "wss" {
+		// paho's WebSocket dialer (it honours the proxy environment
+		// variables); the connection gets the same wrapper as TCP.
+		var tc *tls.Config
+		if uri.Scheme == "wss" {
+			tc = o.TLSConfig
+		}
+		c, err := mqtt.NewWebsocket(uri.String(), tc, o.ConnectTimeout, o.HTTPHeaders, o.WebsocketOptions)
+		if err != nil {
+			return nil, err
+		}
+		return mqttconn.New(c, wait), nil
+	}
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
 	var raw net.Conn
 	var err error

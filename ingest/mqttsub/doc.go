@@ -72,8 +72,9 @@
 //
 // # Performance
 //
-// For tcp:// and ssl:// brokers the connection is opened here (proxy
-// environment variables are honoured as paho does) and wrapped in a
+// The connection is opened here (tcp:// and ssl:// with proxy environment
+// variables honoured as paho does, ws:// and wss:// by paho's WebSocket
+// dialer) and wrapped in a
 // package mqttconn Conn: reads go through a 32 KiB buffer (paho reads
 // every packet header byte by byte), and after a read that brought in
 // little the next one waits read_coalesce (default 5ms) so that messages
@@ -82,7 +83,7 @@
 // (7.0 -> 4.0-4.5 CPU-seconds per million readings at 20k msg/s; 2ms gave
 // 5.0). It adds at most read_coalesce of latency. Writes are coalesced too,
 // so the PUBACKs of a burst of QoS 1 messages leave in a few system calls.
-// ws:// and wss:// connections are opened by paho. Decoding does
+// Decoding does
 // not allocate per reading; paho itself allocates about 35 times per message
 // (packet, payload, message, token). See BenchmarkSubscriberMosquitto.
 //

@@ -544,9 +544,7 @@ func (s *Subscriber) match(topic string) *subscription {
 func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions()
 	o.AddBroker(defaultPort(s.url).String())
-	if s.url.Scheme != "ws" && s.url.Scheme != "wss" {
-		o.SetCustomOpenConnectionFn(dialer(ctx, conn, *s.cfg.ReadCoalesce))
-	}
+	o.SetCustomOpenConnectionFn(dialer(ctx, conn, *s.cfg.ReadCoalesce))
 	o.SetClientID(s.cfg.ClientID)
 	o.SetUsername(s.cfg.Username)
 	o.SetPassword(s.password)
