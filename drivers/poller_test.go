@@ -24,6 +24,7 @@ import (
 	"github.com/sensorgate/sensorgate/drivers/ds18b20"
 	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/leak"
 )
 
 // sht3xChip emulates SHT3x chips on a bus (datasheet §4.3, §4.11): it
@@ -324,14 +325,7 @@ func TestPollerOneBrokenChipNeverStopsTheOthers(t *testing.T) {
 
 func checkGoroutines(t *testing.T, before int) {
 	t.Helper()
-	for range 200 {
-		if runtime.NumGoroutine() <= before {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	buf := make([]byte, 1<<16)
-	t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	leak.Wait(t, before)
 }
 
 func TestBackoffGrowsAndCaps(t *testing.T) {

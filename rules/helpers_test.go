@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/leak"
 )
 
 // collect is a Sink that keeps copies of what it gets.
@@ -177,16 +177,6 @@ func rd(sensor, metric string, t float64, v float64) ingest.Reading {
 // checkNoLeak fails if goroutines started during the test are still
 // running at its end.
 func checkNoLeak(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
+	t.Helper()
+	leak.Check(t)
 }

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/leak"
 )
 
 // fakeClock is a clock that only moves when the simulator waits on it.
@@ -405,14 +406,7 @@ func TestRunRealClockAndLeaks(t *testing.T) {
 
 func checkGoroutines(t *testing.T, before int) {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		if runtime.NumGoroutine() <= before {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	buf := make([]byte, 1<<16)
-	t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	leak.Wait(t, before)
 }
 
 func TestEmitAllocs(t *testing.T) {

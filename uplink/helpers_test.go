@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/leak"
 )
 
 // memOutbox is an in-memory Outbox with the documented semantics of
@@ -146,23 +146,7 @@ func mustReadings(t testing.TB, n int) []byte {
 // what it was before the test within 10 s.
 func checkGoroutines(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
+	leak.Check(t)
 }
 
 // waitFor polls cond until it holds or 20 s pass.

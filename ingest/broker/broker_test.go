@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -26,22 +25,12 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
+	"github.com/sensorgate/sensorgate/test/leak"
 )
 
 func checkNoLeak(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	leak.Check(t)
 }
 
 // start runs a broker until the test ends.

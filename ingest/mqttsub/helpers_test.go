@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/test/leak"
 )
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
@@ -129,23 +129,7 @@ func collect(t *testing.T, out <-chan ingest.Reading, n int) []ingest.Reading {
 // checkNoLeak fails if goroutines started during the test are still running.
 func checkNoLeak(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	leak.Check(t)
 }
 
 func jsonSub(topic string, qos byte, seg int) Subscription {
