@@ -256,7 +256,7 @@ func (s *session) dial(tlsc *tls.Config) paho.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		bc := mqttconn.New(conn, 0)
+		bc := mqttconn.New(conn, 0, false)
 		s.connMu.Lock()
 		s.conn = bc
 		s.connMu.Unlock()

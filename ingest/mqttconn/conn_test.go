@@ -56,7 +56,7 @@ func readSpaced(t *testing.T, chunks int, gap, wait time.Duration) int64 {
 	t.Helper()
 	client, server := tcpPair(t)
 	cc := &countingConn{Conn: client}
-	conn := New(cc, wait)
+	conn := New(cc, wait, false)
 	var want bytes.Buffer
 	for i := range chunks {
 		want.Write(bytes.Repeat([]byte{byte(i)}, 40))
@@ -103,7 +103,7 @@ func TestReadWaitGathersSmallWrites(t *testing.T) {
 // a connection that ends mid-stream.
 func TestReadLargePacket(t *testing.T) {
 	client, server := tcpPair(t)
-	conn := New(client, time.Millisecond)
+	conn := New(client, time.Millisecond, false)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 3*readBufferSize/16+7)
 	go func() {
 		server.Write(big)
@@ -138,7 +138,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func TestWritesCoalesceAndCloseFlushes(t *testing.T) {
 	client, server := tcpPair(t)
 	cw := &countingWriter{Conn: client}
-	conn := New(cw, 0)
+	conn := New(cw, 0, false)
 	const packets = 2000
 	var want bytes.Buffer
 	for i := range packets {
@@ -171,7 +171,7 @@ func TestWritesCoalesceAndCloseFlushes(t *testing.T) {
 // A broken connection is reported by the next Write.
 func TestWriteReportsBrokenConnection(t *testing.T) {
 	client, server := tcpPair(t)
-	conn := New(client, 0)
+	conn := New(client, 0, false)
 	server.Close()
 	client.Close() // the flusher's next write fails
 	deadline := time.Now().Add(10 * time.Second)
@@ -185,4 +185,38 @@ func TestWriteReportsBrokenConnection(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	conn.Abort()
+}
+
+// A peer that sends one message and waits for its acknowledgement before
+// the next (a broker's QoS 1 in-flight window of 1) gains nothing from
+// waiting: every wait would cost a full readWait per message. The Conn
+// must notice and read eagerly, trying a wait again only now and then.
+func TestReadWaitBacksOffForAWindowBoundPeer(t *testing.T) {
+	client, server := tcpPair(t)
+	conn := New(client, 20*time.Millisecond, true)
+	const messages = 300
+	go func() {
+		ack := make([]byte, 1)
+		for i := range messages {
+			if _, err := server.Write([]byte{byte(i)}); err != nil {
+				return
+			}
+			if _, err := io.ReadFull(server, ack); err != nil {
+				return
+			}
+		}
+	}()
+	b := make([]byte, 1)
+	for i := range messages {
+		if _, err := io.ReadFull(conn, b); err != nil || b[0] != byte(i) {
+			t.Fatalf("message %d: got %v, %v", i, b, err)
+		}
+		if _, err := conn.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d lock-step messages, %d reads waited", messages, conn.waits)
+	if conn.waits*10 > messages {
+		t.Fatalf("%d of %d reads waited for a peer that waits for us", conn.waits, messages)
+	}
 }

@@ -39,9 +39,9 @@ func defaultPort(u *url.URL) *url.URL {
 // mqttconn.Conn (buffered, coalesced reads and writes), and aborts a TCP
 // dial when ctx ends (so that Run stops promptly even while an attempt
 // hangs; a WebSocket dial is bounded by connect_timeout).
-func dialer(ctx context.Context, last *lastConn, wait time.Duration) mqtt.OpenConnectionFunc {
+func dialer(ctx context.Context, last *lastConn, wait time.Duration, windowed bool) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-		c, err := dial(ctx, uri, o, wait)
+		c, err := dial(ctx, uri, o, wait, windowed)
 		if err == nil {
 			last.set(c)
 		}
@@ -70,7 +70,7 @@ func (l *lastConn) close() {
 	}
 }
 
-func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Duration) (net.Conn, error) {
+func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Duration, windowed bool) (net.Conn, error) {
 	if uri.Scheme == "ws" || uri.Scheme == "wss" {
 		// paho's WebSocket dialer (it honours the proxy environment
 		// variables); the connection gets the same wrapper as TCP.
@@ -82,7 +82,7 @@ func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Dur
 		if err != nil {
 			return nil, err
 		}
-		return mqttconn.New(c, wait), nil
+		return mqttconn.New(c, wait, windowed), nil
 	}
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
 	var raw net.Conn
@@ -113,5 +113,5 @@ func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Dur
 		raw.Close()
 		return nil, fmt.Errorf("unsupported scheme %q", uri.Scheme)
 	}
-	return mqttconn.New(conn, wait), nil
+	return mqttconn.New(conn, wait, windowed), nil
 }

@@ -544,7 +544,14 @@ func (s *Subscriber) match(topic string) *subscription {
 func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions()
 	o.AddBroker(defaultPort(s.url).String())
-	o.SetCustomOpenConnectionFn(dialer(ctx, conn, *s.cfg.ReadCoalesce))
+	// With a QoS 1/2 subscription the broker's in-flight window may hold
+	// messages back until our PUBACKs arrive; the connection then gives
+	// up waiting when waiting does not pay (see mqttconn.Conn.Read).
+	windowed := false
+	for _, sub := range s.cfg.Subscriptions {
+		windowed = windowed || sub.QoS > 0
+	}
+	o.SetCustomOpenConnectionFn(dialer(ctx, conn, *s.cfg.ReadCoalesce, windowed))
 	o.SetClientID(s.cfg.ClientID)
 	o.SetUsername(s.cfg.Username)
 	o.SetPassword(s.password)
