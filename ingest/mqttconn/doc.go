@@ -10,7 +10,10 @@
 //     little waits a configurable time before reading again, so that
 //     messages gather in the socket buffer and one wake-up of paho's
 //     goroutines carries many (the source's read_coalesce; the uplink, which
-//     mostly reads PUBACKs, does not wait);
+//     mostly reads PUBACKs, does not wait). A peer that holds back until we
+//     answer, as a broker's QoS 1/2 in-flight window does, would be slowed
+//     to one window per wait: for such connections (New's windowed) waits
+//     that gather no more than an eager read are given up for a while;
 //   - coalesces writes: Write appends to a buffer (at most 256 KiB pending;
 //     Write waits beyond that) that a flusher goroutine writes out while the
 //     next packets queue up, so a busy connection sends many packets per

@@ -76,7 +76,9 @@ type Config struct {
 	// "0s" never waits). Messages gather in the socket buffer meanwhile,
 	// so one wake-up of the receive path carries many: at 20k msg/s that
 	// takes 40% off the gateway's CPU. It adds at most this much latency;
-	// under load reads come back full and never wait.
+	// under load reads come back full and never wait. With a QoS 1/2
+	// subscription, waits that gather nothing more (a broker whose
+	// in-flight window waits for our PUBACKs) are given up for a while.
 	ReadCoalesce *time.Duration `yaml:"read_coalesce"`
 	// MaxPayload is the largest payload decoded, in bytes (default 64 KiB);
 	// larger ones are counted under reason too_large and dropped.
