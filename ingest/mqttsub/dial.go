@@ -65,7 +65,9 @@ func (l *lastConn) set(c net.Conn) {
 func (l *lastConn) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.c != nil {
+	if c, ok := l.c.(*mqttconn.Conn); ok {
+		c.Abort() // a cut, not a clean close: nothing to flush, no peer to wait for
+	} else if l.c != nil {
 		l.c.Close()
 	}
 }
