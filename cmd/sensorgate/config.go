@@ -58,15 +58,19 @@ type GatewayConfig struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (see
 	// runtime/debug.SetMemoryLimit): past it the garbage collector works
 	// harder instead of letting the heap double, so that a burst (large
-	// payloads filling the source queues) cannot push a Pi into the OOM
-	// killer. It is a ceiling, not a target: at 20k msg/s the gateway uses
-	// about a third of the default. Default 32 MiB; -1 sets no limit. The
+	// payloads filling the source queues) cannot push a small board into
+	// the OOM killer. It is a ceiling, not a target. Default (0): a quarter
+	// of the machine's memory (or of the cgroup's limit), at least 32 MiB:
+	// 128 MiB on a 512 MB Pi Zero. A limit below what the gateway really
+	// holds (100,000 window keys are about 100 MB) makes the collector run
+	// all the time, hence no small fixed default. -1 sets no limit. The
 	// GOMEMLIMIT environment variable, when set, wins.
 	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
-// defaultMemoryLimit is gateway.memory_limit's default.
-const defaultMemoryLimit = 32 << 20
+// minMemoryLimit is the smallest gateway.memory_limit, and the floor of
+// the automatic one.
+const minMemoryLimit = 32 << 20
 
 // LogConfig is the `log:` section.
 type LogConfig struct {
@@ -124,9 +128,6 @@ func (c *Config) defaults() {
 	}
 	if c.Gateway.ShutdownGrace == 0 {
 		c.Gateway.ShutdownGrace = 5 * time.Second
-	}
-	if c.Gateway.MemoryLimit == 0 {
-		c.Gateway.MemoryLimit = defaultMemoryLimit
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -199,8 +200,8 @@ func (c *Config) validate() error {
 	if c.Gateway.ShutdownGrace < 0 {
 		errs = append(errs, ingest.Errorf("gateway.shutdown_grace", "must be >= 0"))
 	}
-	if l := c.Gateway.MemoryLimit; l != -1 && l < 8<<20 {
-		errs = append(errs, ingest.Errorf("gateway.memory_limit", "must be at least 8388608 (8 MiB), or -1 for no limit, got %d", l))
+	if l := c.Gateway.MemoryLimit; l != -1 && l != 0 && l < minMemoryLimit {
+		errs = append(errs, ingest.Errorf("gateway.memory_limit", "must be at least 33554432 (32 MiB), 0 for a quarter of the machine's memory, or -1 for no limit, got %d", l))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
