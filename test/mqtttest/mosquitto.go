@@ -271,11 +271,17 @@ func (m *Mosquitto) removeDir() error {
 // tests.
 func RequireMosquitto(tb testing.TB) {
 	tb.Helper()
-	if _, err := os.Stat(MosquittoBin); err != nil {
+	requireBin(tb, MosquittoBin)
+}
+
+func requireBin(tb testing.TB, bin string) {
+	tb.Helper()
+	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("CI") == "true" {
-			tb.Fatalf("mqtttest: %s missing under CI: %s", MosquittoBin, MosquittoInstall)
+			tb.Fatalf("mqtttest: %s missing under CI: %s", bin, MosquittoInstall)
+			return
 		}
-		tb.Skipf("mqtttest: interop test needs %s: %s", MosquittoBin, MosquittoInstall)
+		tb.Skipf("mqtttest: interop test needs %s: %s", bin, MosquittoInstall)
 	}
 }
 
@@ -285,6 +291,8 @@ func StartMosquitto(tb testing.TB, c MosquittoConfig) *Mosquitto {
 	tb.Helper()
 	if c.Bin == "" {
 		RequireMosquitto(tb)
+	} else {
+		requireBin(tb, c.Bin)
 	}
 	if c.Dir == "" {
 		c.Dir = tb.TempDir()

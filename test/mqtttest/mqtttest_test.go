@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,4 +219,34 @@ func TestWaitForAndFreeAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+// recordingTB notes Skipf and Fatalf instead of acting on them.
+type recordingTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recordingTB) Helper()                           {}
+func (r *recordingTB) Skipf(format string, args ...any)  { r.skipped = fmt.Sprintf(format, args...) }
+func (r *recordingTB) Fatalf(format string, args ...any) { r.failed = fmt.Sprintf(format, args...) }
+
+func TestMissingMosquittoSkipsOrFailsUnderCI(t *testing.T) {
+	for _, ci := range []string{"", "true"} {
+		t.Setenv("CI", ci)
+		r := &recordingTB{TB: t}
+		requireBin(r, "/nonexistent/mosquitto")
+		msg := r.skipped
+		if ci == "true" {
+			msg = r.failed
+			if r.skipped != "" {
+				t.Errorf("CI=true: skipped (%s)", r.skipped)
+			}
+		} else if r.failed != "" {
+			t.Errorf("outside CI: failed (%s)", r.failed)
+		}
+		if !strings.Contains(msg, MosquittoInstall) {
+			t.Errorf("CI=%q: message %q lacks the install command", ci, msg)
+		}
+	}
 }
