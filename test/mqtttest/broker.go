@@ -182,7 +182,9 @@ func (b *Broker) listen(srv *mochi.Server) error {
 	for attempt := 0; attempt < 100; attempt++ {
 		cfg := listeners.Config{ID: fmt.Sprintf("mqtttest-%d", attempt), Address: b.addr, TLSConfig: b.opts.TLS}
 		if b.opts.Websocket {
-			return srv.AddListener(listeners.NewWebsocket(cfg))
+			// Binds later, in Serve: start waits until it accepts.
+			err = srv.AddListener(listeners.NewWebsocket(cfg))
+			break
 		}
 		l := listeners.NewTCP(cfg)
 		if err = srv.AddListener(l); err == nil {
@@ -194,7 +196,10 @@ func (b *Broker) listen(srv *mochi.Server) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("mqtttest: broker listen on %s: %w", b.addr, err)
+	if err != nil {
+		return fmt.Errorf("mqtttest: broker listen on %s: %w", b.addr, err)
+	}
+	return nil
 }
 
 func dialOK(addr string) bool {

@@ -118,8 +118,14 @@ func TestBrokerTLSAndWebsocket(t *testing.T) {
 
 	ws := StartBroker(t, BrokerOptions{Websocket: true})
 	rec := ws.Record("#")
-	publish(t, mustConnect(t, ws.URL(), nil), "w", "x")
+	wc := mustConnect(t, ws.URL(), nil)
+	publish(t, wc, "w", "x")
 	rec.WaitLen(t, 10*time.Second, 1)
+	wc.Disconnect(0)
+	ws.Stop()
+	ws.Start()
+	publish(t, mustConnect(t, ws.URL(), nil), "w", "y")
+	rec.WaitLen(t, 10*time.Second, 2)
 }
 
 func TestPKIFiles(t *testing.T) {
