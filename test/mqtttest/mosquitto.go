@@ -25,9 +25,9 @@ var ErrNoMosquitto = errors.New("mqtttest: mosquitto is not installed (" + Mosqu
 // startTimeout bounds how long mosquitto may take to report that it runs.
 const startTimeout = 20 * time.Second
 
-// MosquittoConfig configures LaunchMosquitto. The zero value is an
-// anonymous-less broker on a free loopback port with no persistence; add
-// "allow_anonymous true" to Conf for anonymous clients.
+// MosquittoConfig configures LaunchMosquitto. The zero value is a broker
+// on a free loopback port without persistence that, as mosquitto 2 does by
+// default, refuses anonymous clients: add "allow_anonymous true" to Conf.
 type MosquittoConfig struct {
 	// Bin is the mosquitto binary; "" is MosquittoBin.
 	Bin string
