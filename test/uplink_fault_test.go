@@ -583,7 +583,7 @@ type uplRig struct {
 func uplNewRig(t *testing.T) *uplRig {
 	r := &uplRig{t: t}
 	r.mq = uplStartMosquitto(t, "")
-	ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: 2 * time.Millisecond}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: 2 * time.Millisecond}, buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -790,7 +790,7 @@ func uplBenchRecords() int {
 // uplBacklog opens an outbox in dir holding n summaries and returns it
 // with one sample payload.
 func uplBacklog(b *testing.B, dir string, n int) (*buffer.Outbox, []byte) {
-	ob, err := buffer.Open(filepath.Join(dir, "outbox.db"), buffer.Config{MaxBytes: 4 << 30, MaxFileSize: 8 << 30, CompactMinSize: -1}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(dir, "outbox.db"), MaxBytes: 4 << 30, MaxFileSize: 8 << 30, CompactMinSize: -1}, buffer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1019,7 +1019,7 @@ func TestUplinkMosquittoMutualTLS(t *testing.T) {
 		{"client certificate of another CA", uplink.TLS{CAFile: good.ca, CertFile: other.clientCert, KeyFile: other.clientKey}, "tls: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{}, nil)
+			ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db")}, buffer.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

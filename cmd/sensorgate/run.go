@@ -174,7 +174,7 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	ob, err := buffer.Open(cfg.Buffer.Path, cfg.Buffer, g.logger.With("component", "outbox"))
+	ob, err := buffer.Open(cfg.Buffer, outboxOptions(g.logger))
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 					g.logger.Error("config reload rejected; keeping the running config", "config", g.path, "err", strings.ReplaceAll(err.Error(), "\n", "; "))
 					continue
 				}
-				if !c.Buffer.Equal(cfg.Buffer) || c.Gateway.DataDir != cfg.Gateway.DataDir {
+				if c.Buffer != cfg.Buffer || c.Gateway.DataDir != cfg.Gateway.DataDir {
 					g.logger.Warn("config reload: buffer and gateway.data_dir changes take effect at the next restart")
 					c.Buffer, c.Gateway.DataDir = cfg.Buffer, cfg.Gateway.DataDir
 				}
@@ -259,6 +259,13 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 		g.metrics.set("outbox", func() any { return ob.Stats() })
 		g.logger.Info("config reloaded", "config", g.path)
 	}
+}
+
+// outboxOptions are the outbox's runtime inputs. The outbox cannot read
+// summaries; the rules merge them, so a full summaries lane with the
+// rollup policy keeps coverage at a coarser resolution.
+func outboxOptions(logger *slog.Logger) buffer.Options {
+	return buffer.Options{Logger: logger.With("component", "outbox"), RollUp: rules.RollUp}
 }
 
 // pipeline is one configuration's sources, rules and uplinks around the

@@ -1,11 +1,114 @@
+// A checker of bbolt's on-disk format, run before bbolt maps a file: it
+// reads the meta pages and walks the branch, leaf and freelist pages with
+// plain file reads, so that a damaged file becomes an error (and a
+// quarantine) instead of a fault or an endless loop inside bbolt.
+//
+// It is pinned to bbolt's file format version 2, as written by
+// go.etcd.io/bbolt v1.5 (the page and meta layouts of bbolt's
+// internal/common/page.go and meta.go at that version). bbolt does not
+// promise this layout to anyone but itself: TestBoltFormatPinned fails
+// when go.mod moves bbolt to another major or minor version, so that
+// whoever upgrades it re-reads those two files against the constants
+// here and then moves the pin.
+
 package buffer
 
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"os"
 )
+
+// bbolt's meta page layout (page header 16 bytes, then the meta).
+const (
+	boltMagic   = 0xED0CDAED
+	boltVersion = 2
+	pageHeader  = 16
+	metaSize    = 64 // magic..checksum
+)
+
+type boltMeta struct {
+	pageSize uint32
+	root     uint64
+	freelist uint64
+	pgid     uint64
+	txid     uint64
+}
+
+// precheck validates the file's meta pages and that the file holds every
+// page the newest valid meta claims, before bbolt maps it: bbolt itself
+// would fault on a truncated file (SIGBUS is not recoverable).
+func precheck(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return errEmpty // bbolt initialises an empty file
+	}
+	var best *boltMeta
+	buf := make([]byte, pageHeader+metaSize)
+	// The first meta tells the page size; try the common sizes for the
+	// second one if the first is damaged.
+	offsets := []int64{0}
+	if n, err := f.ReadAt(buf, 0); n == len(buf) || err == nil {
+		if m, ok := parseMeta(buf); ok {
+			best = m
+			offsets = append(offsets, int64(m.pageSize))
+		}
+	}
+	if best == nil {
+		offsets = append(offsets, 4096, 8192, 16384, 65536)
+	}
+	for _, off := range offsets[1:] {
+		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			continue
+		}
+		if m, ok := parseMeta(buf); ok && (best == nil || m.txid > best.txid) {
+			if best == nil || m.pageSize == best.pageSize {
+				best = m
+			}
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("%w: no valid meta page", ErrCorrupt)
+	}
+	if best.pgid < 3 || best.pgid > uint64(size)/uint64(best.pageSize) {
+		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrCorrupt, size, best.pgid, best.pageSize)
+	}
+	return validatePages(f, best)
+}
+
+func parseMeta(b []byte) (*boltMeta, bool) {
+	if len(b) < pageHeader+metaSize {
+		return nil, false
+	}
+	m := b[pageHeader:]
+	le := binary.LittleEndian
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
+		return nil, false
+	}
+	h := fnv.New64a()
+	h.Write(m[:56])
+	if h.Sum64() != le.Uint64(m[56:]) {
+		return nil, false
+	}
+	ps := le.Uint32(m[8:])
+	if ps < 512 || ps > 1<<20 || ps&(ps-1) != 0 {
+		return nil, false
+	}
+	return &boltMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+}
 
 // bbolt page layout (bbolt v1.x, little-endian on every platform we build
 // for): a 16-byte header (id u64, flags u16, count u16, overflow u32), then
