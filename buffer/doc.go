@@ -98,8 +98,9 @@
 // crash-loops on its own buffer. A file locked by another process is an
 // error wrapping [ErrLocked], not corruption. [Check] runs the same checks
 // and bbolt's tx.Check on a closed file. The page checks read bbolt's
-// on-disk format (version 2) by hand; boltcheck.go is pinned to the bbolt
-// version it was checked against, and a test fails when go.mod moves on.
+// on-disk format (version 2) by hand, in internal/boltcheck, which is
+// pinned to the bbolt version it was checked against: a test fails when
+// go.mod moves bbolt to another minor version.
 //
 // A full disk (or Config.MaxFileSize) makes commits fail cleanly: Append
 // returns an error wrapping [ErrFull] and [ErrDiskFull], enqueued records

@@ -11,6 +11,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sensorgate/sensorgate/buffer/internal/boltcheck"
 )
 
 // On-disk layout: one bucket per lane ("lane.alerts", ...), keys are the
@@ -46,6 +48,19 @@ var ErrCorrupt = errors.New("corrupt outbox file")
 // errEmpty: the file exists but is empty, as bbolt leaves it when it dies
 // before writing the first pages; it is initialised like a new file.
 var errEmpty = errors.New("empty file")
+
+// precheck runs the page-format checks of internal/boltcheck (pinned to
+// bbolt's on-disk format) before bbolt maps the file.
+func precheck(path string) error {
+	err := boltcheck.File(path)
+	switch {
+	case errors.Is(err, boltcheck.ErrEmpty):
+		return errEmpty
+	case errors.Is(err, boltcheck.ErrDamaged):
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
 
 // openBolt opens a bbolt file, turning bbolt's lock timeout into ErrLocked
 // so that callers need not import bbolt's errors.

@@ -37,6 +37,7 @@ func mainConfig(dir, source, upstream, grace string) string {
   id: gw-main
   data_dir: %s
   shutdown_grace: %s
+  memory_limit: -1 # the process-wide limit stays as the test binary has it
 metrics:
   listen: 127.0.0.1:0
 sources:

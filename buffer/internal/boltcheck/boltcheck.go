@@ -1,17 +1,4 @@
-// A checker of bbolt's on-disk format, run before bbolt maps a file: it
-// reads the meta pages and walks the branch, leaf and freelist pages with
-// plain file reads, so that a damaged file becomes an error (and a
-// quarantine) instead of a fault or an endless loop inside bbolt.
-//
-// It is pinned to bbolt's file format version 2, as written by
-// go.etcd.io/bbolt v1.5 (the page and meta layouts of bbolt's
-// internal/common/page.go and meta.go at that version). bbolt does not
-// promise this layout to anyone but itself: TestBoltFormatPinned fails
-// when go.mod moves bbolt to another major or minor version, so that
-// whoever upgrades it re-reads those two files against the constants
-// here and then moves the pin.
-
-package buffer
+package boltcheck
 
 import (
 	"bytes"
@@ -25,10 +12,10 @@ import (
 
 // bbolt's meta page layout (page header 16 bytes, then the meta).
 const (
-	boltMagic   = 0xED0CDAED
-	boltVersion = 2
-	pageHeader  = 16
-	metaSize    = 64 // magic..checksum
+	boltMagic     = 0xED0CDAED
+	FormatVersion = 2 // bbolt's file format version, the one this package reads
+	pageHeader    = 16
+	metaSize      = 64 // magic..checksum
 )
 
 type boltMeta struct {
@@ -39,10 +26,20 @@ type boltMeta struct {
 	txid     uint64
 }
 
-// precheck validates the file's meta pages and that the file holds every
-// page the newest valid meta claims, before bbolt maps it: bbolt itself
-// would fault on a truncated file (SIGBUS is not recoverable).
-func precheck(path string) error {
+// Errors File returns besides those of reading the file.
+var (
+	// ErrDamaged is wrapped by every error about a damaged file.
+	ErrDamaged = errors.New("boltcheck: damaged bbolt file")
+	// ErrEmpty: the file exists but is empty, as bbolt leaves it when it
+	// dies before writing the first pages (bbolt initialises it).
+	ErrEmpty = errors.New("boltcheck: empty file")
+)
+
+// File validates the meta pages of the bbolt file at path, that the file
+// holds every page the newest valid meta claims, and every page reachable
+// from it (see validatePages), before bbolt maps it: bbolt itself would
+// fault on a truncated file (SIGBUS is not recoverable).
+func File(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -54,7 +51,7 @@ func precheck(path string) error {
 	}
 	size := fi.Size()
 	if size == 0 {
-		return errEmpty // bbolt initialises an empty file
+		return ErrEmpty // bbolt initialises an empty file
 	}
 	var best *boltMeta
 	buf := make([]byte, pageHeader+metaSize)
@@ -81,10 +78,10 @@ func precheck(path string) error {
 		}
 	}
 	if best == nil {
-		return fmt.Errorf("%w: no valid meta page", ErrCorrupt)
+		return fmt.Errorf("%w: no valid meta page", ErrDamaged)
 	}
 	if best.pgid < 3 || best.pgid > uint64(size)/uint64(best.pageSize) {
-		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrCorrupt, size, best.pgid, best.pageSize)
+		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrDamaged, size, best.pgid, best.pageSize)
 	}
 	return validatePages(f, best)
 }
@@ -95,7 +92,7 @@ func parseMeta(b []byte) (*boltMeta, bool) {
 	}
 	m := b[pageHeader:]
 	le := binary.LittleEndian
-	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != FormatVersion {
 		return nil, false
 	}
 	h := fnv.New64a()
@@ -146,25 +143,25 @@ func validatePages(f *os.File, m *boltMeta) error {
 	var scratch []byte // pages are checked one at a time
 	readPage := func(id uint64, want uint16) ([]byte, error) {
 		if id < 2 || id >= hwm {
-			return nil, fmt.Errorf("%w: page %d out of bounds (%d pages)", ErrCorrupt, id, hwm)
+			return nil, fmt.Errorf("%w: page %d out of bounds (%d pages)", ErrDamaged, id, hwm)
 		}
 		if _, err := f.ReadAt(hdr[:], int64(id*ps)); err != nil {
-			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("%w: page %d: %w", ErrDamaged, id, err)
 		}
 		le := binary.LittleEndian
 		if got := le.Uint64(hdr[0:]); got != id {
-			return nil, fmt.Errorf("%w: page %d claims to be page %d", ErrCorrupt, id, got)
+			return nil, fmt.Errorf("%w: page %d claims to be page %d", ErrDamaged, id, got)
 		}
 		if flags := le.Uint16(hdr[8:]); !exactType(flags, want) {
-			return nil, fmt.Errorf("%w: page %d: unexpected type %#x", ErrCorrupt, id, flags)
+			return nil, fmt.Errorf("%w: page %d: unexpected type %#x", ErrDamaged, id, flags)
 		}
 		overflow := uint64(le.Uint32(hdr[12:]))
 		if id+overflow >= hwm {
-			return nil, fmt.Errorf("%w: page %d: overflow %d beyond the file", ErrCorrupt, id, overflow)
+			return nil, fmt.Errorf("%w: page %d: overflow %d beyond the file", ErrDamaged, id, overflow)
 		}
 		for i := id; i <= id+overflow; i++ {
 			if !mark(i) {
-				return nil, fmt.Errorf("%w: page %d reached twice", ErrCorrupt, i)
+				return nil, fmt.Errorf("%w: page %d reached twice", ErrDamaged, i)
 			}
 		}
 		n := (overflow + 1) * ps
@@ -173,7 +170,7 @@ func validatePages(f *os.File, m *boltMeta) error {
 		}
 		data := scratch[:n]
 		if _, err := f.ReadAt(data, int64(id*ps)); err != nil {
-			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("%w: page %d: %w", ErrDamaged, id, err)
 		}
 		return data, nil
 	}
@@ -215,14 +212,14 @@ type pageRef struct {
 func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error) {
 	le := binary.LittleEndian
 	if len(data) < pageHeader {
-		return todo, fmt.Errorf("%w: short page", ErrCorrupt)
+		return todo, fmt.Errorf("%w: short page", ErrDamaged)
 	}
 	flags, count := le.Uint16(data[8:]), int(le.Uint16(data[10:]))
 	if flags != pageBranch && flags != pageLeaf {
-		return todo, fmt.Errorf("%w: page type %#x", ErrCorrupt, flags)
+		return todo, fmt.Errorf("%w: page type %#x", ErrDamaged, flags)
 	}
 	if pageHeader+count*elemSize > len(data) {
-		return todo, fmt.Errorf("%w: %d elements do not fit", ErrCorrupt, count)
+		return todo, fmt.Errorf("%w: %d elements do not fit", ErrDamaged, count)
 	}
 	var prev []byte
 	for i := range count {
@@ -235,18 +232,18 @@ func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error
 		case flags == pageLeaf:
 			pos, ksize, vsize = uint64(le.Uint32(e[4:])), uint64(le.Uint32(e[8:])), uint64(le.Uint32(e[12:]))
 		default:
-			return todo, fmt.Errorf("%w: page type %#x", ErrCorrupt, flags)
+			return todo, fmt.Errorf("%w: page type %#x", ErrDamaged, flags)
 		}
 		start := uint64(off) + pos
 		if start+ksize+vsize > uint64(len(data)) {
-			return todo, fmt.Errorf("%w: element %d outside its page", ErrCorrupt, i)
+			return todo, fmt.Errorf("%w: element %d outside its page", ErrDamaged, i)
 		}
 		key := data[start : start+ksize]
 		if i > 0 && bytes.Compare(prev, key) >= 0 {
-			return todo, fmt.Errorf("%w: keys out of order", ErrCorrupt)
+			return todo, fmt.Errorf("%w: keys out of order", ErrDamaged)
 		}
 		if lo != nil && bytes.Compare(key, lo) < 0 || hi != nil && bytes.Compare(key, hi) >= 0 {
-			return todo, fmt.Errorf("%w: key outside its parent's range", ErrCorrupt)
+			return todo, fmt.Errorf("%w: key outside its parent's range", ErrDamaged)
 		}
 		prev = key
 		if flags == pageBranch {
@@ -262,18 +259,18 @@ func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error
 		}
 		val := data[start+ksize : start+ksize+vsize]
 		if len(val) < 16 {
-			return todo, fmt.Errorf("%w: short bucket header", ErrCorrupt)
+			return todo, fmt.Errorf("%w: short bucket header", ErrDamaged)
 		}
 		if root := le.Uint64(val); root != 0 {
 			todo = append(todo, pageRef{id: root})
 			continue
 		}
 		if depth >= maxInline {
-			return todo, fmt.Errorf("%w: inline buckets nested too deep", ErrCorrupt)
+			return todo, fmt.Errorf("%w: inline buckets nested too deep", ErrDamaged)
 		}
 		inline := val[16:]
 		if len(inline) < pageHeader || le.Uint16(inline[8:]) != pageLeaf {
-			return todo, fmt.Errorf("%w: bad inline bucket", ErrCorrupt)
+			return todo, fmt.Errorf("%w: bad inline bucket", ErrDamaged)
 		}
 		var err error
 		if todo, err = checkPage(inline, nil, nil, todo, depth+1); err != nil {
@@ -281,7 +278,7 @@ func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error
 		}
 	}
 	if flags == pageBranch && count == 0 {
-		return todo, fmt.Errorf("%w: empty branch page", ErrCorrupt)
+		return todo, fmt.Errorf("%w: empty branch page", ErrDamaged)
 	}
 	return todo, nil
 }
@@ -291,16 +288,16 @@ func checkFreelist(data []byte, hwm uint64) error {
 	count, start := uint64(le.Uint16(data[10:])), uint64(pageHeader)
 	if count == 0xFFFF {
 		if len(data) < pageHeader+8 {
-			return fmt.Errorf("%w: short freelist", ErrCorrupt)
+			return fmt.Errorf("%w: short freelist", ErrDamaged)
 		}
 		count, start = le.Uint64(data[pageHeader:]), pageHeader+8
 	}
 	if count > (uint64(len(data))-start)/8 {
-		return fmt.Errorf("%w: freelist of %d ids does not fit", ErrCorrupt, count)
+		return fmt.Errorf("%w: freelist of %d ids does not fit", ErrDamaged, count)
 	}
 	for i := range count {
 		if id := le.Uint64(data[start+8*i:]); id < 2 || id >= hwm {
-			return fmt.Errorf("%w: freelist id %d out of bounds", ErrCorrupt, id)
+			return fmt.Errorf("%w: freelist id %d out of bounds", ErrDamaged, id)
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package buffer
+package boltcheck
 
 import (
 	"os"
@@ -8,17 +8,17 @@ import (
 )
 
 // pinnedBolt is the go.etcd.io/bbolt major.minor whose on-disk format
-// (version boltVersion) boltcheck.go was last checked against.
+// (FormatVersion) this package was last checked against.
 const pinnedBolt = "v1.5"
 
 // TestBoltFormatPinned fails when bbolt moves to another major or minor
-// version: boltcheck.go parses bbolt's pages by hand, and a new version may
+// version: this package parses bbolt's pages by hand, and a new version may
 // change them. Re-read bbolt's internal/common/page.go and meta.go against
-// boltcheck.go's constants, then move pinnedBolt.
+// this package's constants, then move pinnedBolt.
 func TestBoltFormatPinned(t *testing.T) {
 	v := boltModuleVersion(t)
 	if got := majorMinor(v); got != pinnedBolt {
-		t.Fatalf("go.etcd.io/bbolt is %s, boltcheck.go is pinned to %s.x (format version %d): check the page layout, then update pinnedBolt", v, pinnedBolt, boltVersion)
+		t.Fatalf("go.etcd.io/bbolt is %s, boltcheck is pinned to %s.x (format version %d): check the page layout, then update pinnedBolt", v, pinnedBolt, FormatVersion)
 	}
 }
 
@@ -36,7 +36,7 @@ func boltModuleVersion(t *testing.T) string {
 			}
 		}
 	}
-	b, err := os.ReadFile("../go.mod")
+	b, err := os.ReadFile("../../../go.mod")
 	if err != nil {
 		t.Fatal(err)
 	}
