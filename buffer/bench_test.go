@@ -64,7 +64,8 @@ func (s benchIO) report(b *testing.B, records int) {
 
 func benchOutbox(b *testing.B, cfg Config) *Outbox {
 	b.Helper()
-	o, err := Open(filepath.Join(b.TempDir(), "outbox.db"), cfg, nil)
+	cfg.Path = filepath.Join(b.TempDir(), "outbox.db")
+	o, err := Open(cfg, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"errors"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -20,7 +21,7 @@ const (
 	// pipeline. Each refused record is counted (reason "full").
 	PolicyReject Policy = "reject"
 	// PolicyRollUp merges the lane's oldest records into fewer, coarser ones
-	// with Config.RollUp (summaries lane only), so coverage is kept at a lower
+	// with Options.RollUp (summaries lane only), so coverage is kept at a lower
 	// resolution. Records merged away are counted (reason "rolled_up").
 	PolicyRollUp Policy = "rollup"
 )
@@ -66,14 +67,30 @@ type Config struct {
 	MaintainEvery time.Duration `yaml:"maintain_every"`
 	// Lanes holds the per-lane caps, ages and policies.
 	Lanes LanesConfig `yaml:"lanes"`
+}
 
+// Options are the outbox's runtime inputs, which the YAML file cannot
+// hold. Keeping them out of Config leaves Config a plain value: two
+// configs compare with ==, so a reload can tell whether the outbox
+// settings changed without a hand-kept field list.
+type Options struct {
+	// Logger receives the outbox's events (quarantined files, failed
+	// commits, maintenance); nil discards them.
+	Logger *slog.Logger
 	// RollUp merges payloads of the summaries lane (oldest first) into
-	// fewer, coarser ones; required by PolicyRollUp. Set by the command
-	// (the buffer does not know what a summary is). It must return fewer
-	// payloads than it was given to make room.
-	RollUp func(payloads [][]byte) ([][]byte, error) `yaml:"-"`
+	// fewer, coarser ones; Open requires it when a lane has PolicyRollUp.
+	// Set by the command (the buffer does not know what a summary is). It
+	// must return fewer payloads than it was given to make room.
+	RollUp func(payloads [][]byte) ([][]byte, error)
 	// Now is the clock for record times and max_age; nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	Now func() time.Time
+}
+
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
 }
 
 // LanesConfig holds one LaneConfig per lane.
@@ -227,39 +244,10 @@ func (c Config) Validate() error {
 		case PolicyRollUp:
 			if l != LaneSummaries {
 				errs = append(errs, ingest.Errorf(p+"policy", "rollup is only valid on the summaries lane"))
-			} else if c.RollUp == nil {
-				errs = append(errs, ingest.Errorf(p+"policy", "rollup needs a roll-up function (set by the command)"))
 			}
 		default:
 			errs = append(errs, ingest.Errorf(p+"policy", "unknown policy %q (want drop_oldest, reject or rollup)", lc.Policy))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (c *Config) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
-	}
-	return time.Now()
-}
-
-// Equal reports whether c and d have the same YAML settings (RollUp and
-// Now are not compared: functions are not comparable, which also makes
-// Config itself unusable with ==).
-func (c Config) Equal(d Config) bool {
-	type plain struct {
-		Path                  string
-		CommitDelay           time.Duration
-		AppendDelay           time.Duration
-		CommitMax, QueueMax   int
-		MaxBytes, MaxFileSize int64
-		CompactMinSize        int64
-		MaintainEvery         time.Duration
-		Lanes                 LanesConfig
-	}
-	p := func(c Config) plain {
-		return plain{c.Path, c.CommitDelay, c.AppendDelay, c.CommitMax, c.QueueMax, c.MaxBytes, c.MaxFileSize, c.CompactMinSize, c.MaintainEvery, c.Lanes}
-	}
-	return p(c) == p(d)
 }

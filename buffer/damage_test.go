@@ -30,7 +30,7 @@ func TestOpenSurvivesDamage(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			o, err := Open(path, testConfig(), nil)
+			o, err := Open(testConfigAt(path), Options{})
 			if err != nil {
 				t.Errorf("seed %d: %v", seed, err)
 				return

@@ -12,7 +12,7 @@
 // stable id "<epoch>-<lane>-<seq>" where epoch is random per file, so
 // upstream can de-duplicate re-deliveries.
 //
-// Producers call [Outbox.Enqueue] (returns once queued; blocks when
+// [Open] takes the file's path from Config.Path. Producers call [Outbox.Enqueue] (returns once queued; blocks when
 // Config.QueueMax records are pending: backpressure) or [Outbox.Append]
 // (returns once the records are committed and fsynced). Both copy the
 // payload. One committer goroutine group-commits what all producers queued:
@@ -33,7 +33,9 @@
 // [Outbox.Notify] (a coalesced signal after each commit that added
 // records), and delete what upstream confirmed with [Outbox.Ack]. Reading
 // does not remove anything: a crash between delivery and Ack means a
-// re-delivery with the same id (at least once).
+// re-delivery with the same id (at least once). [Outbox.Drained] waits,
+// woken by commits and acks, until nothing is left to deliver: a clean stop
+// gives the uplinks a grace period that ends as soon as they caught up.
 //
 // # Defaults, chosen for SD cards
 //
@@ -65,7 +67,7 @@
 //   - reject refuses new records with [ErrFull] (reason "full"), checked
 //     when they are enqueued, so the pipeline feels it at once;
 //   - rollup (summaries lane only) merges the oldest records with
-//     Config.RollUp, set by the command to the rules package's summary
+//     Options.RollUp, set by the command to the rules package's summary
 //     merge, so coverage is kept at a coarser resolution (reason
 //     "rolled_up" counts the records merged away). The oldest
 //     LaneConfig.RollUpBatch records are merged at a time; a batch that
@@ -94,8 +96,11 @@
 // "outbox.db.corrupt-<UTC time>", logged at Error, counted
 // (Stats.Quarantined) and a fresh outbox is started: the gateway never
 // crash-loops on its own buffer. A file locked by another process is an
-// error, not corruption. [Check] runs the same checks and bbolt's tx.Check
-// on a closed file.
+// error wrapping [ErrLocked], not corruption. [Check] runs the same checks
+// and bbolt's tx.Check on a closed file. The page checks read bbolt's
+// on-disk format (version 2) by hand, in internal/boltcheck, which is
+// pinned to the bbolt version it was checked against: a test fails when
+// go.mod moves bbolt to another minor version.
 //
 // A full disk (or Config.MaxFileSize) makes commits fail cleanly: Append
 // returns an error wrapping [ErrFull] and [ErrDiskFull], enqueued records
@@ -151,6 +156,7 @@
 //     copies live data, at most a quarter of the file).
 //   - Stats' oldest ages and file size come from a read transaction;
 //     counters are atomics, cheap to scrape.
-//   - Config holds functions (RollUp, Now), so it cannot be compared with
-//     ==; use [Config.Equal].
+//   - [Config] is the YAML section and a plain comparable value; the
+//     runtime inputs (logger, roll-up hook, clock) are [Options], passed to
+//     [Open] with it.
 package buffer

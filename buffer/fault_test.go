@@ -23,7 +23,7 @@ import (
 // fillFile writes a closed outbox with n records of size bytes in raw.
 func fillFile(t testing.TB, path string, n, size int) {
 	t.Helper()
-	o, err := Open(path, testConfig(), nil)
+	o, err := Open(testConfigAt(path), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			}
 			var logBuf bytes.Buffer
 			var mu sync.Mutex
-			o, err := Open(path, testConfig(), newTestLogger(&logBuf, &mu))
+			o, err := Open(testConfigAt(path), Options{Logger: newTestLogger(&logBuf, &mu)})
 			if err != nil {
 				t.Fatalf("Open of a damaged file failed: %v", err)
 			}
@@ -129,8 +129,8 @@ func TestLockedFileNotQuarantined(t *testing.T) {
 	o := open(t, path, testConfig())
 	o.Append(context.Background(), LaneRaw, []byte("x"))
 	// A second gateway on the same file must fail, not quarantine it.
-	if _, err := Open(path, testConfig(), nil); err == nil {
-		t.Fatal("second Open of a locked file succeeded")
+	if _, err := Open(testConfigAt(path), Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open of a locked file: %v, want ErrLocked", err)
 	}
 	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
 		t.Fatalf("a locked file was quarantined: %v", m)
@@ -160,7 +160,8 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal(err)
 		}
 		cfg := testConfig()
-		o, err := Open(path, cfg, nil)
+		cfg.Path = path
+		o, err := Open(cfg, Options{})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -420,7 +421,8 @@ func TestKill9(t *testing.T) {
 func kill9Child(path string) {
 	round := os.Getenv("BUFFER_KILL9_ROUND")
 	cfg := Config{CommitDelay: time.Millisecond}
-	o, err := Open(path, cfg, nil)
+	cfg.Path = path
+	o, err := Open(cfg, Options{})
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(1)

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -13,6 +11,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sensorgate/sensorgate/buffer/internal/boltcheck"
 )
 
 // On-disk layout: one bucket per lane ("lane.alerts", ...), keys are the
@@ -49,6 +49,29 @@ var ErrCorrupt = errors.New("corrupt outbox file")
 // before writing the first pages; it is initialised like a new file.
 var errEmpty = errors.New("empty file")
 
+// precheck runs the page-format checks of internal/boltcheck (pinned to
+// bbolt's on-disk format) before bbolt maps the file.
+func precheck(path string) error {
+	err := boltcheck.File(path)
+	switch {
+	case errors.Is(err, boltcheck.ErrEmpty):
+		return errEmpty
+	case errors.Is(err, boltcheck.ErrDamaged):
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+// openBolt opens a bbolt file, turning bbolt's lock timeout into ErrLocked
+// so that callers need not import bbolt's errors.
+func openBolt(path string, opts *bbolt.Options) (*bbolt.DB, error) {
+	db, err := bbolt.Open(path, 0o600, opts)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %w", ErrLocked, err)
+	}
+	return db, err
+}
+
 func boltOptions(cfg *Config, readOnly bool) *bbolt.Options {
 	return &bbolt.Options{
 		Timeout:        2 * time.Second,
@@ -57,93 +80,6 @@ func boltOptions(cfg *Config, readOnly bool) *bbolt.Options {
 		MaxSize:        int(min(cfg.MaxFileSize, int64(^uint(0)>>1))),
 		ReadOnly:       readOnly,
 	}
-}
-
-// bbolt's meta page layout (page header 16 bytes, then the meta).
-const (
-	boltMagic   = 0xED0CDAED
-	boltVersion = 2
-	pageHeader  = 16
-	metaSize    = 64 // magic..checksum
-)
-
-type boltMeta struct {
-	pageSize uint32
-	root     uint64
-	freelist uint64
-	pgid     uint64
-	txid     uint64
-}
-
-// precheck validates the file's meta pages and that the file holds every
-// page the newest valid meta claims, before bbolt maps it: bbolt itself
-// would fault on a truncated file (SIGBUS is not recoverable).
-func precheck(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	size := fi.Size()
-	if size == 0 {
-		return errEmpty // bbolt initialises an empty file
-	}
-	var best *boltMeta
-	buf := make([]byte, pageHeader+metaSize)
-	// The first meta tells the page size; try the common sizes for the
-	// second one if the first is damaged.
-	offsets := []int64{0}
-	if n, err := f.ReadAt(buf, 0); n == len(buf) || err == nil {
-		if m, ok := parseMeta(buf); ok {
-			best = m
-			offsets = append(offsets, int64(m.pageSize))
-		}
-	}
-	if best == nil {
-		offsets = append(offsets, 4096, 8192, 16384, 65536)
-	}
-	for _, off := range offsets[1:] {
-		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-			continue
-		}
-		if m, ok := parseMeta(buf); ok && (best == nil || m.txid > best.txid) {
-			if best == nil || m.pageSize == best.pageSize {
-				best = m
-			}
-		}
-	}
-	if best == nil {
-		return fmt.Errorf("%w: no valid meta page", ErrCorrupt)
-	}
-	if best.pgid < 3 || best.pgid > uint64(size)/uint64(best.pageSize) {
-		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrCorrupt, size, best.pgid, best.pageSize)
-	}
-	return validatePages(f, best)
-}
-
-func parseMeta(b []byte) (*boltMeta, bool) {
-	if len(b) < pageHeader+metaSize {
-		return nil, false
-	}
-	m := b[pageHeader:]
-	le := binary.LittleEndian
-	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
-		return nil, false
-	}
-	h := fnv.New64a()
-	h.Write(m[:56])
-	if h.Sum64() != le.Uint64(m[56:]) {
-		return nil, false
-	}
-	ps := le.Uint32(m[8:])
-	if ps < 512 || ps > 1<<20 || ps&(ps-1) != 0 {
-		return nil, false
-	}
-	return &boltMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
 }
 
 // laneScan is what a full scan of one lane finds.
@@ -164,7 +100,7 @@ func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
 	} else if err != nil {
 		return scan, err
 	}
-	db, err := bbolt.Open(path, 0o600, boltOptions(cfg, true))
+	db, err := openBolt(path, boltOptions(cfg, true))
 	if err != nil {
 		return scan, err
 	}
@@ -214,7 +150,7 @@ func isCorruption(err error) bool {
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, berrors.ErrTimeout), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, ErrLocked), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
 		return false
 	}
 	return true
@@ -253,7 +189,7 @@ func Check(path string) (err error) {
 	if _, err := scanFile(path, &cfg); err != nil {
 		return fmt.Errorf("buffer: check %s: %w", path, err)
 	}
-	db, err := bbolt.Open(path, 0o600, boltOptions(&cfg, true))
+	db, err := openBolt(path, boltOptions(&cfg, true))
 	if err != nil {
 		return fmt.Errorf("buffer: check %s: %w", path, err)
 	}

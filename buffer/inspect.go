@@ -42,7 +42,7 @@ func openReadOnly(path string) (*bbolt.DB, [numLanes]laneScan, error) {
 	}
 	opts := boltOptions(&cfg, true)
 	opts.PreLoadFreelist = true
-	db, err := bbolt.Open(path, 0o600, opts)
+	db, err := openBolt(path, opts)
 	return db, scan, err
 }
 

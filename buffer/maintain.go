@@ -70,7 +70,7 @@ func (o *Outbox) Maintain() error {
 
 // expired reports whether some lane's oldest record is past its max age.
 func (o *Outbox) expired() bool {
-	now := o.cfg.now()
+	now := o.opts.now()
 	found := false
 	o.dbMu.RLock()
 	defer o.dbMu.RUnlock()
@@ -164,7 +164,7 @@ func (o *Outbox) compactLocked() error {
 func compactInto(src *bbolt.DB, path string, cfg *Config) error {
 	tmp := path + compactSuffix
 	os.Remove(tmp)
-	dst, err := bbolt.Open(tmp, 0o600, boltOptions(cfg, false))
+	dst, err := openBolt(tmp, boltOptions(cfg, false))
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func CompactFile(path string) (before, after int64, err error) {
 		return 0, 0, fmt.Errorf("buffer: compact %s: %w", path, err)
 	}
 	before = fi.Size()
-	src, err := bbolt.Open(path, 0o600, boltOptions(&cfg, true))
+	src, err := openBolt(path, boltOptions(&cfg, true))
 	if err != nil {
 		return 0, 0, fmt.Errorf("buffer: compact %s: %w", path, err)
 	}

@@ -3,7 +3,6 @@ package buffer
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,12 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/sensorgate/sensorgate/ingest"
 )
 
 // Named errors callers branch on.
@@ -31,6 +31,10 @@ var (
 	ErrDiskFull = fmt.Errorf("%w: disk full", ErrFull)
 	// ErrClosed is returned by calls on a closed outbox.
 	ErrClosed = errors.New("buffer: outbox closed")
+	// ErrLocked is wrapped by the errors of Open and the offline tools
+	// (Inspect, Peek, Check, CompactFile) when another process holds the
+	// file's lock, most likely a running gateway; they give up after 2s.
+	ErrLocked = errors.New("buffer: outbox file locked by another process")
 )
 
 // item is one pending record: its value (header space + payload) lives in
@@ -56,6 +60,7 @@ type laneState struct {
 // pipeline and the uplinks. See the package documentation.
 type Outbox struct {
 	cfg    Config
+	opts   Options
 	path   string
 	logger *slog.Logger
 	epoch  string
@@ -76,9 +81,11 @@ type Outbox struct {
 	enqueued  uint64 // records ever accepted into pending
 	processed uint64 // records of pending ever committed or dropped
 	flushTo   uint64 // commit without waiting while processed < flushTo
-	doneCh    chan struct{}
-	closing   bool
-	lanes     [numLanes]laneState
+	// changed is closed (and replaced) after every commit and every ack:
+	// Flush and Drained wait on it instead of polling.
+	changed chan struct{}
+	closing bool
+	lanes   [numLanes]laneState
 
 	slots  chan struct{} // Enqueue's queue tokens
 	wake   chan struct{}
@@ -99,36 +106,41 @@ type Outbox struct {
 	diskCheckedAt, diskFreeBytes atomic.Int64
 }
 
-// Open opens (creating it if needed) the outbox file at path, or at
-// cfg.Path when path is empty, and starts the committer. cfg's zero fields
-// get their defaults. A corrupt or unreadable file is moved aside (see the
-// package documentation) and a fresh outbox started; only errors such as a
-// lock held by another process or a missing permission are returned.
-func Open(path string, cfg Config, logger *slog.Logger) (*Outbox, error) {
+// Open opens (creating it if needed) the outbox file at cfg.Path and
+// starts the committer. cfg's zero fields get their defaults. A corrupt or
+// unreadable file is moved aside (see the package documentation) and a
+// fresh outbox started; only errors such as a lock held by another process
+// ([ErrLocked]) or a missing permission are returned.
+func Open(cfg Config, opts Options) (*Outbox, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("buffer: config: %w", err)
 	}
-	if path == "" {
-		path = cfg.Path
+	for _, l := range Lanes {
+		if cfg.Lanes.Lane(l).Policy == PolicyRollUp && opts.RollUp == nil {
+			return nil, fmt.Errorf("buffer: config: %w", ingest.Errorf("lanes."+l.String()+".policy", "rollup needs Options.RollUp (set by the command)"))
+		}
 	}
+	path := cfg.Path
 	if path == "" {
 		return nil, errors.New("buffer: open: no path")
 	}
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	o := &Outbox{
-		cfg:    cfg,
-		path:   path,
-		logger: logger,
-		doneCh: make(chan struct{}),
-		slots:  make(chan struct{}, cfg.QueueMax),
-		wake:   make(chan struct{}, 1),
-		notify: make(chan struct{}, 1),
-		subs:   map[chan struct{}]struct{}{},
-		quit:   make(chan struct{}),
-		exited: make(chan struct{}),
+		cfg:     cfg,
+		opts:    opts,
+		path:    path,
+		logger:  logger,
+		changed: make(chan struct{}),
+		slots:   make(chan struct{}, cfg.QueueMax),
+		wake:    make(chan struct{}, 1),
+		notify:  make(chan struct{}, 1),
+		subs:    map[chan struct{}]struct{}{},
+		quit:    make(chan struct{}),
+		exited:  make(chan struct{}),
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("buffer: open %s: %w", path, err)
@@ -161,7 +173,7 @@ func (o *Outbox) openFile() error {
 		if !isCorruption(err) || attempt > 0 {
 			return fmt.Errorf("buffer: open %s: %w", o.path, err)
 		}
-		dst, qerr := quarantine(o.path, o.cfg.now())
+		dst, qerr := quarantine(o.path, o.opts.now())
 		if qerr != nil {
 			return fmt.Errorf("buffer: open %s: %w (moving it aside failed: %w)", o.path, err, qerr)
 		}
@@ -181,7 +193,7 @@ func openWritable(path string, cfg *Config) (db *bbolt.DB, err error) {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
 		}
 	}()
-	return bbolt.Open(path, 0o600, boltOptions(cfg, false))
+	return openBolt(path, boltOptions(cfg, false))
 }
 
 func (o *Outbox) init(db *bbolt.DB, scan [numLanes]laneScan) error {
@@ -373,7 +385,7 @@ func (o *Outbox) Flush(ctx context.Context) error {
 	o.signal()
 	for {
 		o.mu.Lock()
-		done, ch := o.processed >= target, o.doneCh
+		done, ch := o.processed >= target, o.changed
 		o.mu.Unlock()
 		if done {
 			return nil
@@ -392,6 +404,51 @@ func (o *Outbox) Flush(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// Drained waits until the outbox holds nothing left to deliver: no record
+// waiting for its commit, and the alerts, summaries and raw lanes empty
+// (the dead lane is kept for inspection, never delivered). Every commit
+// and every Ack wakes it, so it returns as soon as the last record is
+// acked. It returns ctx.Err() when ctx is done first and ErrClosed when
+// the outbox closes first. A clean stop uses it to give the uplinks a
+// grace period that ends early once they have caught up.
+func (o *Outbox) Drained(ctx context.Context) error {
+	for {
+		o.mu.Lock()
+		done, ch := o.drainedLocked(), o.changed
+		o.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-o.quit:
+			return ErrClosed
+		}
+	}
+}
+
+// drainedLocked reports whether nothing is left to deliver. It counts
+// reserved records (pendCount) rather than the pending queue, which the
+// committer empties before its transaction commits: a batch in flight is
+// not yet in its lane.
+func (o *Outbox) drainedLocked() bool {
+	for _, l := range Lanes {
+		ls := &o.lanes[l]
+		if ls.pendCount > 0 || (l != LaneDead && ls.count > 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// changedLocked wakes Flush and Drained (mu held).
+func (o *Outbox) changedLocked() {
+	close(o.changed)
+	o.changed = make(chan struct{})
 }
 
 // isClosed reports whether Close was called (dbMu held).
@@ -454,501 +511,4 @@ func (o *Outbox) Close() error {
 		return fmt.Errorf("buffer: close: %w", err)
 	}
 	return nil
-}
-
-// run is the committer.
-func (o *Outbox) run() {
-	defer close(o.exited)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	maint := time.NewTicker(o.cfg.MaintainEvery)
-	defer maint.Stop()
-	for {
-		o.mu.Lock()
-		n := len(o.pending)
-		urgent := o.closing || o.processed < o.flushTo
-		delay := o.cfg.CommitDelay
-		if o.waiting > 0 {
-			delay = o.cfg.AppendDelay
-		}
-		wait := delay - time.Since(o.firstAt)
-		closing := o.closing
-		o.mu.Unlock()
-		switch {
-		case n == 0 && closing:
-			return
-		case n == 0:
-			select {
-			case <-o.wake:
-			case <-o.quit:
-			case <-maint.C:
-				o.maintain()
-			}
-			continue
-		case n < o.cfg.CommitMax && !urgent && wait > 0:
-			timer.Reset(wait)
-			select {
-			case <-o.wake:
-			case <-o.quit:
-			case <-timer.C:
-			case <-maint.C:
-				o.maintain()
-			}
-			timer.Stop()
-			continue
-		}
-		o.commitPending(false)
-	}
-}
-
-func (o *Outbox) maintain() {
-	if err := o.Maintain(); err != nil {
-		o.logger.Warn("outbox maintenance failed", "err", err)
-	}
-}
-
-// takeBatchLocked moves the next batch (up to CommitMax records, never
-// splitting one Append) from pending into o.batch / o.batchBuf.
-func (o *Outbox) takeBatchLocked(all bool) {
-	n := len(o.pending)
-	if !all && n > o.cfg.CommitMax {
-		n = o.cfg.CommitMax
-		for n < len(o.pending) && o.pending[n].w != nil && o.pending[n].w == o.pending[n-1].w {
-			n++
-		}
-	}
-	for _, it := range o.pending[:n] {
-		if it.w != nil {
-			o.waiting--
-		}
-	}
-	if n == len(o.pending) {
-		o.batch, o.pending = o.pending, o.batch[:0]
-		o.batchBuf, o.arena = o.arena, o.batchBuf[:0]
-		return
-	}
-	// Partial: copy the batch out, keep the rest in place (rebased).
-	o.batch = append(o.batch[:0], o.pending[:n]...)
-	end := o.pending[n].off
-	o.batchBuf = append(o.batchBuf[:0], o.arena[:end]...)
-	rest := copy(o.pending, o.pending[n:])
-	o.pending = o.pending[:rest]
-	for i := range o.pending {
-		o.pending[i].off -= end
-	}
-	m := copy(o.arena, o.arena[end:])
-	o.arena = o.arena[:m]
-	// firstAt stays: the rest has waited since then, too.
-}
-
-// commitPending commits one batch of pending records, or all of them.
-func (o *Outbox) commitPending(all bool) {
-	o.wmu.Lock()
-	defer o.wmu.Unlock()
-	o.mu.Lock()
-	o.takeBatchLocked(all)
-	o.mu.Unlock()
-	if len(o.batch) == 0 {
-		return
-	}
-	o.writeLocked(o.batch, o.batchBuf, nil)
-	o.releaseBatch()
-}
-
-// releaseBatch drops the committed batch's buffers if a burst made them
-// large, so memory goes back down after it.
-func (o *Outbox) releaseBatch() {
-	clear(o.batch) // drop the waiter pointers
-	if cap(o.batchBuf) > 4<<20 {
-		o.batchBuf = nil
-	}
-	if cap(o.batch) > 64<<10 {
-		o.batch = nil
-	}
-}
-
-// counts of one commit per lane
-type laneCommit struct {
-	records int
-	lastSeq uint64
-	// bytes of the records that entered from pending (to release the
-	// reservation)
-	pendCount, pendBytes int64
-}
-
-// writeLocked runs one write transaction (wmu held): the batch items, then
-// extra (Update's function), then the caps. It reports the outcome to
-// the items' waiters and updates the lane state.
-func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, w *txWriter) error) error {
-	now := o.cfg.now()
-	var lc [numLanes]laneCommit
-	for _, it := range batch {
-		c := &lc[it.lane]
-		c.pendCount++
-		c.pendBytes += int64(it.n) + 8
-	}
-	var state [numLanes]laneState
-	var w *txWriter
-	attempt := func() error {
-		o.mu.Lock()
-		for l := range state {
-			state[l] = o.lanes[l]
-		}
-		o.mu.Unlock()
-		for l := range lc {
-			lc[l].records, lc[l].lastSeq = 0, 0
-		}
-		w = &txWriter{o: o, now: now, state: &state, lc: &lc}
-		o.dbMu.RLock()
-		defer o.dbMu.RUnlock()
-		return o.db.Update(func(tx *bbolt.Tx) error {
-			w.tx = tx
-			if err := w.putBatch(batch, buf); err != nil {
-				return err
-			}
-			if extra != nil {
-				if err := extra(tx, w); err != nil {
-					w.extraErr = err
-					return err
-				}
-			}
-			return w.enforce()
-		})
-	}
-	start := time.Now()
-	err := attempt()
-	if err != nil && isDiskFull(err) && len(batch) > 0 && o.makeRoom(batch, now) {
-		// The lanes' policies freed pages: try once more.
-		err = attempt()
-	}
-	lat := time.Since(start)
-
-	var records int
-	for l := range lc {
-		records += lc[l].records
-	}
-	var enq int
-	for _, it := range batch {
-		if it.w == nil {
-			enq++
-		}
-	}
-	if err != nil && w.extraErr != nil && errors.Is(err, w.extraErr) {
-		// Update's function failed: nothing of it was written.
-	} else if err != nil {
-		o.st.commitErrors.Add(1)
-		reason := reasonWriteError
-		if isDiskFull(err) {
-			reason = reasonDiskFull
-			err = fmt.Errorf("%w: %w", ErrDiskFull, err)
-		} else {
-			err = fmt.Errorf("buffer: commit: %w", err)
-		}
-		for _, it := range batch {
-			if it.w == nil {
-				o.st.drop(it.lane, reason, 1)
-			}
-		}
-		o.logger.Error("outbox commit failed", "records", len(batch), "dropped_enqueued", enq, "err", err)
-	} else {
-		o.st.commits.Add(1)
-		o.st.commitRecords.Add(uint64(records))
-		o.st.commitNanos.Add(uint64(lat))
-		o.st.lastCommitRecords.Store(uint64(records))
-		o.st.hist.observe(lat, uint64(records))
-		o.st.lastCommitNanos.Store(uint64(lat))
-		if uint64(lat) > o.st.maxCommitNanos.Load() {
-			o.st.maxCommitNanos.Store(uint64(lat))
-		}
-		w.applyCounters()
-		if o.logger.Enabled(context.Background(), slog.LevelDebug) {
-			for _, l := range Lanes {
-				if c := lc[l]; c.records > 0 {
-					o.logger.Debug("outbox commit", "lane", l.String(), "last_seq", c.lastSeq, "records", c.records)
-				}
-			}
-		}
-		if records > 0 || w.rolledOutAny() {
-			select {
-			case o.notify <- struct{}{}:
-			default:
-			}
-			o.signalSubscribers()
-		}
-	}
-	o.mu.Lock()
-	for l := range lc {
-		ls := &o.lanes[l]
-		ls.pendCount -= lc[l].pendCount
-		ls.pendBytes -= lc[l].pendBytes
-		if err == nil {
-			ls.count = state[l].count
-			ls.bytes = state[l].bytes
-		}
-	}
-	o.processed += uint64(len(batch))
-	close(o.doneCh)
-	o.doneCh = make(chan struct{})
-	o.mu.Unlock()
-
-	// Wake the waiters (each Append's items are contiguous).
-	var prev *waiter
-	for _, it := range batch {
-		if it.w != nil && it.w != prev {
-			it.w.done <- err
-			prev = it.w
-		}
-	}
-	for range enq {
-		<-o.slots
-	}
-	return err
-}
-
-// makeRoom applies the drop_oldest policy when a commit found the disk
-// (or MaxFileSize) full: it deletes the oldest records of drop_oldest lanes
-// of equal or lower priority than the batch's (lowest priority first),
-// about as many bytes as the batch needs, in a transaction of their own
-// (counted, reason "disk_full"). It reports whether anything was freed.
-func (o *Outbox) makeRoom(batch []item, now time.Time) bool {
-	var need int64
-	minLane := LaneDead
-	for _, it := range batch {
-		need += int64(it.n) + 8
-		minLane = min(minLane, it.lane)
-	}
-	// Page overhead: free at least a few pages' worth.
-	need = need*2 + 64<<10
-	var state [numLanes]laneState
-	o.mu.Lock()
-	state = o.lanes
-	o.mu.Unlock()
-	var lc [numLanes]laneCommit
-	w := &txWriter{o: o, now: now, state: &state, lc: &lc}
-	freedAny := false
-	o.dbMu.RLock()
-	err := o.db.Update(func(tx *bbolt.Tx) error {
-		w.tx = tx
-		left := need
-		for l := LaneDead; ; l-- {
-			if o.cfg.Lanes.Lane(l).Policy == PolicyDropOldest && left > 0 {
-				before := state[l].bytes
-				var freed int64
-				if err := w.dropHead(l, reasonDiskFull, func(_ int64, size int64) bool {
-					if freed >= left {
-						return false
-					}
-					freed += size
-					return true
-				}); err != nil {
-					return err
-				}
-				left -= before - state[l].bytes
-			}
-			if l == minLane {
-				break
-			}
-		}
-		freedAny = left < need
-		return nil
-	})
-	o.dbMu.RUnlock()
-	if err != nil || !freedAny {
-		return false
-	}
-	o.mu.Lock()
-	for l := range state {
-		o.lanes[l].count = state[l].count
-		o.lanes[l].bytes = state[l].bytes
-	}
-	o.mu.Unlock()
-	w.applyCounters()
-	o.logger.Warn("outbox: disk full, dropped the oldest records of drop_oldest lanes", "need_bytes", need)
-	return true
-}
-
-// diskFree is the free space of the file's disk, checked at most every
-// 100ms (it costs a system call).
-func (o *Outbox) diskFree() int64 {
-	now := time.Now().UnixNano()
-	if now-o.diskCheckedAt.Load() < int64(100*time.Millisecond) {
-		return o.diskFreeBytes.Load()
-	}
-	d := diskFree(filepath.Dir(o.path))
-	o.diskFreeBytes.Store(d)
-	o.diskCheckedAt.Store(now)
-	return d
-}
-
-func isDiskFull(err error) bool {
-	return errors.Is(err, errMaxSize) || errors.Is(err, errNoSpace)
-}
-
-// Read returns up to max records of lane with Seq > after, oldest first.
-// The records stay in the outbox until acked.
-func (o *Outbox) Read(lane Lane, after uint64, max int) ([]Record, error) {
-	if err := checkLane(lane); err != nil {
-		return nil, err
-	}
-	if max <= 0 {
-		return nil, nil
-	}
-	var out []Record
-	o.dbMu.RLock()
-	defer o.dbMu.RUnlock()
-	if o.isClosed() {
-		return nil, ErrClosed
-	}
-	err := o.db.View(func(tx *bbolt.Tx) (err error) {
-		out, err = readLane(tx, o.epoch, lane, after, max)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("buffer: read %s: %w", lane, err)
-	}
-	return out, nil
-}
-
-// Ack deletes the records of lane with the given seqs; unknown seqs are
-// ignored. Only uplinks call it, after upstream confirmed delivery.
-func (o *Outbox) Ack(lane Lane, seqs ...uint64) error {
-	if err := checkLane(lane); err != nil {
-		return err
-	}
-	if len(seqs) == 0 {
-		return nil
-	}
-	o.wmu.Lock()
-	defer o.wmu.Unlock()
-	var n, freed int64
-	o.dbMu.RLock()
-	if o.isClosed() {
-		o.dbMu.RUnlock()
-		return ErrClosed
-	}
-	err := o.db.Update(func(tx *bbolt.Tx) error {
-		n, freed = 0, 0
-		b := tx.Bucket(laneBuckets[lane])
-		if b == nil {
-			return nil
-		}
-		var k [8]byte
-		c := b.Cursor()
-		for _, s := range seqs {
-			binary.BigEndian.PutUint64(k[:], s)
-			got, v := c.Seek(k[:])
-			if got == nil || binary.BigEndian.Uint64(got) != s {
-				continue
-			}
-			n++
-			freed += int64(len(v)) + 8
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	o.dbMu.RUnlock()
-	if err != nil {
-		return fmt.Errorf("buffer: ack %s: %w", lane, err)
-	}
-	o.mu.Lock()
-	o.lanes[lane].count -= n
-	o.lanes[lane].bytes -= freed
-	o.mu.Unlock()
-	o.st.lanes[lane].acked.Add(uint64(n))
-	return nil
-}
-
-// counters are the outbox's monotonic counters.
-type counters struct {
-	commits, commitRecords, commitNanos atomic.Uint64
-	lastCommitRecords, lastCommitNanos  atomic.Uint64
-	maxCommitNanos                      atomic.Uint64
-	commitErrors                        atomic.Uint64
-	compactions, compactErrors          atomic.Uint64
-	quarantined                         atomic.Uint64
-	quarantinedAs                       atomic.Pointer[string]
-	lanes                               [numLanes]laneCounters
-	hist                                histograms
-}
-
-type laneCounters struct {
-	appended, acked, rolledIn, rolledOut atomic.Uint64
-	dropped                              [numReasons]atomic.Uint64
-}
-
-func (c *counters) drop(l Lane, r dropReason, n uint64) {
-	c.lanes[l].dropped[r].Add(n)
-}
-
-// ReadByPriority returns up to max records of the delivery lanes (alerts,
-// summaries, raw; not dead) in priority order: all ready records of a
-// lane before any of the next. after(l) is the last seq the caller has
-// already taken from lane l (0 for none).
-func (o *Outbox) ReadByPriority(after func(Lane) uint64, max int) ([]Record, error) {
-	var out []Record
-	for _, l := range Lanes {
-		if l == LaneDead || len(out) >= max {
-			break
-		}
-		var a uint64
-		if after != nil {
-			a = after(l)
-		}
-		recs, err := o.Read(l, a, max-len(out))
-		if err != nil {
-			return out, err
-		}
-		out = append(out, recs...)
-	}
-	return out, nil
-}
-
-// readLane reads up to max records of lane with Seq > after.
-func readLane(tx *bbolt.Tx, epoch string, lane Lane, after uint64, max int) ([]Record, error) {
-	var out []Record
-	err := func() error {
-		b := tx.Bucket(laneBuckets[lane])
-		if b == nil {
-			return nil
-		}
-		var start [8]byte
-		binary.BigEndian.PutUint64(start[:], after+1)
-		if after == ^uint64(0) {
-			return nil
-		}
-		// First pass: size the payload arena.
-		c := b.Cursor()
-		n, size := 0, 0
-		for k, v := c.Seek(start[:]); k != nil && n < max; k, v = c.Next() {
-			n++
-			size += len(v) - valueHeader
-		}
-		if n == 0 {
-			return nil
-		}
-		arena := make([]byte, 0, size)
-		out = make([]Record, 0, n)
-		idPrefix := epoch + "-" + lane.String() + "-"
-		id := make([]byte, 0, len(idPrefix)+20)
-		for k, v := c.Seek(start[:]); k != nil && len(out) < n; k, v = c.Next() {
-			if len(k) != 8 || len(v) < valueHeader {
-				return fmt.Errorf("%w: lane %s: bad record %x", ErrCorrupt, lane, k)
-			}
-			seq := binary.BigEndian.Uint64(k)
-			p0 := len(arena)
-			arena = append(arena, v[valueHeader:]...)
-			id = strconv.AppendUint(append(id[:0], idPrefix...), seq, 10)
-			out = append(out, Record{
-				Lane:    lane,
-				Seq:     seq,
-				ID:      string(id),
-				Stored:  int64(binary.BigEndian.Uint64(v)),
-				Payload: arena[p0:len(arena):len(arena)],
-			})
-		}
-		return nil
-	}()
-	return out, err
 }

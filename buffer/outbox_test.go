@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/test/leak"
 )
 
@@ -34,14 +32,28 @@ func testConfig() Config {
 	return c
 }
 
+// testConfigAt is testConfig for the file at path.
+func testConfigAt(path string) Config {
+	c := testConfig()
+	c.Path = path
+	return c
+}
+
 // open opens an outbox in dir (a fresh temp dir when empty) and closes it
 // at the end of the test.
 func open(t *testing.T, path string, cfg Config) *Outbox {
 	t.Helper()
+	return openWith(t, path, cfg, Options{})
+}
+
+// openWith is open with runtime options (a roll-up hook, a clock).
+func openWith(t *testing.T, path string, cfg Config, opts Options) *Outbox {
+	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "outbox.db")
 	}
-	o, err := Open(path, cfg, nil)
+	cfg.Path = path
+	o, err := Open(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +107,7 @@ func testOrderWithinLane(t *testing.T, mk factory) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.CommitMax = 7 // many small batches
-			o := mk(t, cfg)
+			o := mk(t, cfg, Options{})
 			buf := make([]byte, 0, 32)
 			for i := range 100 {
 				if err := tc.add(o, i); err != nil {
@@ -144,7 +156,7 @@ func testOrderWithinLane(t *testing.T, mk factory) {
 
 func testPriorityAcrossLanes(t *testing.T, mk factory) {
 	ctx := ctx10(t)
-	o := mk(t, testConfig())
+	o := mk(t, testConfig(), Options{})
 	// Lower priority first, so that arrival order differs from priority.
 	for i := range 3 {
 		for _, l := range []Lane{LaneDead, LaneRaw, LaneSummaries, LaneAlerts} {
@@ -178,7 +190,7 @@ func testPriorityAcrossLanes(t *testing.T, mk factory) {
 
 func testAckPartialBatch(t *testing.T, mk factory) {
 	ctx := ctx10(t)
-	o := mk(t, testConfig())
+	o := mk(t, testConfig(), Options{})
 	var ps [][]byte
 	for i := range 10 {
 		ps = append(ps, payload(i))
@@ -228,7 +240,8 @@ func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	cfg := testConfig()
 	cfg.CommitDelay = time.Hour // only Close commits
-	o, err := Open(path, cfg, nil)
+	cfg.Path = path
+	o, err := Open(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +283,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	o, err = Open(path, testConfig(), nil)
+	o, err = Open(testConfigAt(path), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +302,7 @@ func TestReopen(t *testing.T) {
 		o.Ack(LaneRaw, r.Seq)
 	}
 	o.Close()
-	o, err = Open(path, testConfig(), nil)
+	o, err = Open(testConfigAt(path), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +322,7 @@ func TestAppendIsDurableOnReturn(t *testing.T) {
 	var mu sync.Mutex
 	logger := newTestLogger(&buf, &mu)
 	path := filepath.Join(t.TempDir(), "outbox.db")
-	o, err := Open(path, testConfig(), logger)
+	o, err := Open(testConfigAt(path), Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +357,7 @@ func testEnqueueBackpressure(t *testing.T, mk factory) {
 	cfg.CommitDelay = time.Hour
 	cfg.CommitMax = 100
 	cfg.QueueMax = 3
-	o := mk(t, cfg)
+	o := mk(t, cfg, Options{})
 	for i := range 3 {
 		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
 			t.Fatal(err)
@@ -384,7 +397,8 @@ func TestCloseCommitsPending(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	cfg := testConfig()
 	cfg.CommitDelay = time.Hour
-	o, err := Open(path, cfg, nil)
+	cfg.Path = path
+	o, err := Open(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +430,7 @@ func testConcurrentProducers(t *testing.T, mk factory) {
 	cfg := testConfig()
 	cfg.CommitMax = 50
 	cfg.QueueMax = 64
-	o := mk(t, cfg)
+	o := mk(t, cfg, Options{})
 	const producers, each = 16, 200
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -527,406 +541,6 @@ func testConcurrentProducers(t *testing.T, mk factory) {
 	}
 }
 
-func TestConfigValidate(t *testing.T) {
-	rollup := func(p [][]byte) ([][]byte, error) { return p[:1], nil }
-	for _, tc := range []struct {
-		name  string
-		edit  func(c *Config)
-		paths []string
-	}{
-		{"defaults", func(c *Config) {}, nil},
-		{"negatives", func(c *Config) {
-			c.CommitDelay, c.CommitMax, c.QueueMax, c.MaxBytes = -1, -1, -1, -1
-		}, []string{"commit_delay", "commit_max", "queue_max", "max_bytes"}},
-		{"small file", func(c *Config) { c.MaxFileSize = 1000 }, []string{"max_file_size"}},
-		{"lane", func(c *Config) {
-			c.Lanes.Raw.MaxBytes, c.Lanes.Raw.MaxAge, c.Lanes.Raw.RollUpBatch = -1, -1, 1
-		}, []string{"lanes.raw.max_bytes", "lanes.raw.max_age", "lanes.raw.rollup_batch"}},
-		{"unknown policy", func(c *Config) { c.Lanes.Alerts.Policy = "drop" }, []string{"lanes.alerts.policy"}},
-		{"rollup without hook", func(c *Config) { c.Lanes.Summaries.Policy = PolicyRollUp }, []string{"lanes.summaries.policy"}},
-		{"rollup with hook", func(c *Config) { c.Lanes.Summaries.Policy = PolicyRollUp; c.RollUp = rollup }, nil},
-		{"rollup on raw", func(c *Config) { c.Lanes.Raw.Policy = PolicyRollUp; c.RollUp = rollup }, []string{"lanes.raw.policy"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var c Config
-			c.Defaults()
-			tc.edit(&c)
-			err := c.Validate()
-			var got []string
-			for _, e := range ingest.FlattenErrors(err) {
-				var fe *ingest.FieldError
-				if !errors.As(e, &fe) {
-					t.Fatalf("not a FieldError: %v", e)
-				}
-				got = append(got, fe.Path)
-			}
-			if strings.Join(got, " ") != strings.Join(tc.paths, " ") {
-				t.Fatalf("paths %v, want %v (%v)", got, tc.paths, err)
-			}
-		})
-	}
-	var c Config
-	c.Defaults()
-	if c.CommitDelay != DefaultCommitDelay || c.CommitMax != DefaultCommitMax || c.QueueMax != 2*DefaultCommitMax ||
-		c.Lanes.Raw.Policy != PolicyDropOldest || c.Lanes.Dead.MaxBytes != DefaultDeadMaxBytes {
-		t.Fatalf("defaults: %+v", c)
-	}
-	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), Config{CommitMax: -1}, nil); err == nil {
-		t.Fatal("Open accepted an invalid config")
-	}
-}
-
-// sizeOf is the stored size of a payload of n bytes.
-func sizeOf(n int) int64 { return int64(n) + recordOverhead }
-
-func testCapDropOldest(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.Lanes.Raw.MaxBytes = 10 * sizeOf(10)
-	o := mk(t, cfg)
-	for i := range 25 {
-		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
-			t.Fatal(err)
-		}
-		if i%4 == 0 {
-			o.Flush(ctx)
-		}
-	}
-	o.Flush(ctx)
-	recs := readAll(t, o, LaneRaw)
-	if len(recs) != 10 || string(recs[0].Payload) != "rec-000015" || string(recs[9].Payload) != "rec-000024" {
-		t.Fatalf("kept %v", payloads(recs))
-	}
-	st := o.Stats().Lanes[LaneRaw]
-	if st.Dropped["cap"] != 15 || st.Depth != 10 || st.Bytes != 10*sizeOf(10) || st.TotalDropped() != 15 {
-		t.Fatalf("stats %+v", st)
-	}
-}
-
-func testCapReject(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.Lanes.Alerts.MaxBytes = 3 * sizeOf(10)
-	cfg.Lanes.Alerts.Policy = PolicyReject
-	o := mk(t, cfg)
-	for i := range 3 {
-		if err := o.Enqueue(ctx, LaneAlerts, payload(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Pending records count: the 4th is refused before any commit.
-	if err := o.Enqueue(ctx, LaneAlerts, payload(3)); !errors.Is(err, ErrFull) {
-		t.Fatalf("enqueue past the cap: %v, want ErrFull", err)
-	}
-	if err := o.Append(ctx, LaneAlerts, payload(4)); !errors.Is(err, ErrFull) {
-		t.Fatalf("append past the cap: %v, want ErrFull", err)
-	}
-	if err := o.Append(ctx, LaneAlerts, make([]byte, 1000)); !errors.Is(err, ErrFull) {
-		t.Fatalf("record larger than the cap: %v", err)
-	}
-	// Other lanes are not affected.
-	if err := o.Append(ctx, LaneRaw, payload(5)); err != nil {
-		t.Fatal(err)
-	}
-	o.Flush(ctx)
-	recs := readAll(t, o, LaneAlerts)
-	if len(recs) != 3 {
-		t.Fatalf("%d records", len(recs))
-	}
-	if st := o.Stats().Lanes[LaneAlerts]; st.Dropped["full"] != 3 {
-		t.Fatalf("dropped %v", st.Dropped)
-	}
-	// Delivery makes room again.
-	o.Ack(LaneAlerts, recs[0].Seq)
-	if err := o.Append(ctx, LaneAlerts, payload(6)); err != nil {
-		t.Fatalf("after ack: %v", err)
-	}
-}
-
-// fakeRollUp merges payloads "n=<count>" into one "n=<sum>" per group of
-// up to 4, the contract cmd's rules-based hook has (fewer, coarser
-// records, same coverage).
-func fakeRollUp(ps [][]byte) ([][]byte, error) {
-	var out [][]byte
-	for i := 0; i < len(ps); i += 4 {
-		sum := 0
-		for _, p := range ps[i:min(i+4, len(ps))] {
-			var n int
-			if _, err := fmt.Sscanf(string(p), "n=%d", &n); err != nil {
-				return nil, err
-			}
-			sum += n
-		}
-		out = append(out, []byte(fmt.Sprintf("n=%d", sum)))
-	}
-	return out, nil
-}
-
-func testCapRollUp(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.RollUp = fakeRollUp
-	cfg.Lanes.Summaries.Policy = PolicyRollUp
-	cfg.Lanes.Summaries.MaxBytes = 20 * sizeOf(3)
-	cfg.Lanes.Summaries.RollUpBatch = 8
-	o := mk(t, cfg)
-	const total = 100
-	for range total {
-		if err := o.Append(ctx, LaneSummaries, []byte("n=1")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	recs := readAll(t, o, LaneSummaries)
-	sum := 0
-	var bytes int64
-	for i, r := range recs {
-		var n int
-		fmt.Sscanf(string(r.Payload), "n=%d", &n)
-		sum += n
-		bytes += sizeOf(len(r.Payload))
-		if i > 0 && r.Seq <= recs[i-1].Seq {
-			t.Fatal("seqs out of order")
-		}
-	}
-	st := o.Stats().Lanes[LaneSummaries]
-	if bytes > cfg.Lanes.Summaries.MaxBytes || st.Bytes != bytes {
-		t.Fatalf("%d bytes stored (stats %d), cap %d", bytes, st.Bytes, cfg.Lanes.Summaries.MaxBytes)
-	}
-	// Coverage is kept: nothing was dropped, only merged.
-	if sum != total {
-		t.Fatalf("coverage: sum %d, want %d (records %v)", sum, total, payloads(recs))
-	}
-	if st.Dropped["cap"] != 0 || st.RolledUpIn == 0 || st.RolledUpIn-st.RolledUpOut != st.Dropped["rolled_up"] {
-		t.Fatalf("stats %+v", st)
-	}
-	if int64(len(recs)) != st.Depth || st.Depth >= total {
-		t.Fatalf("depth %d, %d records", st.Depth, len(recs))
-	}
-}
-
-// keyedRollUp merges records "<key>:<count>" of the same key, like the
-// rules hook merges adjacent windows of one sensor: a batch holding each
-// key once cannot shrink.
-func keyedRollUp(ps [][]byte) ([][]byte, error) {
-	sums := map[string]int{}
-	var order []string
-	for _, p := range ps {
-		k, v, ok := strings.Cut(string(p), ":")
-		if !ok {
-			return nil, fmt.Errorf("bad payload %q", p)
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, err
-		}
-		if _, seen := sums[k]; !seen {
-			order = append(order, k)
-		}
-		sums[k] += n
-	}
-	var out [][]byte
-	for _, k := range order {
-		out = append(out, []byte(fmt.Sprintf("%s:%d", k, sums[k])))
-	}
-	return out, nil
-}
-
-func testCapRollUpGrowsBatch(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.RollUp = keyedRollUp
-	cfg.Lanes.Summaries.Policy = PolicyRollUp
-	cfg.Lanes.Summaries.RollUpBatch = 4
-	const keys, windows = 10, 8
-	cfg.Lanes.Summaries.MaxBytes = int64(keys*windows) * sizeOf(4) / 2
-	o := mk(t, cfg)
-	// Window by window, one record per key: the 4 oldest never share a key.
-	for range windows {
-		for k := range keys {
-			if err := o.Append(ctx, LaneSummaries, []byte(fmt.Sprintf("k%d:1", k))); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	total := map[string]int{}
-	for _, r := range readAll(t, o, LaneSummaries) {
-		k, v, _ := strings.Cut(string(r.Payload), ":")
-		n, _ := strconv.Atoi(v)
-		total[k] += n
-	}
-	st := o.Stats().Lanes[LaneSummaries]
-	if st.Dropped["cap"] != 0 || st.RolledUpIn == 0 {
-		t.Fatalf("the roll-up batch did not grow to find mergeable records: %+v", st)
-	}
-	for k := range keys {
-		if n := total[fmt.Sprintf("k%d", k)]; n != windows {
-			t.Fatalf("key k%d covers %d windows, want %d", k, n, windows)
-		}
-	}
-}
-
-func testCapRollUpFallsBack(t *testing.T, mk factory) {
-	for _, hook := range []func([][]byte) ([][]byte, error){
-		func(ps [][]byte) ([][]byte, error) { return nil, errors.New("cannot merge") },
-		func(ps [][]byte) ([][]byte, error) { return ps, nil }, // nothing to merge
-		func(ps [][]byte) ([][]byte, error) { panic("bad hook") },
-	} {
-		rollUpFallsBack(t, mk, hook)
-	}
-}
-
-func rollUpFallsBack(t *testing.T, mk factory, hook func([][]byte) ([][]byte, error)) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.RollUp = hook
-	cfg.Lanes.Summaries.Policy = PolicyRollUp
-	cfg.Lanes.Summaries.MaxBytes = 5 * sizeOf(3)
-	o := mk(t, cfg)
-	for range 8 {
-		if err := o.Append(ctx, LaneSummaries, []byte("n=1")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st := o.Stats().Lanes[LaneSummaries]
-	if st.Depth != 5 || st.Dropped["cap"] != 3 {
-		t.Fatalf("a failing roll-up must fall back to drop oldest: %+v", st)
-	}
-}
-
-func testTotalCap(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.MaxBytes = 10 * sizeOf(10)
-	cfg.Lanes.Summaries.Policy = PolicyReject
-	o := mk(t, cfg)
-	for i := range 10 {
-		if err := o.Append(ctx, LaneRaw, payload(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Alerts evict raw (lower priority, drop_oldest).
-	if err := o.Append(ctx, LaneAlerts, payload(100), payload(101)); err != nil {
-		t.Fatal(err)
-	}
-	st := o.Stats()
-	if st.Lanes[LaneRaw].Depth != 8 || st.Lanes[LaneRaw].Dropped["total_cap"] != 2 || st.Lanes[LaneAlerts].Depth != 2 {
-		t.Fatalf("after alerts: raw %+v alerts %+v", st.Lanes[LaneRaw], st.Lanes[LaneAlerts])
-	}
-	// Raw evicts its own oldest.
-	if err := o.Append(ctx, LaneRaw, payload(200)); err != nil {
-		t.Fatal(err)
-	}
-	if got := payloads(readAll(t, o, LaneRaw)); got[0] != "rec-000003" || got[len(got)-1] != "rec-000200" {
-		t.Fatalf("raw %v", got)
-	}
-	// Summaries (reject) may evict raw, which is lower...
-	for i := range 8 {
-		if err := o.Append(ctx, LaneSummaries, payload(300+i)); err != nil {
-			t.Fatalf("summary %d: %v", i, err)
-		}
-	}
-	// ...but once raw is empty it rejects: alerts are higher, never evicted.
-	if err := o.Append(ctx, LaneSummaries, payload(400)); !errors.Is(err, ErrFull) {
-		t.Fatalf("summaries with nothing to evict: %v", err)
-	}
-	st = o.Stats()
-	var total int64
-	for _, l := range st.Lanes {
-		total += l.Bytes
-	}
-	if total > cfg.MaxBytes || st.Lanes[LaneAlerts].Depth != 2 || st.Lanes[LaneRaw].Depth != 0 {
-		t.Fatalf("total %d > %d or wrong lanes: %+v", total, cfg.MaxBytes, st.Lanes)
-	}
-}
-
-func testMaxAge(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	var mu sync.Mutex
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	cfg := testConfig()
-	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	cfg.Lanes.Raw.MaxAge = time.Hour
-	cfg.MaintainEvery = time.Hour // the test drives Maintain
-	o := mk(t, cfg)
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	for i := range 3 {
-		o.Append(ctx, LaneRaw, payload(i))
-		o.Append(ctx, LaneAlerts, payload(i))
-	}
-	advance(40 * time.Minute)
-	o.Append(ctx, LaneRaw, payload(3))
-	if age := o.Stats().Lanes[LaneRaw].OldestAge; age != 40*time.Minute {
-		t.Fatalf("oldest age %v", age)
-	}
-	advance(30 * time.Minute) // first three are 70 min old, the last 30
-	if err := o.Maintain(); err != nil {
-		t.Fatal(err)
-	}
-	if got := payloads(readAll(t, o, LaneRaw)); strings.Join(got, ",") != "rec-000003" {
-		t.Fatalf("raw after max age: %v", got)
-	}
-	st := o.Stats()
-	if st.Lanes[LaneRaw].Dropped["max_age"] != 3 || st.Lanes[LaneAlerts].Depth != 3 {
-		t.Fatalf("stats %+v", st.Lanes)
-	}
-	// A commit applies it too.
-	advance(time.Hour)
-	o.Append(ctx, LaneRaw, payload(4))
-	if got := payloads(readAll(t, o, LaneRaw)); strings.Join(got, ",") != "rec-000004" {
-		t.Fatalf("raw after commit: %v", got)
-	}
-}
-
-func testUpdateJoinsTransaction(t *testing.T, mk factory) {
-	ctx := ctx10(t)
-	cfg := testConfig()
-	cfg.CommitDelay = time.Hour
-	o := mk(t, cfg)
-	journal := []byte("journal")
-	// An enqueued record goes before the one Update puts.
-	o.Enqueue(ctx, LaneSummaries, []byte("before"))
-	err := o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
-		b, err := tx.CreateBucketIfNotExists(journal)
-		if err != nil {
-			return err
-		}
-		if err := b.Put([]byte("k"), []byte("v")); err != nil {
-			return err
-		}
-		return put(LaneSummaries, []byte("summary"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := payloads(readAll(t, o, LaneSummaries)); strings.Join(got, ",") != "before,summary" {
-		t.Fatalf("got %v", got)
-	}
-	// A failing function leaves nothing behind, in either bucket.
-	boom := errors.New("boom")
-	err = o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
-		tx.Bucket(journal).Delete([]byte("k"))
-		put(LaneSummaries, []byte("lost"))
-		return boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("err %v", err)
-	}
-	if got := payloads(readAll(t, o, LaneSummaries)); strings.Join(got, ",") != "before,summary" {
-		t.Fatalf("after failed update: %v", got)
-	}
-	if st := o.Stats(); st.Lanes[LaneSummaries].Depth != 2 || st.CommitErrors != 0 {
-		t.Fatalf("stats %+v", st)
-	}
-	o.dbMu.RLock()
-	o.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(journal).Get([]byte("k")); string(v) != "v" {
-			t.Errorf("journal entry %q", v)
-		}
-		return nil
-	})
-	o.dbMu.RUnlock()
-}
-
 func TestEnqueueAllocs(t *testing.T) {
 	cfg := testConfig()
 	cfg.CommitDelay = time.Hour
@@ -956,7 +570,7 @@ func TestEnqueueAllocs(t *testing.T) {
 func TestStoredFormat(t *testing.T) {
 	ctx := ctx10(t)
 	path := filepath.Join(t.TempDir(), "outbox.db")
-	o, err := Open(path, testConfig(), nil)
+	o, err := Open(testConfigAt(path), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1000,7 +614,7 @@ func testAppendDoesNotWaitForCommitDelay(t *testing.T, mk factory) {
 	ctx := ctx10(t)
 	cfg := testConfig()
 	cfg.CommitDelay = time.Hour
-	o := mk(t, cfg)
+	o := mk(t, cfg, Options{})
 	// An enqueued record waits for the delay...
 	if err := o.Enqueue(ctx, LaneRaw, []byte("queued")); err != nil {
 		t.Fatal(err)
@@ -1014,7 +628,7 @@ func testAppendDoesNotWaitForCommitDelay(t *testing.T, mk factory) {
 	}
 	// With an append delay, a cancelled wait returns the context's error.
 	cfg.AppendDelay = time.Hour
-	o2 := mk(t, cfg)
+	o2 := mk(t, cfg, Options{})
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	if err := o2.Append(short, LaneAlerts, []byte("late")); !errors.Is(err, context.DeadlineExceeded) {
@@ -1027,49 +641,66 @@ func testAppendDoesNotWaitForCommitDelay(t *testing.T, mk factory) {
 	}
 }
 
-func TestConfigEqual(t *testing.T) {
-	var a, b Config
-	a.Defaults()
-	b.Defaults()
-	b.RollUp = fakeRollUp
-	if !a.Equal(b) {
-		t.Fatal("hooks must not matter")
-	}
-	b.Lanes.Raw.MaxAge = time.Minute
-	if a.Equal(b) {
-		t.Fatal("lane change not seen")
-	}
-	b = a
-	b.AppendDelay = time.Millisecond
-	if a.Equal(b) {
-		t.Fatal("append_delay change not seen")
-	}
-}
-
-func testUpdatePutRejects(t *testing.T, mk factory) {
+// TestDrained: Drained returns once nothing is left to deliver, woken by
+// the ack that empties the last delivery lane; the dead lane does not count,
+// a record waiting for its commit does, and Close ends the wait.
+func TestDrained(t *testing.T) {
+	ctx := ctx10(t)
 	cfg := testConfig()
-	cfg.Lanes.Alerts.Policy = PolicyReject
-	cfg.Lanes.Alerts.MaxBytes = 2 * sizeOf(1)
-	o := mk(t, cfg)
-	var putErr error
-	err := o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
-		for _, p := range []string{"a", "b", "c"} {
-			if putErr = put(LaneAlerts, []byte(p)); putErr != nil {
-				return putErr
-			}
+	cfg.CommitDelay = time.Hour // only Flush commits
+	o := open(t, "", cfg)
+	if err := o.Drained(ctx); err != nil {
+		t.Fatalf("empty outbox: %v", err)
+	}
+	if err := o.Append(ctx, LaneDead, []byte("dead")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Drained(ctx); err != nil {
+		t.Fatalf("dead lane only: %v", err)
+	}
+	for i := range 3 {
+		if err := o.Enqueue(ctx, LaneRaw, payload(i)); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if !errors.Is(err, ErrFull) || !errors.Is(putErr, ErrFull) {
-		t.Fatalf("err %v, put %v", err, putErr)
 	}
-	// The function chose to fail: nothing was written.
-	if n := len(readAll(t, o, LaneAlerts)); n != 0 {
-		t.Fatalf("%d records", n)
+	done := make(chan error, 1)
+	go func() { done <- o.Drained(ctx) }()
+	expired, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := o.Drained(expired); !errors.Is(err, context.Canceled) {
+		t.Fatalf("pending records: %v, want context.Canceled", err)
 	}
-	if err := o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
-		return put(Lane(7), nil)
-	}); err == nil {
-		t.Fatal("unknown lane accepted")
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, o, LaneRaw)
+	if len(recs) != 3 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if err := o.Ack(LaneRaw, recs[0].Seq, recs[1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Drained(expired); !errors.Is(err, context.Canceled) {
+		t.Fatalf("one record left: %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Drained returned %v with a record left", err)
+	default:
+	}
+	if err := o.Ack(LaneRaw, recs[2].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := o.Enqueue(ctx, LaneAlerts, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- o.Drained(ctx) }()
+	o.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Drained across Close: %v", err)
 	}
 }

@@ -139,7 +139,7 @@ func (o *Outbox) Stats() Stats {
 		ls.Pending = o.lanes[l].pendCount
 	}
 	o.mu.Unlock()
-	now := o.cfg.now().UnixNano()
+	now := o.opts.now().UnixNano()
 	o.dbMu.RLock()
 	if !o.closed() {
 		bs := o.db.Stats()

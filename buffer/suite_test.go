@@ -8,7 +8,7 @@ import (
 )
 
 // factory opens an outbox for a test of the shared suite.
-type factory func(t *testing.T, cfg Config) *Outbox
+type factory func(t *testing.T, cfg Config, opts Options) *Outbox
 
 // factories are the outboxes the suite runs against: a new file, a file
 // that already went through records (acked, so the lanes are empty but
@@ -18,18 +18,19 @@ var factories = []struct {
 	name string
 	mk   factory
 }{
-	{"fresh", func(t *testing.T, cfg Config) *Outbox { return open(t, "", cfg) }},
-	{"reopened", func(t *testing.T, cfg Config) *Outbox { return used(t, cfg, false) }},
-	{"compacted", func(t *testing.T, cfg Config) *Outbox { return used(t, cfg, true) }},
+	{"fresh", func(t *testing.T, cfg Config, opts Options) *Outbox { return openWith(t, "", cfg, opts) }},
+	{"reopened", func(t *testing.T, cfg Config, opts Options) *Outbox { return used(t, cfg, opts, false) }},
+	{"compacted", func(t *testing.T, cfg Config, opts Options) *Outbox { return used(t, cfg, opts, true) }},
 }
 
-func used(t *testing.T, cfg Config, compact bool) *Outbox {
+func used(t *testing.T, cfg Config, opts Options, compact bool) *Outbox {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	// Same caps, but commits that do not wait for the test's delays.
 	pre := cfg
 	pre.CommitDelay, pre.AppendDelay, pre.QueueMax = time.Millisecond, 0, 0
-	o, err := Open(path, pre, nil)
+	pre.Path = path
+	o, err := Open(pre, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func used(t *testing.T, cfg Config, compact bool) *Outbox {
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return open(t, path, cfg)
+	return openWith(t, path, cfg, opts)
 }
 
 // TestSuite runs the shared outbox tests against every factory.

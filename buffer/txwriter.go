@@ -271,7 +271,7 @@ func (w *txWriter) spacePressure() error {
 // evict frees at least need bytes from lane l by its policy.
 func (w *txWriter) evict(l Lane, need int64, reason dropReason) error {
 	cfg := &w.o.cfg
-	if cfg.Lanes.Lane(l).Policy == PolicyRollUp && cfg.RollUp != nil {
+	if cfg.Lanes.Lane(l).Policy == PolicyRollUp && w.o.opts.RollUp != nil {
 		freed, err := w.rollUp(l, need)
 		if err != nil {
 			return err
@@ -368,7 +368,7 @@ func (w *txWriter) rollUp(l Lane, need int64) (int64, error) {
 		if len(payloads) < 2 {
 			return freed, nil
 		}
-		out, err := safeRollUp(cfg.RollUp, payloads)
+		out, err := safeRollUp(w.o.opts.RollUp, payloads)
 		var outBytes int64
 		for _, p := range out {
 			outBytes += int64(len(p)) + recordOverhead

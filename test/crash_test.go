@@ -75,7 +75,7 @@ func durableReported(t testing.TB, logs string) map[string]uint64 {
 // stored lists the records in the outbox file.
 func stored(t testing.TB, path string) (map[laneSeq]bool, string) {
 	t.Helper()
-	ob, err := buffer.Open(path, buffer.Config{}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: path}, buffer.Options{})
 	if err != nil {
 		t.Fatalf("reopen outbox: %v", err)
 	}

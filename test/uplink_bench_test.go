@@ -34,7 +34,7 @@ func uplBenchRecords() int {
 // uplBacklog opens an outbox in dir holding n summaries and returns it
 // with one sample payload.
 func uplBacklog(b *testing.B, dir string, n int) (*buffer.Outbox, []byte) {
-	ob, err := buffer.Open(filepath.Join(dir, "outbox.db"), buffer.Config{MaxBytes: 4 << 30, MaxFileSize: 8 << 30, CompactMinSize: -1}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(dir, "outbox.db"), MaxBytes: 4 << 30, MaxFileSize: 8 << 30, CompactMinSize: -1}, buffer.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -253,7 +253,7 @@ type uplRig struct {
 func uplNewRig(t *testing.T) *uplRig {
 	r := &uplRig{t: t}
 	r.mq = uplStartMosquitto(t, "")
-	ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: 2 * time.Millisecond}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: 2 * time.Millisecond}, buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +467,7 @@ func TestUplinkMosquittoMutualTLS(t *testing.T) {
 		{"client certificate of another CA", uplink.TLS{CAFile: good.CAFile, CertFile: other.ClientCertFile, KeyFile: other.ClientKeyFile}, "tls: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{}, nil)
+			ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db")}, buffer.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -132,7 +132,7 @@ func TestUplinkHTTPFaults(t *testing.T) {
 	defer srv.Close()
 	defer close(h.release)
 
-	ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: 2 * time.Millisecond}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: 2 * time.Millisecond}, buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestUplinkHTTPMutualTLS(t *testing.T) {
 		{"missing client certificate", uplink.TLS{CAFile: good.CAFile}, "set tls.cert_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{}, nil)
+			ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db")}, buffer.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

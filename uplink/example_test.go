@@ -17,7 +17,7 @@ import (
 func Example() {
 	dir, _ := os.MkdirTemp("", "uplink-example")
 	defer os.RemoveAll(dir)
-	ob, err := buffer.Open(filepath.Join(dir, "outbox.db"), buffer.Config{}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(dir, "outbox.db")}, buffer.Options{})
 	if err != nil {
 		panic(err)
 	}

@@ -392,7 +392,7 @@ func TestHTTPRedirects(t *testing.T) {
 // would wake only one of them).
 func TestEveryUplinkIsWokenByACommit(t *testing.T) {
 	checkGoroutines(t)
-	ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: time.Millisecond}, nil)
+	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: time.Millisecond}, buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

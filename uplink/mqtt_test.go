@@ -242,7 +242,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 		testBrokerRestart(t, ob, func(l buffer.Lane, seq int) string { return fmt.Sprintf("e1-%d-%d", l, seq) })
 	})
 	t.Run("bbolt outbox", func(t *testing.T) {
-		ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{CommitDelay: time.Millisecond}, nil)
+		ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: time.Millisecond}, buffer.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,8 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	berrors "go.etcd.io/bbolt/errors"
-
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
 )
@@ -95,7 +93,7 @@ func cmdBuffer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fail := func(err error) int {
 		msg := err.Error()
-		if errors.Is(err, berrors.ErrTimeout) {
+		if errors.Is(err, buffer.ErrLocked) {
 			msg += " (the file is locked: is the gateway running? stop it first)"
 		}
 		fmt.Fprintf(stderr, "sensorgate buffer %s: %s\n", cmd, msg)

@@ -23,7 +23,7 @@ func makeOutbox(t *testing.T) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	ctx := context.Background()
-	o, err := buffer.Open(filepath.Join(dir, "outbox.db"), buffer.Config{}, nil)
+	o, err := buffer.Open(buffer.Config{Path: filepath.Join(dir, "outbox.db")}, buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestBufferCmdLocked(t *testing.T) {
 		t.Skip("waits for the lock timeout")
 	}
 	dir := makeOutbox(t)
-	o, err := buffer.Open(filepath.Join(dir, "outbox.db"), buffer.Config{}, nil)
+	o, err := buffer.Open(buffer.Config{Path: filepath.Join(dir, "outbox.db")}, buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +225,12 @@ func splitLines(s string) []string {
 // reading's count at a coarser resolution instead of losing windows.
 func TestOutboxRollUpWithRulesHook(t *testing.T) {
 	ctx := context.Background()
-	cfg := buffer.Config{CommitDelay: time.Millisecond, RollUp: rules.RollUp}
+	cfg := buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: time.Millisecond}
+	opts := buffer.Options{RollUp: rules.RollUp}
 	cfg.Lanes.Summaries.Policy = buffer.PolicyRollUp
 	cfg.Lanes.Summaries.RollUpBatch = 16
 	const sensors, windows = 20, 30
-	o, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), cfg, nil)
+	o, err := buffer.Open(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestOutboxRollUpWithRulesHook(t *testing.T) {
 			// From now on the lane holds about 8 windows' worth.
 			o.Close()
 			cfg.Lanes.Summaries.MaxBytes = 8 * sensors * size
-			if o, err = buffer.Open(o.Path(), cfg, nil); err != nil {
+			if o, err = buffer.Open(cfg, opts); err != nil {
 				t.Fatal(err)
 			}
 			defer o.Close()

@@ -164,10 +164,10 @@ func (c *Config) defaults() {
 		}
 	}
 	c.Rules.Defaults()
-	// The outbox cannot read summaries; the rules merge them. With the hook
-	// always set, a full summaries lane keeps coverage at a coarser
-	// resolution instead of losing the oldest windows.
-	c.Buffer.RollUp = rules.RollUp
+	// The outbox cannot read summaries; the rules merge them (the hook is
+	// always passed to buffer.Open, see outboxOptions). With it, a full
+	// summaries lane keeps coverage at a coarser resolution instead of
+	// losing the oldest windows.
 	if c.Buffer.Lanes.Summaries.Policy == "" {
 		c.Buffer.Lanes.Summaries.Policy = buffer.PolicyRollUp
 	}

@@ -1,14 +1,22 @@
 // Command sensorgate runs the gateway and its operator tools.
 //
-//	sensorgate run --config FILE        run the gateway
-//	sensorgate validate --config FILE   check a config: exit 0, or exit 2 with every problem and its line
-//	sensorgate version                  version, commit, Go version, GOOS/GOARCH
+//	sensorgate run --config FILE              run the gateway
+//	sensorgate validate --config FILE         check a config: exit 0, or exit 2 with every problem and its line
+//	sensorgate buffer stats|peek|compact ...  inspect or compact the outbox of a stopped gateway (--data DIR or --file PATH)
+//	sensorgate simulate ...                   publish simulated sensor load to an MQTT broker, with a truth file
+//	sensorgate probe ...                      scan an I2C bus and name the known chips found
+//	sensorgate version                        version, commit, Go version, GOOS/GOARCH
+//
+// Each command's --help lists its flags.
 //
 // # Basics
 //
 // run loads and validates the config before anything starts (a config error
 // never leaves a half-started gateway), opens the outbox, then wires the
 // pipeline from the sink end to the source end: uplinks, rules, sources.
+// The wiring is [Main] (gateway.go): Open takes the outbox and the metrics
+// listener, Run blocks until the context is done or a part fails, Close
+// releases them; main_test.go runs it in-process.
 // Readings flow through one bounded channel into the rules; summaries and
 // alerts are encoded and queued in the outbox lanes; uplinks forward them and
 // delete them only when upstream confirmed.
@@ -18,13 +26,17 @@
 // SIGINT and SIGTERM stop the sources first; when they have returned the
 // readings channel is closed, the rules flush every open window into the
 // outbox, the outbox commits, and the uplinks get gateway.shutdown_grace to
-// deliver. What they could not deliver stays in the outbox for the next
+// deliver (the wait ends as soon as the outbox has nothing left to
+// deliver). What they could not deliver stays in the outbox for the next
 // start. Exit status 0.
 //
 // SIGHUP re-reads the config. An invalid config is logged and ignored (the
-// running one stays). A valid one replaces the pipeline: the old one is
-// stopped the same way (windows flushed), the outbox stays open. Changes to
-// buffer and gateway.data_dir need a restart.
+// running one stays). A valid one replaces the pipeline: the old one stops
+// source-first without flushing, the new engine adopts the open windows of
+// every window rule that kept its kind (rules.Engine.Adopt; the others are
+// flushed), so a window open across a reload is summarised once; the
+// outbox stays open. Changes to buffer, gateway.data_dir and
+// metrics.listen need a restart.
 //
 // # Configuration
 //

@@ -34,7 +34,7 @@ func TestMemoryLimitConfig(t *testing.T) {
 func TestApplyMemoryLimit(t *testing.T) {
 	old := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(old)
-	g := &gateway{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	g := &Main{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
 	t.Setenv("GOMEMLIMIT", "")
 	g.applyMemoryLimit(GatewayConfig{MemoryLimit: 20 << 20})

@@ -255,8 +255,9 @@ func snake(s string) string {
 	return b.String()
 }
 
-// start serves on addr until the returned stop is called.
-func (m *metricsServer) start(addr string) (stop func(), err error) {
+// start serves on addr until the returned stop is called; bound is the
+// address it listens on (the port the kernel picked for ":0").
+func (m *metricsServer) start(addr string) (stop func(), bound string, err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -275,7 +276,7 @@ func (m *metricsServer) start(addr string) (stop func(), err error) {
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
+		return nil, "", fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -288,5 +289,5 @@ func (m *metricsServer) start(addr string) (stop func(), err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}, nil
+	}, ln.Addr().String(), nil
 }

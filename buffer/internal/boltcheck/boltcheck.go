@@ -1,11 +1,111 @@
-package buffer
+package boltcheck
 
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"os"
 )
+
+// bbolt's meta page layout (page header 16 bytes, then the meta).
+const (
+	boltMagic     = 0xED0CDAED
+	FormatVersion = 2 // bbolt's file format version, the one this package reads
+	pageHeader    = 16
+	metaSize      = 64 // magic..checksum
+)
+
+type boltMeta struct {
+	pageSize uint32
+	root     uint64
+	freelist uint64
+	pgid     uint64
+	txid     uint64
+}
+
+// Errors File returns besides those of reading the file.
+var (
+	// ErrDamaged is wrapped by every error about a damaged file.
+	ErrDamaged = errors.New("boltcheck: damaged bbolt file")
+	// ErrEmpty: the file exists but is empty, as bbolt leaves it when it
+	// dies before writing the first pages (bbolt initialises it).
+	ErrEmpty = errors.New("boltcheck: empty file")
+)
+
+// File validates the meta pages of the bbolt file at path, that the file
+// holds every page the newest valid meta claims, and every page reachable
+// from it (see validatePages), before bbolt maps it: bbolt itself would
+// fault on a truncated file (SIGBUS is not recoverable).
+func File(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return ErrEmpty // bbolt initialises an empty file
+	}
+	var best *boltMeta
+	buf := make([]byte, pageHeader+metaSize)
+	// The first meta tells the page size; try the common sizes for the
+	// second one if the first is damaged.
+	offsets := []int64{0}
+	if n, err := f.ReadAt(buf, 0); n == len(buf) || err == nil {
+		if m, ok := parseMeta(buf); ok {
+			best = m
+			offsets = append(offsets, int64(m.pageSize))
+		}
+	}
+	if best == nil {
+		offsets = append(offsets, 4096, 8192, 16384, 65536)
+	}
+	for _, off := range offsets[1:] {
+		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			continue
+		}
+		if m, ok := parseMeta(buf); ok && (best == nil || m.txid > best.txid) {
+			if best == nil || m.pageSize == best.pageSize {
+				best = m
+			}
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("%w: no valid meta page", ErrDamaged)
+	}
+	if best.pgid < 3 || best.pgid > uint64(size)/uint64(best.pageSize) {
+		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrDamaged, size, best.pgid, best.pageSize)
+	}
+	return validatePages(f, best)
+}
+
+func parseMeta(b []byte) (*boltMeta, bool) {
+	if len(b) < pageHeader+metaSize {
+		return nil, false
+	}
+	m := b[pageHeader:]
+	le := binary.LittleEndian
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != FormatVersion {
+		return nil, false
+	}
+	h := fnv.New64a()
+	h.Write(m[:56])
+	if h.Sum64() != le.Uint64(m[56:]) {
+		return nil, false
+	}
+	ps := le.Uint32(m[8:])
+	if ps < 512 || ps > 1<<20 || ps&(ps-1) != 0 {
+		return nil, false
+	}
+	return &boltMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+}
 
 // bbolt page layout (bbolt v1.x, little-endian on every platform we build
 // for): a 16-byte header (id u64, flags u16, count u16, overflow u32), then
@@ -43,25 +143,25 @@ func validatePages(f *os.File, m *boltMeta) error {
 	var scratch []byte // pages are checked one at a time
 	readPage := func(id uint64, want uint16) ([]byte, error) {
 		if id < 2 || id >= hwm {
-			return nil, fmt.Errorf("%w: page %d out of bounds (%d pages)", ErrCorrupt, id, hwm)
+			return nil, fmt.Errorf("%w: page %d out of bounds (%d pages)", ErrDamaged, id, hwm)
 		}
 		if _, err := f.ReadAt(hdr[:], int64(id*ps)); err != nil {
-			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("%w: page %d: %w", ErrDamaged, id, err)
 		}
 		le := binary.LittleEndian
 		if got := le.Uint64(hdr[0:]); got != id {
-			return nil, fmt.Errorf("%w: page %d claims to be page %d", ErrCorrupt, id, got)
+			return nil, fmt.Errorf("%w: page %d claims to be page %d", ErrDamaged, id, got)
 		}
 		if flags := le.Uint16(hdr[8:]); !exactType(flags, want) {
-			return nil, fmt.Errorf("%w: page %d: unexpected type %#x", ErrCorrupt, id, flags)
+			return nil, fmt.Errorf("%w: page %d: unexpected type %#x", ErrDamaged, id, flags)
 		}
 		overflow := uint64(le.Uint32(hdr[12:]))
 		if id+overflow >= hwm {
-			return nil, fmt.Errorf("%w: page %d: overflow %d beyond the file", ErrCorrupt, id, overflow)
+			return nil, fmt.Errorf("%w: page %d: overflow %d beyond the file", ErrDamaged, id, overflow)
 		}
 		for i := id; i <= id+overflow; i++ {
 			if !mark(i) {
-				return nil, fmt.Errorf("%w: page %d reached twice", ErrCorrupt, i)
+				return nil, fmt.Errorf("%w: page %d reached twice", ErrDamaged, i)
 			}
 		}
 		n := (overflow + 1) * ps
@@ -70,7 +170,7 @@ func validatePages(f *os.File, m *boltMeta) error {
 		}
 		data := scratch[:n]
 		if _, err := f.ReadAt(data, int64(id*ps)); err != nil {
-			return nil, fmt.Errorf("%w: page %d: %w", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("%w: page %d: %w", ErrDamaged, id, err)
 		}
 		return data, nil
 	}
@@ -112,14 +212,14 @@ type pageRef struct {
 func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error) {
 	le := binary.LittleEndian
 	if len(data) < pageHeader {
-		return todo, fmt.Errorf("%w: short page", ErrCorrupt)
+		return todo, fmt.Errorf("%w: short page", ErrDamaged)
 	}
 	flags, count := le.Uint16(data[8:]), int(le.Uint16(data[10:]))
 	if flags != pageBranch && flags != pageLeaf {
-		return todo, fmt.Errorf("%w: page type %#x", ErrCorrupt, flags)
+		return todo, fmt.Errorf("%w: page type %#x", ErrDamaged, flags)
 	}
 	if pageHeader+count*elemSize > len(data) {
-		return todo, fmt.Errorf("%w: %d elements do not fit", ErrCorrupt, count)
+		return todo, fmt.Errorf("%w: %d elements do not fit", ErrDamaged, count)
 	}
 	var prev []byte
 	for i := range count {
@@ -132,18 +232,18 @@ func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error
 		case flags == pageLeaf:
 			pos, ksize, vsize = uint64(le.Uint32(e[4:])), uint64(le.Uint32(e[8:])), uint64(le.Uint32(e[12:]))
 		default:
-			return todo, fmt.Errorf("%w: page type %#x", ErrCorrupt, flags)
+			return todo, fmt.Errorf("%w: page type %#x", ErrDamaged, flags)
 		}
 		start := uint64(off) + pos
 		if start+ksize+vsize > uint64(len(data)) {
-			return todo, fmt.Errorf("%w: element %d outside its page", ErrCorrupt, i)
+			return todo, fmt.Errorf("%w: element %d outside its page", ErrDamaged, i)
 		}
 		key := data[start : start+ksize]
 		if i > 0 && bytes.Compare(prev, key) >= 0 {
-			return todo, fmt.Errorf("%w: keys out of order", ErrCorrupt)
+			return todo, fmt.Errorf("%w: keys out of order", ErrDamaged)
 		}
 		if lo != nil && bytes.Compare(key, lo) < 0 || hi != nil && bytes.Compare(key, hi) >= 0 {
-			return todo, fmt.Errorf("%w: key outside its parent's range", ErrCorrupt)
+			return todo, fmt.Errorf("%w: key outside its parent's range", ErrDamaged)
 		}
 		prev = key
 		if flags == pageBranch {
@@ -159,18 +259,18 @@ func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error
 		}
 		val := data[start+ksize : start+ksize+vsize]
 		if len(val) < 16 {
-			return todo, fmt.Errorf("%w: short bucket header", ErrCorrupt)
+			return todo, fmt.Errorf("%w: short bucket header", ErrDamaged)
 		}
 		if root := le.Uint64(val); root != 0 {
 			todo = append(todo, pageRef{id: root})
 			continue
 		}
 		if depth >= maxInline {
-			return todo, fmt.Errorf("%w: inline buckets nested too deep", ErrCorrupt)
+			return todo, fmt.Errorf("%w: inline buckets nested too deep", ErrDamaged)
 		}
 		inline := val[16:]
 		if len(inline) < pageHeader || le.Uint16(inline[8:]) != pageLeaf {
-			return todo, fmt.Errorf("%w: bad inline bucket", ErrCorrupt)
+			return todo, fmt.Errorf("%w: bad inline bucket", ErrDamaged)
 		}
 		var err error
 		if todo, err = checkPage(inline, nil, nil, todo, depth+1); err != nil {
@@ -178,7 +278,7 @@ func checkPage(data, lo, hi []byte, todo []pageRef, depth int) ([]pageRef, error
 		}
 	}
 	if flags == pageBranch && count == 0 {
-		return todo, fmt.Errorf("%w: empty branch page", ErrCorrupt)
+		return todo, fmt.Errorf("%w: empty branch page", ErrDamaged)
 	}
 	return todo, nil
 }
@@ -188,16 +288,16 @@ func checkFreelist(data []byte, hwm uint64) error {
 	count, start := uint64(le.Uint16(data[10:])), uint64(pageHeader)
 	if count == 0xFFFF {
 		if len(data) < pageHeader+8 {
-			return fmt.Errorf("%w: short freelist", ErrCorrupt)
+			return fmt.Errorf("%w: short freelist", ErrDamaged)
 		}
 		count, start = le.Uint64(data[pageHeader:]), pageHeader+8
 	}
 	if count > (uint64(len(data))-start)/8 {
-		return fmt.Errorf("%w: freelist of %d ids does not fit", ErrCorrupt, count)
+		return fmt.Errorf("%w: freelist of %d ids does not fit", ErrDamaged, count)
 	}
 	for i := range count {
 		if id := le.Uint64(data[start+8*i:]); id < 2 || id >= hwm {
-			return fmt.Errorf("%w: freelist id %d out of bounds", ErrCorrupt, id)
+			return fmt.Errorf("%w: freelist id %d out of bounds", ErrDamaged, id)
 		}
 	}
 	return nil
