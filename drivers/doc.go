@@ -1,8 +1,10 @@
 // Package drivers turns chips wired to the gateway (I²C, SPI, 1-Wire, GPIO)
 // into an [ingest.Source]: the [Poller]. The chips themselves live in one
 // package each, periph-devices style (accept a bus interface, return a
-// concrete type, never own the bus):
+// concrete type, never own the bus), and each implements [chip.Sensor], so
+// the Poller only builds chips and schedules them:
 //
+//	drivers/chip     the interface (Sense, Halt, String) and the value type every chip returns
 //	drivers/bme280   BME280 / BMP280 (temperature, pressure, humidity), via periph's bmxx80
 //	drivers/ds18b20  DS18B20 through the Linux 1-Wire sysfs interface
 //	drivers/ads1115  ADS1115 / ADS1015 ADC channels, via periph's ads1x15

@@ -8,6 +8,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 )
@@ -111,9 +112,9 @@ func (d *Dev) Ready(ctx context.Context) (bool, error) {
 	return w[0]&0x07FF != 0, nil
 }
 
-// Sense waits until a measurement is ready (polling every 250 ms, until
+// Measure waits until a measurement is ready (polling every 250 ms, until
 // ctx is done: then the error wraps chiperr.ErrNotReady) and reads it.
-func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
+func (d *Dev) Measure(ctx context.Context) (Measurement, error) {
 	for {
 		ok, err := d.Ready(ctx)
 		if err != nil {
@@ -151,3 +152,16 @@ func Temperature(s uint16) physic.Temperature {
 func Humidity(s uint16) physic.RelativeHumidity {
 	return physic.RelativeHumidity(100 * int64(physic.PercentRH) * int64(s) >> 16)
 }
+
+// Sense implements chip.Sensor: co2 (ppm), temperature (°C) and humidity
+// (%RH), in that order.
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	m, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, chip.Value{Metric: chip.MetricCO2, Unit: chip.UnitPPM, V: float64(m.CO2)},
+		chip.Temperature(m.Temperature), chip.Humidity(m.Humidity)), nil
+}
+
+var _ chip.Sensor = (*Dev)(nil)

@@ -45,7 +45,7 @@ func TestSenseDatasheetExample(t *testing.T) {
 	if d.Serial() != 0x123456789ABC {
 		t.Fatalf("serial %#x", d.Serial())
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestNotReadyUntilDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := d.Measure(context.Background()); !errors.Is(err, chiperr.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want ErrNotReady", err)
 	}
 	if sleeps != 1 {
@@ -99,7 +99,7 @@ func TestCRCError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
+	if _, err := d.Measure(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
 		t.Fatalf("err %v, want ErrCRC", err)
 	}
 	if err := bus.Close(); err != nil {
@@ -122,11 +122,11 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(ctx); err != nil {
+	if _, err := d.Measure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	bus.SetGone(true)
-	if _, err := d.Sense(ctx); !errors.Is(err, bustest.ErrNACK) {
+	if _, err := d.Measure(ctx); !errors.Is(err, bustest.ErrNACK) {
 		t.Fatalf("Sense while gone: %v", err)
 	}
 	bus.SetGone(false)
@@ -134,7 +134,7 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if d, err = New(ctx, bus, DefaultAddr, noSleep); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := d.Sense(ctx); err != nil || m.CO2 != 500 {
+	if m, err := d.Measure(ctx); err != nil || m.CO2 != 500 {
 		t.Fatal(m, err)
 	}
 	if err := pb.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 )
 
@@ -111,8 +112,8 @@ func (d *Dev) Reset(ctx context.Context) error {
 	return d.sleep(ctx, 1500*time.Microsecond)
 }
 
-// Sense takes one measurement.
-func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
+// Measure takes one measurement.
+func (d *Dev) Measure(ctx context.Context) (Measurement, error) {
 	if err := d.cmd(command[d.opts.Repeatability]); err != nil {
 		return Measurement{}, fmt.Errorf("sht3x: measure: %w", err)
 	}
@@ -140,3 +141,18 @@ func Temperature(s uint16) physic.Temperature {
 func Humidity(s uint16) physic.RelativeHumidity {
 	return physic.RelativeHumidity(100 * int64(physic.PercentRH) * int64(s) / 65535)
 }
+
+// Sense implements chip.Sensor: temperature (°C) and humidity (%RH).
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	m, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, chip.Temperature(m.Temperature), chip.Humidity(m.Humidity)), nil
+}
+
+// Halt implements chip.Sensor. In single-shot mode the SHT3x idles between
+// measurements by itself, so there is nothing to stop.
+func (d *Dev) Halt() error { return nil }
+
+var _ chip.Sensor = (*Dev)(nil)

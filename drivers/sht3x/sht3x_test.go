@@ -54,7 +54,7 @@ func TestSense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestCRCError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
+	if _, err := d.Measure(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
 		t.Fatalf("err %v, want ErrCRC", err)
 	}
 	if err := bus.Close(); err != nil {
@@ -103,12 +103,12 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(ctx); err != nil {
+	if _, err := d.Measure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The chip vanishes: reads fail.
 	bus.SetGone(true)
-	if _, err := d.Sense(ctx); !errors.Is(err, bustest.ErrNACK) {
+	if _, err := d.Measure(ctx); !errors.Is(err, bustest.ErrNACK) {
 		t.Fatalf("Sense while gone: %v", err)
 	}
 	// And comes back: a fresh New and Sense work.
@@ -117,7 +117,7 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(ctx); err != nil {
+	if _, err := d.Measure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := pb.Close(); err != nil {
@@ -139,7 +139,7 @@ func TestSoftResetAndRepeatability(t *testing.T) {
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestSoftResetAndRepeatability(t *testing.T) {
 	cancel()
 	d2 := &Dev{d: d.d, sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
 	d2.d.Bus = &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x45, W: []byte{0x24, 0x00}}}}
-	if _, err := d2.Sense(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := d2.Measure(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Sense: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 )
 
@@ -112,8 +113,8 @@ func (d *Dev) Reset(ctx context.Context) error {
 	return d.sleep(ctx, time.Millisecond)
 }
 
-// Sense takes one measurement.
-func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
+// Measure takes one measurement.
+func (d *Dev) Measure(ctx context.Context) (Measurement, error) {
 	w, err := d.command(ctx, command[d.opts.Precision], duration[d.opts.Precision], 2)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("sht4x: measure: %w", err)
@@ -133,3 +134,18 @@ func Humidity(s uint16) physic.RelativeHumidity {
 	rh := -6*physic.PercentRH + physic.RelativeHumidity(125*int64(physic.PercentRH)*int64(s)/65535)
 	return min(max(rh, 0), 100*physic.PercentRH)
 }
+
+// Sense implements chip.Sensor: temperature (°C) and humidity (%RH).
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	m, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, chip.Temperature(m.Temperature), chip.Humidity(m.Humidity)), nil
+}
+
+// Halt implements chip.Sensor. In single-shot mode the SHT4x idles between
+// measurements by itself, so there is nothing to stop.
+func (d *Dev) Halt() error { return nil }
+
+var _ chip.Sensor = (*Dev)(nil)

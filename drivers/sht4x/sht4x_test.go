@@ -57,7 +57,7 @@ func TestSense(t *testing.T) {
 	if d.Serial() != 0x12345678 {
 		t.Fatalf("serial %#x", d.Serial())
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestCRCError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
+	if _, err := d.Measure(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
 		t.Fatalf("err %v, want ErrCRC", err)
 	}
 	if err := bus.Close(); err != nil {
@@ -99,18 +99,18 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(ctx); err != nil {
+	if _, err := d.Measure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	bus.SetGone(true)
-	if _, err := d.Sense(ctx); !errors.Is(err, bustest.ErrNACK) {
+	if _, err := d.Measure(ctx); !errors.Is(err, bustest.ErrNACK) {
 		t.Fatalf("Sense while gone: %v", err)
 	}
 	bus.SetGone(false)
 	if d, err = New(ctx, bus, DefaultAddr, noSleep); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(ctx); err != nil {
+	if _, err := d.Measure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := pb.Close(); err != nil {
@@ -131,7 +131,7 @@ func TestResetAndPrecision(t *testing.T) {
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); err != nil {
+	if _, err := d.Measure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := bus.Close(); err != nil {
