@@ -12,7 +12,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/simulator/load"
 )
 
 // maxRate is the --rate passed to simulate for "max": far above what any
@@ -48,7 +48,7 @@ type loadResult struct {
 	Readings    uint64  `json:"readings_sent"` // values in the truth file
 	SimCPU      float64 `json:"simulator_cpu_seconds"`
 	ExitOK      bool    `json:"simulate_exit_ok"`
-	truth       *simulator.Truth
+	truth       *load.Truth
 	wallStarted time.Time
 }
 
@@ -99,7 +99,7 @@ func (e *env) runLoad(ctx context.Context, broker string, rate float64, qos int,
 	res.Errors, _ = strconv.ParseUint(m[2], 10, 64)
 	res.Elapsed, _ = strconv.ParseFloat(m[3], 64)
 	res.Rate, _ = strconv.ParseFloat(m[4], 64)
-	tr, err := simulator.ReadTruth(truthPath)
+	tr, err := load.ReadTruth(truthPath)
 	if err != nil {
 		return nil, err
 	}

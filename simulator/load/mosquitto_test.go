@@ -1,4 +1,4 @@
-package simulator
+package load
 
 import (
 	"context"
@@ -66,7 +66,7 @@ func TestLoadTruthAgainstMosquitto(t *testing.T) {
 	}
 	url := startMosquitto(t)
 	sub := subscribe(t, url, FormatJSON)
-	res, err := RunLoad(context.Background(), LoadConfig{Broker: url, Sensors: 1000, Rate: 20000, Duration: 2 * time.Second, QoS: 0, Seed: 1})
+	res, err := Run(context.Background(), Config{Broker: url, Sensors: 1000, Rate: 20000, Duration: 2 * time.Second, QoS: 0, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func BenchmarkLoad20k(b *testing.B) {
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	for range b.N {
-		res, err := RunLoad(context.Background(), LoadConfig{Broker: url, Sensors: 1000, Rate: 20000, Duration: 5 * time.Second, Seed: 1})
+		res, err := Run(context.Background(), Config{Broker: url, Sensors: 1000, Rate: 20000, Duration: 5 * time.Second, Seed: 1})
 		if err != nil {
 			b.Fatal(err)
 		}
