@@ -11,6 +11,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 	"github.com/sensorgate/sensorgate/drivers/internal/bustest"
+	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 )
 
 var noSleep = &Opts{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
@@ -152,8 +153,8 @@ func TestSoftResetAndRepeatability(t *testing.T) {
 	// A cancelled context stops the wait for the measurement.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	d2 := &Dev{d: d.d, sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
-	d2.d.Bus = &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x45, W: []byte{0x24, 0x00}}}}
+	d2 := &Dev{s: sensirion.NewDev(&i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x45, W: []byte{0x24, 0x00}}}}, 0x45,
+		func(ctx context.Context, _ time.Duration) error { return ctx.Err() })}
 	if _, err := d2.Measure(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Sense: %v", err)
 	}
