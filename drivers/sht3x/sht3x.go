@@ -115,11 +115,7 @@ func Humidity(s uint16) physic.RelativeHumidity { return sensirion.Humidity(s, 6
 
 // Sense implements chip.Sensor: temperature (°C) and humidity (%RH).
 func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
-	m, err := d.Measure(ctx)
-	if err != nil {
-		return dst, err
-	}
-	return m.Append(dst), nil
+	return sensirion.Sense(ctx, dst, d.Measure)
 }
 
 // Halt implements chip.Sensor. In single-shot mode the SHT3x idles between

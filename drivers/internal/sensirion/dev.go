@@ -98,3 +98,13 @@ func Temperature(s uint16, den int64) physic.Temperature {
 func Humidity(s uint16, den int64) physic.RelativeHumidity {
 	return physic.RelativeHumidity(100 * int64(physic.PercentRH) * int64(s) / den)
 }
+
+// Sense is the chip.Sensor Sense of the temperature and humidity chips:
+// one measure, appended to dst, or dst unchanged and the error.
+func Sense(ctx context.Context, dst []chip.Value, measure func(context.Context) (Measurement, error)) ([]chip.Value, error) {
+	m, err := measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return m.Append(dst), nil
+}
