@@ -5,32 +5,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-
 	"github.com/sensorgate/sensorgate/simulator/load"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // simStartBroker starts an in-process MQTT broker on a free port.
 func simStartBroker(t *testing.T) string {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	return "tcp://" + l.Address()
+	return mqtttest.StartBroker(t, mqtttest.BrokerOptions{}).URL()
 }
 
 func TestCmdSimulate(t *testing.T) {

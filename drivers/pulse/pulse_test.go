@@ -10,6 +10,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/sensorgate/sensorgate/drivers/chip"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 type clock struct {
@@ -24,14 +25,10 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// waitFor is mqtttest.WaitFor in the argument order of these tests.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	mqtttest.WaitFor(t, 10*time.Second, cond, what)
 }
 
 func TestCountRateDebounce(t *testing.T) {

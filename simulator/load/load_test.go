@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -14,30 +13,18 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // startBroker starts an in-process MQTT broker on a free port and returns
 // its URL.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	return "tcp://" + l.Address()
+	return mqtttest.StartBroker(t, mqtttest.BrokerOptions{}).URL()
 }
 
 // subscriber is a plain MQTT subscriber that decodes what the load
@@ -354,23 +341,19 @@ func TestEncodePayload(t *testing.T) {
 
 func TestRunLoadBrokerDies(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
-		srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-		srv.AddHook(new(auth.AllowHook), nil)
-		l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-		if err := srv.AddListener(l); err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve()
+		b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+		seen := b.Record("sensors/#")
 		done := make(chan Result)
 		go func() {
-			res, err := Run(context.Background(), Config{Broker: "tcp://" + l.Address(), Sensors: 4, Rate: 5000, Duration: 4 * time.Second, QoS: qos})
+			res, err := Run(context.Background(), Config{Broker: b.URL(), Sensors: 4, Rate: 5000, Duration: 4 * time.Second, QoS: qos})
 			if err != nil {
 				t.Error(err)
 			}
 			done <- res
 		}()
-		time.Sleep(500 * time.Millisecond)
-		srv.Close()
+		// The broker dies once the run is under way.
+		seen.WaitLen(t, 20*time.Second, 100)
+		b.Stop()
 		select {
 		case res := <-done:
 			// Everything after the broker died failed or was never sent.

@@ -2,58 +2,18 @@ package load
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
-const mosquittoBin = "/usr/sbin/mosquitto"
-
-// startMosquitto runs Debian's mosquitto on a free port with a config in
-// t.TempDir() and returns its URL; the test is skipped without the binary.
+// startMosquitto runs Debian's mosquitto on a free port and returns its
+// URL; the test is skipped without the binary (and fails under CI=true).
 func startMosquitto(tb testing.TB) string {
 	tb.Helper()
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		tb.Skipf("interop test needs %s (apt-get install mosquitto): %v", mosquittoBin, err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := tb.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n", port)), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(mosquittoBin, "-c", conf)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(end) {
-			tb.Fatalf("mosquitto did not listen within 10s:\n%s", out.String())
-		}
-	}
-	return "tcp://" + addr
+	return mqtttest.StartMosquitto(tb, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\nmax_queued_messages 100000\n"}).URL()
 }
 
 // TestLoadTruthAgainstMosquitto publishes at 20,000 msg/s to a real
