@@ -58,8 +58,8 @@
 // interval ± jitter (against a nominal schedule, so it does not drift), read
 // again. A failed open or read is counted by reason ([SensorStats],
 // Reason*), logged when a sensor starts failing and when it recovers, and
-// retried after an exponential backoff (the interval, at most 1s, doubling
-// up to max_backoff, ±20 %). A bus error closes the chip, so the next
+// retried after an exponential backoff (internal/backoff: the interval, at
+// most 1s, doubling up to max_backoff, each delay drawn from [d/2, d]). A bus error closes the chip, so the next
 // attempt initialises it again (a chip that lost power comes back
 // configured); a CRC error, a power-on value or a not-ready chip keeps it
 // open. One broken chip never stops the others.

@@ -28,6 +28,7 @@ import (
 	"github.com/sensorgate/sensorgate/drivers/sht3x"
 	"github.com/sensorgate/sensorgate/drivers/sht4x"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/backoff"
 )
 
 // Opener opens buses and pins. The command passes a HostOpener (real
@@ -60,8 +61,8 @@ type Options struct {
 	// Sleep is passed to the chip drivers that wait for a conversion (nil:
 	// real timers honouring the context). Tests pass a no-op.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// MinBackoff is the first retry delay after a failure (default: the
-	// sensor's interval, at most 1s).
+	// MinBackoff is the first retry delay after a failure, before jitter
+	// (default: the sensor's interval, at most 1s).
 	MinBackoff time.Duration
 }
 
@@ -149,6 +150,7 @@ type Poller struct {
 type sensor struct {
 	Entry
 	rng *rand.Rand
+	bo  backoff.Backoff // draws from rng, so only the sensor's goroutine uses it
 
 	up          atomic.Bool
 	reads       atomic.Uint64
@@ -191,7 +193,12 @@ func NewPoller(entries []Entry, op Opener, opts Options) (*Poller, error) {
 		}
 		h := fnv.New64a()
 		h.Write([]byte(e.ID))
-		p.sensors = append(p.sensors, &sensor{Entry: e, rng: rand.New(rand.NewPCG(uint64(opts.Seed), h.Sum64()))})
+		s := &sensor{Entry: e, rng: rand.New(rand.NewPCG(uint64(opts.Seed), h.Sum64()))}
+		s.bo = backoff.Backoff{Min: opts.MinBackoff, Max: e.Device.MaxBackoff, Rand: s.rng.Int64N}
+		if s.bo.Min <= 0 {
+			s.bo.Min = min(e.Device.Interval, time.Second)
+		}
+		p.sensors = append(p.sensors, s)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -343,19 +350,10 @@ func (p *Poller) fail(s *sensor, reason string, err error) {
 	}
 }
 
-// backoff is the wait after the n-th consecutive failure: min backoff ×
-// 2^(n-1), capped at max_backoff, with ±20 % jitter.
+// backoff is the wait after the n-th consecutive failure: the shared
+// internal/backoff rule from the sensor's min backoff up to max_backoff.
 func (p *Poller) backoff(s *sensor) time.Duration {
-	base := p.opts.MinBackoff
-	if base <= 0 {
-		base = min(s.Device.Interval, time.Second)
-	}
-	n := min(s.consecutive.Load(), 30)
-	d := base << (n - 1)
-	if d <= 0 || d > s.Device.MaxBackoff {
-		d = s.Device.MaxBackoff
-	}
-	return d - d/5 + time.Duration(s.rng.Int64N(int64(d/5)*2+1))
+	return s.bo.Delay(int(min(s.consecutive.Load(), 64)))
 }
 
 // bus returns the shared I²C bus name, opening it on first use. Buses stay
