@@ -1,8 +1,10 @@
 // Package drivers turns chips wired to the gateway (I²C, SPI, 1-Wire, GPIO)
 // into an [ingest.Source]: the [Poller]. The chips themselves live in one
 // package each, periph-devices style (accept a bus interface, return a
-// concrete type, never own the bus):
+// concrete type, never own the bus), and each implements [chip.Sensor], so
+// the Poller only builds chips and schedules them:
 //
+//	drivers/chip     the interface (Sense, Halt, String) and the value type every chip returns
 //	drivers/bme280   BME280 / BMP280 (temperature, pressure, humidity), via periph's bmxx80
 //	drivers/ds18b20  DS18B20 through the Linux 1-Wire sysfs interface
 //	drivers/ads1115  ADS1115 / ADS1015 ADC channels, via periph's ads1x15
@@ -56,8 +58,8 @@
 // interval ± jitter (against a nominal schedule, so it does not drift), read
 // again. A failed open or read is counted by reason ([SensorStats],
 // Reason*), logged when a sensor starts failing and when it recovers, and
-// retried after an exponential backoff (the interval, at most 1s, doubling
-// up to max_backoff, ±20 %). A bus error closes the chip, so the next
+// retried after an exponential backoff (internal/backoff: the interval, at
+// most 1s, doubling up to max_backoff, each delay drawn from [d/2, d]). A bus error closes the chip, so the next
 // attempt initialises it again (a chip that lost power comes back
 // configured); a CRC error, a power-on value or a not-ready chip keeps it
 // open. One broken chip never stops the others.

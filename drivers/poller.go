@@ -20,6 +20,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/drivers/ads1115"
 	"github.com/sensorgate/sensorgate/drivers/bme280"
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 	"github.com/sensorgate/sensorgate/drivers/ds18b20"
 	"github.com/sensorgate/sensorgate/drivers/pulse"
@@ -27,6 +28,7 @@ import (
 	"github.com/sensorgate/sensorgate/drivers/sht3x"
 	"github.com/sensorgate/sensorgate/drivers/sht4x"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/backoff"
 )
 
 // Opener opens buses and pins. The command passes a HostOpener (real
@@ -59,8 +61,8 @@ type Options struct {
 	// Sleep is passed to the chip drivers that wait for a conversion (nil:
 	// real timers honouring the context). Tests pass a no-op.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// MinBackoff is the first retry delay after a failure (default: the
-	// sensor's interval, at most 1s).
+	// MinBackoff is the first retry delay after a failure, before jitter
+	// (default: the sensor's interval, at most 1s).
 	MinBackoff time.Duration
 }
 
@@ -148,6 +150,7 @@ type Poller struct {
 type sensor struct {
 	Entry
 	rng *rand.Rand
+	bo  backoff.Backoff // draws from rng, so only the sensor's goroutine uses it
 
 	up          atomic.Bool
 	reads       atomic.Uint64
@@ -190,7 +193,12 @@ func NewPoller(entries []Entry, op Opener, opts Options) (*Poller, error) {
 		}
 		h := fnv.New64a()
 		h.Write([]byte(e.ID))
-		p.sensors = append(p.sensors, &sensor{Entry: e, rng: rand.New(rand.NewPCG(uint64(opts.Seed), h.Sum64()))})
+		s := &sensor{Entry: e, rng: rand.New(rand.NewPCG(uint64(opts.Seed), h.Sum64()))}
+		s.bo = backoff.Backoff{Min: opts.MinBackoff, Max: e.Device.MaxBackoff, Rand: s.rng.Int64N}
+		if s.bo.Min <= 0 {
+			s.bo.Min = min(e.Device.Interval, time.Second)
+		}
+		p.sensors = append(p.sensors, s)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -252,20 +260,8 @@ func (p *Poller) Run(ctx context.Context, out chan<- ingest.Reading) error {
 	return nil
 }
 
-// device is an opened chip as the poller sees it.
-type device interface {
-	// read appends the chip's values to dst.
-	read(ctx context.Context, dst []value) ([]value, error)
-	close() error
-}
-
-type value struct {
-	metric, unit string
-	v            float64
-}
-
 func (p *Poller) poll(ctx context.Context, s *sensor, out chan<- ingest.Reading) {
-	var dev device
+	var dev *device
 	defer func() {
 		if dev != nil {
 			dev.close()
@@ -274,7 +270,7 @@ func (p *Poller) poll(ctx context.Context, s *sensor, out chan<- ingest.Reading)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var (
-		vals []value
+		vals []chip.Value
 		next = p.now() // nominal time of the next read
 	)
 	for {
@@ -290,7 +286,7 @@ func (p *Poller) poll(ctx context.Context, s *sensor, out chan<- ingest.Reading)
 		}
 		if err == nil {
 			rctx, cancel := context.WithTimeout(ctx, s.Device.Timeout)
-			vals, err = dev.read(rctx, vals[:0])
+			vals, err = dev.Sense(rctx, vals[:0])
 			cancel()
 		}
 		if ctx.Err() != nil {
@@ -314,7 +310,7 @@ func (p *Poller) poll(ctx context.Context, s *sensor, out chan<- ingest.Reading)
 		s.reads.Add(1)
 		now := p.now().UnixNano()
 		for _, v := range vals {
-			r := ingest.Reading{Sensor: s.ID, Metric: v.metric, Unit: v.unit, Value: v.v, Time: now, Arrival: now}
+			r := ingest.Reading{Sensor: s.ID, Metric: v.Metric, Unit: v.Unit, Value: v.V, Time: now, Arrival: now}
 			select {
 			case out <- r:
 				s.readings.Add(1)
@@ -354,19 +350,10 @@ func (p *Poller) fail(s *sensor, reason string, err error) {
 	}
 }
 
-// backoff is the wait after the n-th consecutive failure: min backoff ×
-// 2^(n-1), capped at max_backoff, with ±20 % jitter.
+// backoff is the wait after the n-th consecutive failure: the shared
+// internal/backoff rule from the sensor's min backoff up to max_backoff.
 func (p *Poller) backoff(s *sensor) time.Duration {
-	base := p.opts.MinBackoff
-	if base <= 0 {
-		base = min(s.Device.Interval, time.Second)
-	}
-	n := min(s.consecutive.Load(), 30)
-	d := base << (n - 1)
-	if d <= 0 || d > s.Device.MaxBackoff {
-		d = s.Device.MaxBackoff
-	}
-	return d - d/5 + time.Duration(s.rng.Int64N(int64(d/5)*2+1))
+	return s.bo.Delay(int(min(s.consecutive.Load(), 64)))
 }
 
 // bus returns the shared I²C bus name, opening it on first use. Buses stay
@@ -388,148 +375,77 @@ func (p *Poller) bus(name string) (i2c.Bus, error) {
 	return b, nil
 }
 
-func celsius(t physic.Temperature) float64 {
-	return float64(t-physic.ZeroCelsius) / float64(physic.Kelvin)
-}
-func hpa(pr physic.Pressure) float64            { return float64(pr) / float64(100*physic.Pascal) }
-func percent(h physic.RelativeHumidity) float64 { return float64(h) / float64(physic.PercentRH) }
-func volts(v physic.ElectricPotential) float64  { return float64(v) / float64(physic.Volt) }
 func fullScale(v float64) physic.ElectricPotential {
 	return physic.ElectricPotential(v * float64(physic.Volt))
 }
 
-// Units of the readings.
+// Units and metrics of the readings (the chip package's names).
 const (
-	UnitCelsius = "°C"
-	UnitHPa     = "hPa"
-	UnitPercent = "%RH"
-	UnitPPM     = "ppm"
-	MetricTemp  = "temperature"
-	MetricHum   = "humidity"
-	MetricPress = "pressure"
-	MetricCO2   = "co2"
-	MetricCount = "count"
-	MetricRate  = "rate"
+	UnitCelsius = chip.UnitCelsius
+	UnitHPa     = chip.UnitHPa
+	UnitPercent = chip.UnitPercent
+	UnitPPM     = chip.UnitPPM
+	MetricTemp  = chip.MetricTemp
+	MetricHum   = chip.MetricHum
+	MetricPress = chip.MetricPress
+	MetricCO2   = chip.MetricCO2
+	MetricCount = chip.MetricCount
+	MetricRate  = chip.MetricRate
 )
 
-// open makes the chip of s ready on its bus.
-func (p *Poller) open(ctx context.Context, s *sensor) (device, error) {
+// device is an opened chip and what the poller must undo when it closes
+// it: the Runner it started and the port it opened for this chip alone.
+type device struct {
+	chip.Sensor
+	stop    func()       // stops the chip's Runner, nil if it has none
+	release func() error // closes a port only this chip uses, may be nil
+}
+
+func (d *device) close() error {
+	if d.stop != nil {
+		d.stop()
+	}
+	err := d.Halt()
+	if d.release != nil {
+		err = errors.Join(err, d.release())
+	}
+	return err
+}
+
+// open makes the chip of s ready and, for a chip that watches its input
+// between reads, starts its Runner (stopped by close).
+func (p *Poller) open(ctx context.Context, s *sensor) (*device, error) {
+	d, err := p.build(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if r, ok := d.Sensor.(chip.Runner); ok {
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.Run(rctx)
+		}()
+		d.stop = func() { cancel(); <-done }
+	}
+	return d, nil
+}
+
+// opened keeps a constructor's typed nil out of the interface.
+func opened[T chip.Sensor](c T, err error) (*device, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &device{Sensor: c}, nil
+}
+
+// build constructs the chip of s; this is all the poller knows of types.
+func (p *Poller) build(ctx context.Context, s *sensor) (*device, error) {
 	c := &s.Device
-	addr := uint16(c.Address)
-	switch s.Type {
-	case TypeBME280, TypeBMP280:
-		if c.isSPI() {
-			if p.op == nil {
-				return nil, fmt.Errorf("%w: %w", errOpen, ErrNoOpener)
-			}
-			port, err := p.op.OpenSPI(c.Bus)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %w", errOpen, err)
-			}
-			d, err := bme280.NewSPI(port, nil)
-			if err != nil {
-				port.Close()
-				return nil, err
-			}
-			return &bmeDev{d: d, port: port}, nil
-		}
-		b, err := p.bus(c.Bus)
-		if err != nil {
-			return nil, err
-		}
-		d, err := bme280.New(b, addr, nil)
-		if err != nil {
-			return nil, err
-		}
-		return &bmeDev{d: d}, nil
-	case TypeDS18B20:
-		d, err := ds18b20.New(c.Bus, c.Serial)
-		if err != nil {
-			return nil, err
-		}
-		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
-			t, err := d.Sense(ctx)
-			if err != nil {
-				return dst, err
-			}
-			return append(dst, value{MetricTemp, UnitCelsius, celsius(t)}), nil
-		}, nil}, nil
-	case TypeADS1115, TypeADS1015:
-		b, err := p.bus(c.Bus)
-		if err != nil {
-			return nil, err
-		}
-		chip := ads1115.ADS1115
-		if s.Type == TypeADS1015 {
-			chip = ads1115.ADS1015
-		}
-		var d *ads1115.Dev
-		if c.Negative != 0 {
-			d, err = ads1115.NewDifferential(b, addr, chip, c.Channel, c.Negative, fullScale(c.FullScale))
-		} else {
-			d, err = ads1115.New(b, addr, chip, c.Channel, fullScale(c.FullScale))
-		}
-		if err != nil {
-			return nil, err
-		}
-		metric, unit, scale, offset := c.Metric, c.Unit, c.Scale, c.Offset
-		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
-			v, _, err := d.Sense(ctx)
-			if err != nil {
-				return dst, err
-			}
-			return append(dst, value{metric, unit, volts(v)*scale + offset}), nil
-		}, nil}, nil
-	case TypeSHT3x:
-		b, err := p.bus(c.Bus)
-		if err != nil {
-			return nil, err
-		}
-		d, err := sht3x.New(ctx, b, addr, &sht3x.Opts{Sleep: p.opts.Sleep})
-		if err != nil {
-			return nil, err
-		}
-		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
-			m, err := d.Sense(ctx)
-			if err != nil {
-				return dst, err
-			}
-			return append(dst, value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricHum, UnitPercent, percent(m.Humidity)}), nil
-		}, nil}, nil
-	case TypeSHT4x:
-		b, err := p.bus(c.Bus)
-		if err != nil {
-			return nil, err
-		}
-		d, err := sht4x.New(ctx, b, addr, &sht4x.Opts{Sleep: p.opts.Sleep})
-		if err != nil {
-			return nil, err
-		}
-		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
-			m, err := d.Sense(ctx)
-			if err != nil {
-				return dst, err
-			}
-			return append(dst, value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricHum, UnitPercent, percent(m.Humidity)}), nil
-		}, nil}, nil
-	case TypeSCD4x:
-		b, err := p.bus(c.Bus)
-		if err != nil {
-			return nil, err
-		}
-		d, err := scd4x.New(ctx, b, addr, &scd4x.Opts{Sleep: p.opts.Sleep})
-		if err != nil {
-			return nil, err
-		}
-		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
-			m, err := d.Sense(ctx)
-			if err != nil {
-				return dst, err
-			}
-			return append(dst, value{MetricCO2, UnitPPM, float64(m.CO2)},
-				value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricHum, UnitPercent, percent(m.Humidity)}), nil
-		}, d.Halt}, nil
-	case TypePulse:
+	switch {
+	case s.Type == TypeDS18B20:
+		return opened(ds18b20.New(c.Bus, c.Serial))
+	case s.Type == TypePulse:
 		if p.op == nil {
 			return nil, fmt.Errorf("%w: %w", errOpen, ErrNoOpener)
 		}
@@ -537,64 +453,49 @@ func (p *Poller) open(ctx context.Context, s *sensor) (device, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errOpen, err)
 		}
-		cnt, err := pulse.New(pin, &pulse.Opts{Edge: edges[c.Edge], Pull: pulls[c.Pull], Debounce: c.Debounce, Now: p.opts.Now})
+		return opened(pulse.New(pin, &pulse.Opts{Edge: edges[c.Edge], Pull: pulls[c.Pull], Debounce: c.Debounce,
+			Now: p.opts.Now, PerPulse: c.PerPulse, Unit: c.Unit}))
+	case (s.Type == TypeBME280 || s.Type == TypeBMP280) && c.isSPI():
+		if p.op == nil {
+			return nil, fmt.Errorf("%w: %w", errOpen, ErrNoOpener)
+		}
+		port, err := p.op.OpenSPI(c.Bus)
 		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errOpen, err)
+		}
+		d, err := bme280.NewSPI(port, nil)
+		if err != nil {
+			port.Close()
 			return nil, err
 		}
-		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			cnt.Run(rctx)
-		}()
-		per, unit := c.PerPulse, c.Unit
-		return funcDev{func(ctx context.Context, dst []value) ([]value, error) {
-			n, rate := cnt.Sense()
-			return append(dst, value{MetricCount, unit, float64(n) * per}, value{MetricRate, unit + "/s", rate * per}), nil
-		}, func() error {
-			cancel()
-			<-done
-			return cnt.Halt()
-		}}, nil
+		return &device{Sensor: d, release: port.Close}, nil
+	case !isI2C(s.Type):
+		return nil, fmt.Errorf("drivers: unknown type %q", s.Type)
+	}
+	b, err := p.bus(c.Bus)
+	if err != nil {
+		return nil, err
+	}
+	addr := uint16(c.Address)
+	switch s.Type {
+	case TypeBME280, TypeBMP280:
+		return opened(bme280.New(b, addr, nil))
+	case TypeADS1115, TypeADS1015:
+		kind := ads1115.ADS1115
+		if s.Type == TypeADS1015 {
+			kind = ads1115.ADS1015
+		}
+		out := &ads1115.Output{Metric: c.Metric, Unit: c.Unit, Scale: c.Scale, Offset: c.Offset}
+		if c.Negative != 0 {
+			return opened(ads1115.NewDifferential(b, addr, kind, c.Channel, c.Negative, fullScale(c.FullScale), out))
+		}
+		return opened(ads1115.New(b, addr, kind, c.Channel, fullScale(c.FullScale), out))
+	case TypeSHT3x:
+		return opened(sht3x.New(ctx, b, addr, &sht3x.Opts{Sleep: p.opts.Sleep}))
+	case TypeSHT4x:
+		return opened(sht4x.New(ctx, b, addr, &sht4x.Opts{Sleep: p.opts.Sleep}))
+	case TypeSCD4x:
+		return opened(scd4x.New(ctx, b, addr, &scd4x.Opts{Sleep: p.opts.Sleep}))
 	}
 	return nil, fmt.Errorf("drivers: unknown type %q", s.Type)
-}
-
-// funcDev adapts functions to a device.
-type funcDev struct {
-	readFn  func(ctx context.Context, dst []value) ([]value, error)
-	closeFn func() error
-}
-
-func (f funcDev) read(ctx context.Context, dst []value) ([]value, error) { return f.readFn(ctx, dst) }
-func (f funcDev) close() error {
-	if f.closeFn == nil {
-		return nil
-	}
-	return f.closeFn()
-}
-
-type bmeDev struct {
-	d    *bme280.Dev
-	port spi.PortCloser
-}
-
-func (b *bmeDev) read(ctx context.Context, dst []value) ([]value, error) {
-	m, err := b.d.Sense(ctx)
-	if err != nil {
-		return dst, err
-	}
-	dst = append(dst, value{MetricTemp, UnitCelsius, celsius(m.Temperature)}, value{MetricPress, UnitHPa, hpa(m.Pressure)})
-	if b.d.HasHumidity() {
-		dst = append(dst, value{MetricHum, UnitPercent, percent(m.Humidity)})
-	}
-	return dst, nil
-}
-
-func (b *bmeDev) close() error {
-	err := b.d.Halt()
-	if b.port != nil {
-		err = errors.Join(err, b.port.Close())
-	}
-	return err
 }

@@ -1,7 +1,9 @@
-// Package simulator makes simulated sensor data: as an in-process
-// [ingest.Source] (sensors of type "sim" in the config) and as a load
-// generator that publishes to an MQTT broker ([RunLoad], behind
-// `sensorgate simulate`).
+// Package simulator makes simulated sensor data: an in-process
+// [ingest.Source] (sensors of type "sim" in the config), and a [Sampler]
+// per sensor for the load generator in simulator/load, which publishes the
+// same signals to an MQTT broker (`sensorgate simulate`). This package has
+// no MQTT code: the gateway's binary carries it whether or not it carries
+// the load generator.
 //
 // # Basics
 //
@@ -50,43 +52,7 @@
 // repeated for stuck_len samples), drift (units per hour), out-of-order and
 // duplicate timestamps, and malformed values (NaN or ±Inf in process; a
 // payload that does not decode in the load generator). Every fault is
-// counted in [Stats].
-//
-// # Load generator
-//
-// [RunLoad] publishes N simulated sensors to an MQTT broker at a fixed total
-// rate (one message = one sample of one sensor, all its metrics), paced
-// against an absolute schedule: message m is due at start + m/rate, so short
-// stalls are caught up and the average rate holds; a broker that cannot keep
-// up shows as an achieved rate below the target. Sensors are spread over a
-// few connections (default 2), each sensor on one, so its messages stay in
-// order. At QoS 0 over tcp:// each connection is a minimal MQTT 3.1.1
-// publisher that batches packets into one write per scheduling tick (about
-// 2 CPU-seconds per million messages here, against 17 with paho's write per
-// packet) and ends with DISCONNECT, waiting until the broker has closed the
-// connection, so everything counted as sent has reached the broker. QoS 1
-// and 2 (or [LoadConfig].Paho) use paho with a bounded number in flight.
-//
-// [Truth] records what was sent per sensor and metric (count, sum, min,
-// max, and totals) so that a test can compare the gateway's summaries
-// exactly. Sensors are named sim-0001, sim-0002, ... ([SensorID]); the
-// default metrics are temperature and humidity random walks. Payload
-// formats, with the sensor id in the topic (default
-// "sensors/{sensor}/telemetry"); values are rounded to 3 decimals:
-//
-//	json     {"ts":1700000000123,"humidity":50.2,"temperature":21.5}    ts: Unix milliseconds (event time)
-//	senml    [{"bn":"sim-0001:","bt":1700000000.123,"n":"humidity","u":"%RH","v":50.2},{"n":"temperature","u":"Cel","v":21.5}]
-//	msgpack  a MessagePack ingest.ReadingBatch (ingest/reading.go), one reading per metric, Time in Unix ns
-//
-// Metrics appear in name order. A malformed message (fault injection) is a
-// valid payload cut short; it is counted in Truth.Malformed and its values
-// are not in the aggregates. Both copies of a duplicate are counted.
-//
-// For SenML, units are mapped to their SenML names where one exists (°C to
-// Cel, % to %RH; Pa, V, A, W, lx, K and ppm as they are) and omitted
-// otherwise; bt is Unix seconds with millisecond precision. A
-// gateway subscription for the json format is
-// {format: json, json: {sensor_topic_segment: 1, time_field: ts, time_format: unix_ms}}.
+// counted in [Stats] (a Sampler's sensor-wide faults in [Sampler.Counts]).
 //
 // # Caveats
 //

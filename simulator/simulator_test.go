@@ -199,7 +199,9 @@ func TestScheduleAndFields(t *testing.T) {
 			t.Fatalf("metric %q unit %q, want %q", r.Metric, r.Unit, want)
 		}
 		// Metrics of one sample share a time; samples are nominally 1s
-		// apart, each within ±300ms of its nominal time.
+		// apart, each within ±300ms (the jitter) of its nominal time. The
+		// first sample is jittered too, so against first + k s the bound
+		// is ±600ms.
 		k := int64(i / 2)
 		nominal := first + k*int64(time.Second)
 		if d := r.Time - nominal; d < -int64(600*time.Millisecond) || d > int64(600*time.Millisecond) {

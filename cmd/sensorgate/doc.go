@@ -3,11 +3,18 @@
 //	sensorgate run --config FILE              run the gateway
 //	sensorgate validate --config FILE         check a config: exit 0, or exit 2 with every problem and its line
 //	sensorgate buffer stats|peek|compact ...  inspect or compact the outbox of a stopped gateway (--data DIR or --file PATH)
-//	sensorgate simulate ...                   publish simulated sensor load to an MQTT broker, with a truth file
+//	sensorgate simulate ...                   publish simulated sensor load to an MQTT broker, with a truth file (not in nosimulate builds)
 //	sensorgate probe ...                      scan an I2C bus and name the known chips found
 //	sensorgate version                        version, commit, Go version, GOOS/GOARCH
 //
-// Each command's --help lists its flags.
+// # Build tags
+//
+// The tag nosimulate leaves out the simulate command and with it the load
+// generator (simulator/load, with its own MQTT publisher), which a gateway
+// in the field does not need: `go build -tags nosimulate ./cmd/sensorgate`.
+// Sensors of type "sim" still work in such a build. simulate.go and
+// nosimulate.go are the tagged pair that supplies the command table's
+// entry.
 //
 // # Basics
 //

@@ -25,14 +25,16 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{
+	cs := []command{
 		{"run", "run the gateway", cmdRun},
 		{"validate", "check a config file and report every problem with its line", cmdValidate},
 		{"buffer", "inspect or compact the outbox: buffer stats|peek|compact --data DIR", cmdBuffer},
-		{"simulate", "publish simulated sensor load to an MQTT broker, with a truth file", cmdSimulate},
-		{"probe", "scan an I2C bus and name the known chips found", cmdProbe},
-		{"version", "print version, commit, Go version and platform", cmdVersion},
 	}
+	cs = append(cs, simulateCommand()...)
+	return append(cs,
+		command{"probe", "scan an I2C bus and name the known chips found", cmdProbe},
+		command{"version", "print version, commit, Go version and platform", cmdVersion},
+	)
 }
 
 func main() {

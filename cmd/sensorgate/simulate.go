@@ -1,3 +1,5 @@
+//go:build !nosimulate
+
 package main
 
 import (
@@ -14,9 +16,16 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/simulator/load"
 )
 
-// cmdSimulate is `sensorgate simulate`: the load generator (simulator.RunLoad).
+// simulateCommand is `sensorgate simulate`; a build with the nosimulate
+// tag leaves it out, and the load generator with it (nosimulate.go).
+func simulateCommand() []command {
+	return []command{{"simulate", "publish simulated sensor load to an MQTT broker, with a truth file", cmdSimulate}}
+}
+
+// cmdSimulate is `sensorgate simulate`: the load generator (load.Run).
 func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("simulate", "sensorgate simulate --broker URL [flags]",
 		`Publish simulated sensors to an MQTT broker at a fixed rate (one message = one
@@ -24,10 +33,10 @@ sample of one sensor, all its metrics), print the achieved rate every second
 (stderr) and a final count (stdout). --truth writes what was sent, per sensor
 and metric (count, sum, min, max), as JSON, so that tests and benchmarks can
 check a gateway's summaries exactly. Payload formats are documented in the
-simulator package (json: {"ts":<unix_ms>,"temperature":21.5,...}, sensor id in
+simulator/load package (json: {"ts":<unix_ms>,"temperature":21.5,...}, sensor id in
 the topic). Stops after --duration, or on SIGINT/SIGTERM (the final count and
 the truth file are still written).`, stderr)
-	var cfg simulator.LoadConfig
+	var cfg load.Config
 	var qos uint
 	var truth string
 	var quiet bool
@@ -37,7 +46,7 @@ the truth file are still written).`, stderr)
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "total messages per second")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish; 0 means until interrupted")
 	fs.UintVar(&qos, "qos", 0, "MQTT QoS of the publishes: 0, 1 or 2")
-	fs.StringVar(&cfg.Format, "format", simulator.FormatJSON, "payload format: json, senml or msgpack")
+	fs.StringVar(&cfg.Format, "format", load.FormatJSON, "payload format: json, senml or msgpack")
 	fs.StringVar(&cfg.Topic, "topic", "sensors/{sensor}/telemetry", "topic template; {sensor} is the sensor id")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed sends the same values")
 	fs.StringVar(&truth, "truth", "", "write what was sent (per sensor and metric: count, sum, min, max) to this JSON file")
@@ -82,7 +91,7 @@ the truth file are still written).`, stderr)
 		return 2
 	}
 	if !quiet {
-		cfg.Progress = func(p simulator.LoadProgress) {
+		cfg.Progress = func(p load.Progress) {
 			fmt.Fprintf(stderr, "simulate: t=%s sent=%d rate=%.0f/s\n", p.Elapsed.Round(time.Second), p.Sent, p.Rate)
 		}
 	}
@@ -90,7 +99,7 @@ the truth file are still written).`, stderr)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := simulator.RunLoad(ctx, cfg)
+	res, err := load.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "simulate: %v\n", err)
 		return 1
@@ -112,7 +121,7 @@ the truth file are still written).`, stderr)
 
 // simMetrics builds the signals for --metrics.
 func simMetrics(list string) (map[string]simulator.Signal, error) {
-	known := simulator.DefaultLoadMetrics()
+	known := load.DefaultMetrics()
 	known["pressure"] = simulator.Signal{Model: simulator.ModelRandomWalk, Base: 1013, Step: 0.2, Min: 900, Max: 1100, Unit: "hPa"}
 	known["co2"] = simulator.Signal{Model: simulator.ModelRandomWalk, Base: 600, Step: 5, Noise: 2, Min: 400, Max: 5000, Unit: "ppm"}
 	out := map[string]simulator.Signal{}
@@ -133,7 +142,7 @@ func simMetrics(list string) (map[string]simulator.Signal, error) {
 	return out, nil
 }
 
-// flagName maps a LoadConfig validation path to its flag.
+// flagName maps a load.Config validation path to its flag.
 func flagName(path string) string {
 	switch path {
 	case "faults.malformed_prob":

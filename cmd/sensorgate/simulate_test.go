@@ -1,34 +1,22 @@
+//go:build !nosimulate
+
 package main
 
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-
-	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/simulator/load"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // simStartBroker starts an in-process MQTT broker on a free port.
 func simStartBroker(t *testing.T) string {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	return "tcp://" + l.Address()
+	return mqtttest.StartBroker(t, mqtttest.BrokerOptions{}).URL()
 }
 
 func TestCmdSimulate(t *testing.T) {
@@ -46,7 +34,7 @@ func TestCmdSimulate(t *testing.T) {
 	if !strings.Contains(stderr.String(), "simulate: t=1s sent=") {
 		t.Fatalf("no progress line on stderr: %s", &stderr)
 	}
-	tr, err := simulator.ReadTruth(truth)
+	tr, err := load.ReadTruth(truth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +51,7 @@ func TestCmdSimulate(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout.String(), "sent=100 errors=0") || !strings.Contains(stdout.String(), "values=100 ") {
 		t.Fatalf("exit %d: %s %s", code, &stdout, &stderr)
 	}
-	if tr, err = simulator.ReadTruth(truth); err != nil || tr.Sensors["sim-0001"]["co2"].Count != 50 || tr.Sensors["sim-0001"]["co2"].Min < 400 {
+	if tr, err = load.ReadTruth(truth); err != nil || tr.Sensors["sim-0001"]["co2"].Count != 50 || tr.Sensors["sim-0001"]["co2"].Min < 400 {
 		t.Fatalf("co2 truth %+v %v", tr, err)
 	}
 }
@@ -80,7 +68,7 @@ func TestCmdSimulateUsage(t *testing.T) {
 		{[]string{"--broker", "tcp://x:1", "--qos", "3"}, 2, "--qos"},
 		{[]string{"--rate", "0"}, 2, "--broker: is required"},
 		{[]string{"--broker", "tcp://x:1", "--duplicate", "2"}, 2, "--duplicate: must be between 0 and 1"},
-		{[]string{"--broker", "tcp://127.0.0.1:1", "--duration", "1s", "--quiet"}, 1, "simulate: simulator: connect"},
+		{[]string{"--broker", "tcp://127.0.0.1:1", "--duration", "1s", "--quiet"}, 1, "simulate: load: connect"},
 		{[]string{"--broker", "tcp://x:1", "--metrics", "a,,b"}, 2, "--metrics: empty metric name"},
 		{[]string{"--broker", "tcp://x:1", "--metrics", "a.b"}, 2, "--metrics: metric name"},
 	} {

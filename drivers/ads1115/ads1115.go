@@ -7,6 +7,8 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/ads1x15"
+
+	"github.com/sensorgate/sensorgate/drivers/chip"
 )
 
 // DefaultAddr is the address with ADDR tied to GND (0x48..0x4B possible,
@@ -24,7 +26,18 @@ type Dev struct {
 	chip  string
 	input string
 	pin   ads1x15.PinADC
+	out   Output
 }
+
+// Output is what Sense reports: the metric Metric in Unit, computed as
+// volts × Scale + Offset. A nil *Output in New means "voltage" in "V",
+// scale 1, offset 0; a non-nil one is taken as it is.
+type Output struct {
+	Metric, Unit  string
+	Scale, Offset float64
+}
+
+var volts = Output{Metric: "voltage", Unit: "V", Scale: 1}
 
 // channels maps single-ended inputs to periph's mux values (MUX[2:0] =
 // 100..111, ADS1115 datasheet §9.6.3 table 8).
@@ -42,26 +55,26 @@ var differential = map[[2]int]ads1x15.Channel{
 func ValidPair(pos, neg int) bool { _, ok := differential[[2]int{pos, neg}]; return ok }
 
 // New returns channel (0-3, single-ended against GND) of the chip at addr
-// with a full-scale range of at least fullScale. No bus traffic happens
-// until Sense.
-func New(bus i2c.Bus, addr uint16, chip string, channel int, fullScale physic.ElectricPotential) (*Dev, error) {
+// with a full-scale range of at least fullScale, reporting out (nil: volts).
+// No bus traffic happens until Sense.
+func New(bus i2c.Bus, addr uint16, chip string, channel int, fullScale physic.ElectricPotential, out *Output) (*Dev, error) {
 	if channel < 0 || channel > 3 {
 		return nil, fmt.Errorf("ads1115: channel %d: want 0-3", channel)
 	}
-	return newDev(bus, addr, chip, channels[channel], fmt.Sprintf("AIN%d", channel), fullScale)
+	return newDev(bus, addr, chip, channels[channel], fmt.Sprintf("AIN%d", channel), fullScale, out)
 }
 
 // NewDifferential returns the differential input AIN<pos> - AIN<neg> (pairs
 // 0-1, 0-3, 1-3, 2-3); the value is negative when AIN<neg> is higher.
-func NewDifferential(bus i2c.Bus, addr uint16, chip string, pos, neg int, fullScale physic.ElectricPotential) (*Dev, error) {
+func NewDifferential(bus i2c.Bus, addr uint16, chip string, pos, neg int, fullScale physic.ElectricPotential, out *Output) (*Dev, error) {
 	c, ok := differential[[2]int{pos, neg}]
 	if !ok {
 		return nil, fmt.Errorf("ads1115: AIN%d-AIN%d is not a differential pair (want 0-1, 0-3, 1-3 or 2-3)", pos, neg)
 	}
-	return newDev(bus, addr, chip, c, fmt.Sprintf("AIN%d-AIN%d", pos, neg), fullScale)
+	return newDev(bus, addr, chip, c, fmt.Sprintf("AIN%d-AIN%d", pos, neg), fullScale, out)
 }
 
-func newDev(bus i2c.Bus, addr uint16, chip string, c ads1x15.Channel, name string, fullScale physic.ElectricPotential) (*Dev, error) {
+func newDev(bus i2c.Bus, addr uint16, chip string, c ads1x15.Channel, name string, fullScale physic.ElectricPotential, out *Output) (*Dev, error) {
 	var d *ads1x15.Dev
 	var err error
 	switch chip {
@@ -80,13 +93,17 @@ func newDev(bus i2c.Bus, addr uint16, chip string, c ads1x15.Channel, name strin
 	if err != nil {
 		return nil, fmt.Errorf("ads1115: %w", err)
 	}
-	return &Dev{chip: chip, input: name, pin: pin}, nil
+	dev := &Dev{chip: chip, input: name, pin: pin, out: volts}
+	if out != nil {
+		dev.out = *out
+	}
+	return dev, nil
 }
 
 func (d *Dev) String() string { return d.chip + "{" + d.input + "}" }
 
-// Sense converts once and returns the voltage and the raw code.
-func (d *Dev) Sense(ctx context.Context) (physic.ElectricPotential, int32, error) {
+// Measure converts once and returns the voltage and the raw code.
+func (d *Dev) Measure(ctx context.Context) (physic.ElectricPotential, int32, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
 	}
@@ -96,3 +113,20 @@ func (d *Dev) Sense(ctx context.Context) (physic.ElectricPotential, int32, error
 	}
 	return s.V, s.Raw, nil
 }
+
+// Sense implements chip.Sensor: one conversion, reported as the Output
+// given to New.
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	v, _, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, chip.Value{Metric: d.out.Metric, Unit: d.out.Unit, V: chip.Volts(v)*d.out.Scale + d.out.Offset}), nil
+}
+
+// Halt implements chip.Sensor. In single-shot mode the chip powers down
+// after each conversion by itself (datasheet §9.4.2), so there is nothing
+// to stop.
+func (d *Dev) Halt() error { return nil }
+
+var _ chip.Sensor = (*Dev)(nil)

@@ -5,7 +5,8 @@
 //
 // The programmable gain is chosen from the full-scale voltage (the smallest
 // range that covers it: 0.256, 0.512, 1.024, 2.048, 4.096 or 6.144 V).
-// Scaling to engineering units is the poller's job. These chips have no CRC
+// Sense reports volts × scale + offset under the metric and unit of the
+// [Output] given to New (by default "voltage" in V). These chips have no CRC
 // and no id register; a vanished chip shows as a bus error (NACK).
 //
 // The driver does not own its bus.

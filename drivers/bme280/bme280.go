@@ -10,6 +10,7 @@ import (
 	"periph.io/x/conn/v3/spi"
 	"periph.io/x/devices/v3/bmxx80"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 )
 
@@ -96,9 +97,9 @@ func (d *Dev) HasHumidity() bool { return d.chip == "BME280" }
 
 func (d *Dev) String() string { return d.d.String() }
 
-// Sense takes one forced-mode measurement. It blocks for the conversion
+// Measure takes one forced-mode measurement. It blocks for the conversion
 // time (about 40 ms at the default oversampling); ctx is checked before.
-func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
+func (d *Dev) Measure(ctx context.Context) (Measurement, error) {
 	if err := ctx.Err(); err != nil {
 		return Measurement{}, err
 	}
@@ -111,3 +112,19 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 
 // Halt puts the chip to sleep.
 func (d *Dev) Halt() error { return d.d.Halt() }
+
+// Sense implements chip.Sensor: temperature (°C), pressure (hPa) and, on a
+// BME280, humidity (%RH).
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	m, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, chip.Temperature(m.Temperature), chip.Pressure(m.Pressure))
+	if d.HasHumidity() {
+		dst = append(dst, chip.Humidity(m.Humidity))
+	}
+	return dst, nil
+}
+
+var _ chip.Sensor = (*Dev)(nil)

@@ -11,6 +11,7 @@ import (
 	"periph.io/x/conn/v3/physic"
 	"periph.io/x/conn/v3/spi/spitest"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 	"github.com/sensorgate/sensorgate/drivers/internal/bustest"
 )
@@ -89,7 +90,7 @@ func TestBMP280DatasheetExample(t *testing.T) {
 	if d.Chip() != "BMP280" || d.HasHumidity() {
 		t.Fatalf("chip %s", d.Chip())
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestBME280Humidity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +154,11 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); err != nil {
+	if _, err := d.Measure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	bus.SetGone(true)
-	if _, err := d.Sense(context.Background()); err == nil {
+	if _, err := d.Measure(context.Background()); err == nil {
 		t.Fatal("Sense succeeded while the chip is gone")
 	}
 	if bus.NACKs() != 2 {
@@ -168,7 +169,7 @@ func TestNACKVanishAndReturn(t *testing.T) {
 	if d, err = New(bus, DefaultAddr, nil); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := d.Sense(context.Background()); err != nil || m.Temperature.Celsius() != 25.08 {
+	if m, err := d.Measure(context.Background()); err != nil || m.Temperature.Celsius() != 25.08 {
 		t.Fatal(m, err)
 	}
 	if err := pb.Close(); err != nil {
@@ -199,7 +200,7 @@ func TestBME280OverSPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,5 +212,33 @@ func TestBME280OverSPI(t *testing.T) {
 	}
 	if err := port.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The chip.Sensor view of the same playback: BMP280 (datasheet §3.12
+// example) gives temperature and pressure, no humidity; a failed read
+// leaves dst as it was.
+func TestSenseValues(t *testing.T) {
+	bus := &i2ctest.Playback{Ops: append(initOps(ChipIDBMP280), senseOps(false)...)}
+	d, err := New(bus, DefaultAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := []chip.Value{{Metric: "x"}}
+	vs, err := d.Sense(context.Background(), prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 3 || vs[1].Metric != chip.MetricTemp || vs[1].Unit != chip.UnitCelsius || math.Abs(vs[1].V-25.08) > 0.001 ||
+		vs[2].Metric != chip.MetricPress || vs[2].Unit != chip.UnitHPa || math.Abs(vs[2].V-1006.5327) > 0.005 {
+		t.Fatalf("values %+v", vs)
+	}
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if vs, err := d.Sense(ctx, prev); err == nil || len(vs) != 1 {
+		t.Fatalf("cancelled Sense: %+v %v", vs, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 )
 
@@ -83,8 +84,8 @@ func (d *Dev) ID() string { return d.id }
 
 func (d *Dev) String() string { return "DS18B20{" + d.id + "}" }
 
-// Sense reads the temperature.
-func (d *Dev) Sense(ctx context.Context) (physic.Temperature, error) {
+// Measure reads the temperature.
+func (d *Dev) Measure(ctx context.Context) (physic.Temperature, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -195,3 +196,18 @@ func CRC8(b []byte) byte {
 	}
 	return crc
 }
+
+// Sense implements chip.Sensor: temperature (°C).
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	t, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, chip.Temperature(t)), nil
+}
+
+// Halt implements chip.Sensor. The kernel's w1-therm driver starts a
+// conversion on each read, so there is nothing to stop.
+func (d *Dev) Halt() error { return nil }
+
+var _ chip.Sensor = (*Dev)(nil)

@@ -11,6 +11,7 @@ import (
 
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 )
 
@@ -137,22 +138,22 @@ func TestSysfsVanishAndReturn(t *testing.T) {
 	if d.ID() != "28-0316a2799aff" {
 		t.Fatalf("id %q", d.ID())
 	}
-	if v, err := d.Sense(ctx); err != nil || v.Celsius() != 25.0625 {
+	if v, err := d.Measure(ctx); err != nil || v.Celsius() != 25.0625 {
 		t.Fatalf("%v %v", v, err)
 	}
 	// CRC failure, then the chip vanishes, then comes back.
 	writeDev(t, dir, d.ID(), w1slave(scratchpad(0x0191), "NO"))
-	if _, err := d.Sense(ctx); !errors.Is(err, chiperr.ErrCRC) {
+	if _, err := d.Measure(ctx); !errors.Is(err, chiperr.ErrCRC) {
 		t.Fatalf("crc NO: %v", err)
 	}
 	if err := os.RemoveAll(filepath.Join(dir, d.ID())); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(ctx); !errors.Is(err, chiperr.ErrNotFound) {
+	if _, err := d.Measure(ctx); !errors.Is(err, chiperr.ErrNotFound) {
 		t.Fatalf("vanished: %v", err)
 	}
 	writeDev(t, dir, d.ID(), w1slave(scratchpad(0xFF5E), "YES"))
-	if v, err := d.Sense(ctx); err != nil || v.Celsius() != -10.125 {
+	if v, err := d.Measure(ctx); err != nil || v.Celsius() != -10.125 {
 		t.Fatalf("back: %v %v", v, err)
 	}
 	// Two sensors: Discover lists both, New needs a serial.
@@ -166,7 +167,7 @@ func TestSysfsVanishAndReturn(t *testing.T) {
 	}
 	if d2, err := New(dir, "28-000000000002"); err != nil {
 		t.Fatal(err)
-	} else if v, err := d2.Sense(ctx); err != nil || v.Celsius() != 0.5 {
+	} else if v, err := d2.Measure(ctx); err != nil || v.Celsius() != 0.5 {
 		t.Fatal(v, err)
 	}
 	if _, err := New(dir, "28-missing"); !errors.Is(err, chiperr.ErrNotFound) {
@@ -189,4 +190,26 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted %v °C", c)
 		}
 	})
+}
+
+// The chip.Sensor view: one temperature value in °C, and a power-on
+// scratchpad is an error that leaves dst as it was.
+func TestSenseValues(t *testing.T) {
+	dir := t.TempDir()
+	writeDev(t, dir, "28-0316a2799aff", w1slave(scratchpad(0x0191), "YES")) // +25.0625 °C, datasheet table 1
+	d, err := New(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := d.Sense(context.Background(), nil)
+	if err != nil || len(vs) != 1 || vs[0] != (chip.Value{Metric: chip.MetricTemp, Unit: chip.UnitCelsius, V: 25.0625}) {
+		t.Fatalf("%+v %v", vs, err)
+	}
+	writeDev(t, dir, "28-0316a2799aff", w1slave(scratchpad(uint16(PowerOnRaw)), "YES"))
+	if vs, err := d.Sense(context.Background(), vs); !errors.Is(err, chiperr.ErrPowerOn) || len(vs) != 1 {
+		t.Fatalf("power-on: %+v %v", vs, err)
+	}
+	if err := d.Halt(); err != nil {
+		t.Fatal(err)
+	}
 }

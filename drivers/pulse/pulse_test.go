@@ -8,6 +8,9 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/sensorgate/sensorgate/drivers/chip"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 type clock struct {
@@ -22,14 +25,10 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// waitFor is mqtttest.WaitFor in the argument order of these tests.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	mqtttest.WaitFor(t, 10*time.Second, cond, what)
 }
 
 func TestCountRateDebounce(t *testing.T) {
@@ -55,12 +54,12 @@ func TestCountRateDebounce(t *testing.T) {
 		waitFor(t, "bounce", func() bool { return c.Bounces() == uint64(i+1) })
 		clk.Add(999 * time.Millisecond)
 	}
-	n, rate := c.Sense()
+	n, rate := c.Measure()
 	if n != 10 || rate != 1 {
 		t.Fatalf("count %d rate %v, want 10 and 1/s", n, rate)
 	}
 	clk.Add(2 * time.Second)
-	if n, rate := c.Sense(); n != 10 || rate != 0 {
+	if n, rate := c.Measure(); n != 10 || rate != 0 {
 		t.Fatalf("idle: count %d rate %v", n, rate)
 	}
 	cancel()
@@ -91,4 +90,39 @@ func TestPinUnavailableThenBack(t *testing.T) {
 	waitFor(t, "edge", func() bool { return c.Count() == 1 })
 	cancel()
 	<-done
+}
+
+// The chip.Sensor view: count and rate scaled by PerPulse, in Unit and
+// Unit/s, read while the poller-style Runner counts.
+func TestSenseValues(t *testing.T) {
+	pin := &gpiotest.Pin{N: "GPIO22", EdgesChan: make(chan gpio.Level)}
+	clk := &clock{t: time.Unix(1000, 0)}
+	c, err := New(pin, &Opts{Now: clk.Now, PerPulse: 0.5, Unit: "l"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r chip.Runner = c
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	for i := range 4 {
+		pin.EdgesChan <- gpio.High
+		waitFor(t, "edge counted", func() bool { return c.Count() == uint64(i+1) })
+	}
+	clk.Add(2 * time.Second)
+	vs, err := c.Sense(context.Background(), nil)
+	want := []chip.Value{{Metric: chip.MetricCount, Unit: "l", V: 2}, {Metric: chip.MetricRate, Unit: "l/s", V: 1}}
+	if err != nil || len(vs) != 2 || vs[0] != want[0] || vs[1] != want[1] {
+		t.Fatalf("%+v %v, want %+v", vs, err, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := New(&gpiotest.Pin{N: "GPIO23", EdgesChan: make(chan gpio.Level)}, nil); d.unit != "pulses" || d.per != 1 {
+		t.Fatalf("defaults %q %v", d.unit, d.per)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
 	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 )
@@ -47,8 +48,7 @@ type Measurement struct {
 
 // Dev is an SCD4x in periodic measurement mode.
 type Dev struct {
-	d      i2c.Dev
-	sleep  func(context.Context, time.Duration) error
+	s      sensirion.Dev
 	serial uint64
 }
 
@@ -56,14 +56,15 @@ type Dev struct {
 // periodic measurement. It takes at least 500 ms (the stop command's
 // execution time).
 func New(ctx context.Context, bus i2c.Bus, addr uint16, opts *Opts) (*Dev, error) {
-	d := &Dev{d: i2c.Dev{Bus: bus, Addr: addr}, sleep: sensirion.Sleep}
-	if opts != nil && opts.Sleep != nil {
-		d.sleep = opts.Sleep
+	var sleep func(context.Context, time.Duration) error
+	if opts != nil {
+		sleep = opts.Sleep
 	}
+	d := &Dev{s: sensirion.NewDev(bus, addr, sleep)}
 	if err := d.send(cmdStopPeriodic); err != nil {
 		return nil, fmt.Errorf("scd4x: stop: %w", err)
 	}
-	if err := d.sleep(ctx, execStop); err != nil {
+	if err := d.s.Wait(ctx, execStop); err != nil {
 		return nil, fmt.Errorf("scd4x: %w", err)
 	}
 	var w [3]uint16
@@ -77,28 +78,16 @@ func New(ctx context.Context, bus i2c.Bus, addr uint16, opts *Opts) (*Dev, error
 	return d, nil
 }
 
-func (d *Dev) String() string { return fmt.Sprintf("SCD4x{%s %#x}", d.d.Bus, d.d.Addr) }
+func (d *Dev) String() string { return d.s.Name("SCD4x") }
 
 // Serial returns the 48-bit serial number read by New.
 func (d *Dev) Serial() uint64 { return d.serial }
 
-func (d *Dev) send(c uint16) error {
-	return d.d.Tx([]byte{byte(c >> 8), byte(c)}, nil)
-}
+func (d *Dev) send(c uint16) error { return d.s.Send(byte(c>>8), byte(c)) }
 
 // read sends command c, waits its execution time and reads len(w) words.
 func (d *Dev) read(ctx context.Context, c uint16, w []uint16) error {
-	if err := d.send(c); err != nil {
-		return err
-	}
-	if err := d.sleep(ctx, execRead); err != nil {
-		return err
-	}
-	var b [9]byte
-	if err := d.d.Tx(nil, b[:3*len(w)]); err != nil {
-		return err
-	}
-	return sensirion.Words(w, b[:3*len(w)])
+	return d.s.Read(ctx, []byte{byte(c >> 8), byte(c)}, execRead, w)
 }
 
 // Ready reports whether a new measurement is available: the low 11 bits
@@ -111,9 +100,9 @@ func (d *Dev) Ready(ctx context.Context) (bool, error) {
 	return w[0]&0x07FF != 0, nil
 }
 
-// Sense waits until a measurement is ready (polling every 250 ms, until
+// Measure waits until a measurement is ready (polling every 250 ms, until
 // ctx is done: then the error wraps chiperr.ErrNotReady) and reads it.
-func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
+func (d *Dev) Measure(ctx context.Context) (Measurement, error) {
 	for {
 		ok, err := d.Ready(ctx)
 		if err != nil {
@@ -122,7 +111,7 @@ func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
 		if ok {
 			break
 		}
-		if err := d.sleep(ctx, pollReady); err != nil {
+		if err := d.s.Wait(ctx, pollReady); err != nil {
 			return Measurement{}, fmt.Errorf("scd4x: %w (%w)", chiperr.ErrNotReady, err)
 		}
 	}
@@ -143,11 +132,20 @@ func (d *Dev) Halt() error {
 
 // Temperature converts a raw word: T = -45 °C + 175 °C·S/2^16 (datasheet
 // §3.5.2).
-func Temperature(s uint16) physic.Temperature {
-	return physic.ZeroCelsius - 45*physic.Kelvin + physic.Temperature(175*int64(physic.Kelvin)*int64(s)>>16)
-}
+func Temperature(s uint16) physic.Temperature { return sensirion.Temperature(s, 1<<16) }
 
 // Humidity converts a raw word: RH = 100 %·S/2^16 (datasheet §3.5.2).
-func Humidity(s uint16) physic.RelativeHumidity {
-	return physic.RelativeHumidity(100 * int64(physic.PercentRH) * int64(s) >> 16)
+func Humidity(s uint16) physic.RelativeHumidity { return sensirion.Humidity(s, 1<<16) }
+
+// Sense implements chip.Sensor: co2 (ppm), temperature (°C) and humidity
+// (%RH), in that order.
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	m, err := d.Measure(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, chip.Value{Metric: chip.MetricCO2, Unit: chip.UnitPPM, V: float64(m.CO2)},
+		chip.Temperature(m.Temperature), chip.Humidity(m.Humidity)), nil
 }
+
+var _ chip.Sensor = (*Dev)(nil)

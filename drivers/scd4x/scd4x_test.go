@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
-	"github.com/sensorgate/sensorgate/drivers/internal/bustest"
+	"github.com/sensorgate/sensorgate/drivers/internal/sensirion/sensiriontest"
 )
 
 var noSleep = &Opts{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
@@ -45,7 +47,7 @@ func TestSenseDatasheetExample(t *testing.T) {
 	if d.Serial() != 0x123456789ABC {
 		t.Fatalf("serial %#x", d.Serial())
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func TestNotReadyUntilDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := d.Measure(context.Background()); !errors.Is(err, chiperr.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want ErrNotReady", err)
 	}
 	if sleeps != 1 {
@@ -91,53 +93,34 @@ func TestNotReadyUntilDeadline(t *testing.T) {
 	}
 }
 
-func TestCRCError(t *testing.T) {
+func family() sensiriontest.Chip {
 	bad := opMeas
 	bad.R = []byte{0x01, 0xF4, 0x33, 0x66, 0x67, 0xA2, 0x5E, 0xB9, 0x3D}
-	bus := &i2ctest.Playback{Ops: append(initOps(), opReadyCmd, opReady, opMeasCmd, bad)}
-	d, err := New(context.Background(), bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
-		t.Fatalf("err %v, want ErrCRC", err)
-	}
-	if err := bus.Close(); err != nil {
-		t.Fatal(err)
+	return sensiriontest.Chip{
+		New: func(ctx context.Context, bus i2c.Bus) (chip.Sensor, error) {
+			return New(ctx, bus, DefaultAddr, noSleep)
+		},
+		// After a power cycle the chip is idle: New restarts periodic
+		// measurement, so a re-opened chip replays Init.
+		Init:   initOps(),
+		Sense:  []i2ctest.IO{opReadyCmd, opReady, opMeasCmd, opMeas},
+		BadCRC: []i2ctest.IO{opReadyCmd, opReady, opMeasCmd, bad},
+		// Datasheet §3.5.2 example: 500 ppm, 25 °C, 37 %RH.
+		Want: []chip.Value{
+			{Metric: chip.MetricCO2, Unit: chip.UnitPPM, V: 500},
+			{Metric: chip.MetricTemp, Unit: chip.UnitCelsius, V: -45 + 175*float64(0x6667)/65536},
+			{Metric: chip.MetricHum, Unit: chip.UnitPercent, V: 100 * float64(0x5EB9) / 65536},
+		},
 	}
 }
 
-func TestNACKVanishAndReturn(t *testing.T) {
-	ops := append(initOps(), opReadyCmd, opReady, opMeasCmd, opMeas)
-	ops = append(ops, initOps()...)
-	ops = append(ops, opReadyCmd, opReady, opMeasCmd, opMeas)
-	pb := &i2ctest.Playback{Ops: ops}
-	bus := &bustest.FlakyBus{Bus: pb}
-	ctx := context.Background()
-	bus.FailNext(1)
-	if _, err := New(ctx, bus, DefaultAddr, noSleep); !errors.Is(err, bustest.ErrNACK) {
-		t.Fatalf("New on a NACK: %v", err)
-	}
-	d, err := New(ctx, bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(ctx); err != nil {
-		t.Fatal(err)
-	}
-	bus.SetGone(true)
-	if _, err := d.Sense(ctx); !errors.Is(err, bustest.ErrNACK) {
-		t.Fatalf("Sense while gone: %v", err)
-	}
-	bus.SetGone(false)
-	// After a power cycle the chip is idle: New restarts periodic measurement.
-	if d, err = New(ctx, bus, DefaultAddr, noSleep); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := d.Sense(ctx); err != nil || m.CO2 != 500 {
-		t.Fatal(m, err)
-	}
-	if err := pb.Close(); err != nil {
-		t.Fatal(err)
-	}
+func TestFamily(t *testing.T) { sensiriontest.Run(t, family()) }
+
+func TestConversion(t *testing.T) {
+	// Datasheet §3.5.2: T = -45 + 175·S/2^16, RH = 100·S/2^16.
+	sensiriontest.Conversions(t, []sensiriontest.Conversion{
+		{Raw: 0x0000, WantT: -45, WantH: 0},
+		{Raw: 0x6667, WantT: -45 + 175*26215.0/65536, WantH: 100 * 26215.0 / 65536},
+		{Raw: 0x5EB9, WantT: -45 + 175*24249.0/65536, WantH: 100 * 24249.0 / 65536},
+	}, Temperature, Humidity)
 }

@@ -8,6 +8,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
 )
 
@@ -18,27 +19,27 @@ const (
 )
 
 // Commands, datasheet §4.3 (table 9), §4.9 (soft reset), §4.11 (status).
-const (
-	cmdMeasureHigh   = 0x2400 // single shot, high repeatability, no clock stretching
-	cmdMeasureMedium = 0x240B
-	cmdMeasureLow    = 0x2416
-	cmdSoftReset     = 0x30A2
-	cmdStatus        = 0xF32D
+var (
+	cmdSoftReset = []byte{0x30, 0xA2}
+	cmdStatus    = []byte{0xF3, 0x2D}
 )
 
 // Repeatability trades measurement time for noise (datasheet table 2).
-type Repeatability int
+type Repeatability = sensirion.Level
 
 // Repeatability settings.
 const (
-	High Repeatability = iota
-	Medium
-	Low
+	High   = sensirion.High
+	Medium = sensirion.Medium
+	Low    = sensirion.Low
 )
 
-// Measurement durations, datasheet §2.2 table 4 (maximum values).
-var duration = [...]time.Duration{High: 15500 * time.Microsecond, Medium: 6500 * time.Microsecond, Low: 4500 * time.Microsecond}
-var command = [...]uint16{High: cmdMeasureHigh, Medium: cmdMeasureMedium, Low: cmdMeasureLow}
+// Single shot without clock stretching, and the maximum measurement
+// durations, datasheet §4.3 table 9 and §2.2 table 4.
+var (
+	command  = [...][]byte{High: {0x24, 0x00}, Medium: {0x24, 0x0B}, Low: {0x24, 0x16}}
+	duration = [...]time.Duration{High: 15500 * time.Microsecond, Medium: 6500 * time.Microsecond, Low: 4500 * time.Microsecond}
+)
 
 // Opts configure a Dev. The zero value is high repeatability.
 type Opts struct {
@@ -49,55 +50,40 @@ type Opts struct {
 }
 
 // Measurement is one reading of the chip.
-type Measurement struct {
-	Temperature physic.Temperature
-	Humidity    physic.RelativeHumidity
-}
+type Measurement = sensirion.Measurement
 
 // Dev is an SHT3x on a bus.
 type Dev struct {
-	d     i2c.Dev
-	opts  Opts
-	sleep func(context.Context, time.Duration) error
+	s   sensirion.Dev
+	rep Repeatability
 }
 
 // New returns the SHT3x at addr on bus after reading its status register
 // (which checks that it answers and that its CRC is right).
 func New(ctx context.Context, bus i2c.Bus, addr uint16, opts *Opts) (*Dev, error) {
-	d := &Dev{d: i2c.Dev{Bus: bus, Addr: addr}}
+	var o Opts
 	if opts != nil {
-		d.opts = *opts
+		o = *opts
 	}
-	if d.opts.Repeatability < High || d.opts.Repeatability > Low {
-		return nil, fmt.Errorf("sht3x: bad repeatability %d", d.opts.Repeatability)
+	if !o.Repeatability.Valid() {
+		return nil, fmt.Errorf("sht3x: bad repeatability %d", o.Repeatability)
 	}
-	d.sleep = d.opts.Sleep
-	if d.sleep == nil {
-		d.sleep = sensirion.Sleep
-	}
+	d := &Dev{s: sensirion.NewDev(bus, addr, o.Sleep), rep: o.Repeatability}
 	if _, err := d.Status(ctx); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Dev) String() string { return fmt.Sprintf("SHT3x{%s %#x}", d.d.Bus, d.d.Addr) }
-
-func (d *Dev) cmd(c uint16) error {
-	return d.d.Tx([]byte{byte(c >> 8), byte(c)}, nil)
-}
+func (d *Dev) String() string { return d.s.Name("SHT3x") }
 
 // Status reads the status register (datasheet §4.11, table 17).
 func (d *Dev) Status(ctx context.Context) (uint16, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	var b [3]byte
-	if err := d.d.Tx([]byte{cmdStatus >> 8, cmdStatus & 0xFF}, b[:]); err != nil {
-		return 0, fmt.Errorf("sht3x: status: %w", err)
-	}
 	var w [1]uint16
-	if err := sensirion.Words(w[:], b[:]); err != nil {
+	if err := d.s.ReadNow(cmdStatus, w[:]); err != nil {
 		return 0, fmt.Errorf("sht3x: status: %w", err)
 	}
 	return w[0], nil
@@ -105,38 +91,35 @@ func (d *Dev) Status(ctx context.Context) (uint16, error) {
 
 // Reset sends a soft reset (datasheet §4.9) and waits the 1.5 ms it takes.
 func (d *Dev) Reset(ctx context.Context) error {
-	if err := d.cmd(cmdSoftReset); err != nil {
+	if err := d.s.Send(cmdSoftReset...); err != nil {
 		return fmt.Errorf("sht3x: reset: %w", err)
 	}
-	return d.sleep(ctx, 1500*time.Microsecond)
+	return d.s.Wait(ctx, 1500*time.Microsecond)
 }
 
-// Sense takes one measurement.
-func (d *Dev) Sense(ctx context.Context) (Measurement, error) {
-	if err := d.cmd(command[d.opts.Repeatability]); err != nil {
-		return Measurement{}, fmt.Errorf("sht3x: measure: %w", err)
-	}
-	if err := d.sleep(ctx, duration[d.opts.Repeatability]); err != nil {
-		return Measurement{}, fmt.Errorf("sht3x: %w", err)
-	}
-	var b [6]byte
-	if err := d.d.Tx(nil, b[:]); err != nil {
-		return Measurement{}, fmt.Errorf("sht3x: read: %w", err)
-	}
+// Measure takes one measurement.
+func (d *Dev) Measure(ctx context.Context) (Measurement, error) {
 	var w [2]uint16
-	if err := sensirion.Words(w[:], b[:]); err != nil {
-		return Measurement{}, fmt.Errorf("sht3x: %w", err)
+	if err := d.s.Read(ctx, command[d.rep], duration[d.rep], w[:]); err != nil {
+		return Measurement{}, fmt.Errorf("sht3x: measure: %w", err)
 	}
 	return Measurement{Temperature: Temperature(w[0]), Humidity: Humidity(w[1])}, nil
 }
 
 // Temperature converts a raw temperature word: T = -45 °C + 175 °C·S/(2^16-1)
 // (datasheet §4.13).
-func Temperature(s uint16) physic.Temperature {
-	return physic.ZeroCelsius - 45*physic.Kelvin + physic.Temperature(175*int64(physic.Kelvin)*int64(s)/65535)
-}
+func Temperature(s uint16) physic.Temperature { return sensirion.Temperature(s, 65535) }
 
 // Humidity converts a raw humidity word: RH = 100 %·S/(2^16-1) (datasheet §4.13).
-func Humidity(s uint16) physic.RelativeHumidity {
-	return physic.RelativeHumidity(100 * int64(physic.PercentRH) * int64(s) / 65535)
+func Humidity(s uint16) physic.RelativeHumidity { return sensirion.Humidity(s, 65535) }
+
+// Sense implements chip.Sensor: temperature (°C) and humidity (%RH).
+func (d *Dev) Sense(ctx context.Context, dst []chip.Value) ([]chip.Value, error) {
+	return sensirion.Sense(ctx, dst, d.Measure)
 }
+
+// Halt implements chip.Sensor. In single-shot mode the SHT3x idles between
+// measurements by itself, so there is nothing to stop.
+func (d *Dev) Halt() error { return nil }
+
+var _ chip.Sensor = (*Dev)(nil)

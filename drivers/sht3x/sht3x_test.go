@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
-	"periph.io/x/conn/v3/physic"
 
+	"github.com/sensorgate/sensorgate/drivers/chip"
 	"github.com/sensorgate/sensorgate/drivers/chiperr"
-	"github.com/sensorgate/sensorgate/drivers/internal/bustest"
+	"github.com/sensorgate/sensorgate/drivers/internal/sensirion"
+	"github.com/sensorgate/sensorgate/drivers/internal/sensirion/sensiriontest"
 )
 
 var noSleep = &Opts{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
@@ -25,103 +27,41 @@ var (
 	opRead    = i2ctest.IO{Addr: 0x44, R: []byte{0xBE, 0xEF, 0x92, 0x80, 0x00, 0xA2}}
 )
 
-func TestConversion(t *testing.T) {
-	// Datasheet §4.13: T = -45 + 175·S/65535, RH = 100·S/65535.
-	for _, tc := range []struct {
-		raw   uint16
-		wantT float64 // °C
-		wantH float64 // %RH
-	}{
-		{0x0000, -45, 0},
-		{0xFFFF, 130, 100},
-		{0xBEEF, -45 + 175*48879.0/65535, 100 * 48879.0 / 65535},
-		{0x6666, -45 + 175*26214.0/65535, 100 * 26214.0 / 65535},
-	} {
-		c := float64(Temperature(tc.raw)-physic.ZeroCelsius) / float64(physic.Kelvin)
-		h := float64(Humidity(tc.raw)) / float64(physic.PercentRH)
-		if d := c - tc.wantT; d > 1e-6 || d < -1e-6 {
-			t.Errorf("T(%#x) = %v, want %v", tc.raw, c, tc.wantT)
-		}
-		if d := h - tc.wantH; d > 1e-4 || d < -1e-4 {
-			t.Errorf("RH(%#x) = %v, want %v", tc.raw, h, tc.wantH)
-		}
-	}
-}
-
-func TestSense(t *testing.T) {
-	bus := &i2ctest.Playback{Ops: []i2ctest.IO{opStatus, opMeasure, opRead}}
-	d, err := New(context.Background(), bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := d.Sense(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.Temperature.Celsius(); got < 85.51 || got > 85.53 {
-		t.Fatalf("temperature %v, want 85.52 °C", m.Temperature)
-	}
-	if m.Humidity < 50*physic.PercentRH || m.Humidity > 50*physic.PercentRH+physic.PercentRH/100 {
-		t.Fatalf("humidity %v, want 50 %%", m.Humidity)
-	}
-	if err := bus.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestCRCError(t *testing.T) {
+func family() sensiriontest.Chip {
 	bad := opRead
 	bad.R = []byte{0xBE, 0xEF, 0x92, 0x80, 0x00, 0xA3}
-	bus := &i2ctest.Playback{Ops: []i2ctest.IO{opStatus, opMeasure, bad}}
-	d, err := New(context.Background(), bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
-		t.Fatalf("err %v, want ErrCRC", err)
-	}
-	if err := bus.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// A bad CRC on the status register fails New.
-	bus = &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x44, W: []byte{0xF3, 0x2D}, R: []byte{0x80, 0x10, 0x00}}}}
-	if _, err := New(context.Background(), bus, DefaultAddr, noSleep); !errors.Is(err, chiperr.ErrCRC) {
-		t.Fatalf("New with bad status CRC: %v", err)
+	return sensiriontest.Chip{
+		New: func(ctx context.Context, bus i2c.Bus) (chip.Sensor, error) {
+			return New(ctx, bus, DefaultAddr, noSleep)
+		},
+		Init:   []i2ctest.IO{opStatus},
+		Sense:  []i2ctest.IO{opMeasure, opRead},
+		BadCRC: []i2ctest.IO{opMeasure, bad},
+		// 0xBEEF: 85.52 °C; 0x8000: 50 %RH.
+		Want: []chip.Value{
+			{Metric: chip.MetricTemp, Unit: chip.UnitCelsius, V: -45 + 175*48879.0/65535},
+			{Metric: chip.MetricHum, Unit: chip.UnitPercent, V: 100 * 32768.0 / 65535},
+		},
 	}
 }
 
-func TestNACKVanishAndReturn(t *testing.T) {
-	pb := &i2ctest.Playback{Ops: []i2ctest.IO{opStatus, opMeasure, opRead, opStatus, opMeasure, opRead}}
-	bus := &bustest.FlakyBus{Bus: pb}
-	ctx := context.Background()
-	// NACK on the address: New fails.
-	bus.FailNext(1)
-	if _, err := New(ctx, bus, DefaultAddr, noSleep); !errors.Is(err, bustest.ErrNACK) {
-		t.Fatalf("New on a NACK: %v", err)
-	}
-	d, err := New(ctx, bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The chip vanishes: reads fail.
-	bus.SetGone(true)
-	if _, err := d.Sense(ctx); !errors.Is(err, bustest.ErrNACK) {
-		t.Fatalf("Sense while gone: %v", err)
-	}
-	// And comes back: a fresh New and Sense work.
-	bus.SetGone(false)
-	d, err = New(ctx, bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := pb.Close(); err != nil {
-		t.Fatal(err)
+func TestFamily(t *testing.T) { sensiriontest.Run(t, family()) }
+
+func TestConversion(t *testing.T) {
+	// Datasheet §4.13: T = -45 + 175·S/65535, RH = 100·S/65535.
+	sensiriontest.Conversions(t, []sensiriontest.Conversion{
+		{Raw: 0x0000, WantT: -45, WantH: 0},
+		{Raw: 0xFFFF, WantT: 130, WantH: 100},
+		{Raw: 0xBEEF, WantT: -45 + 175*48879.0/65535, WantH: 100 * 48879.0 / 65535},
+		{Raw: 0x6666, WantT: -45 + 175*26214.0/65535, WantH: 100 * 26214.0 / 65535},
+	}, Temperature, Humidity)
+}
+
+func TestStatusCRC(t *testing.T) {
+	// A bad CRC on the status register fails New.
+	bus := &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x44, W: []byte{0xF3, 0x2D}, R: []byte{0x80, 0x10, 0x00}}}}
+	if _, err := New(context.Background(), bus, DefaultAddr, noSleep); !errors.Is(err, chiperr.ErrCRC) {
+		t.Fatalf("New with bad status CRC: %v", err)
 	}
 }
 
@@ -139,7 +79,7 @@ func TestSoftResetAndRepeatability(t *testing.T) {
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	m, err := d.Sense(context.Background())
+	m, err := d.Measure(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +92,9 @@ func TestSoftResetAndRepeatability(t *testing.T) {
 	// A cancelled context stops the wait for the measurement.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	d2 := &Dev{d: d.d, sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
-	d2.d.Bus = &i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x45, W: []byte{0x24, 0x00}}}}
-	if _, err := d2.Sense(ctx); !errors.Is(err, context.Canceled) {
+	d2 := &Dev{s: sensirion.NewDev(&i2ctest.Playback{Ops: []i2ctest.IO{{Addr: 0x45, W: []byte{0x24, 0x00}}}}, 0x45,
+		func(ctx context.Context, _ time.Duration) error { return ctx.Err() })}
+	if _, err := d2.Measure(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Sense: %v", err)
 	}
 }

@@ -2,15 +2,14 @@ package sht4x
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
+	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/i2c/i2ctest"
-	"periph.io/x/conn/v3/physic"
 
-	"github.com/sensorgate/sensorgate/drivers/chiperr"
-	"github.com/sensorgate/sensorgate/drivers/internal/bustest"
+	"github.com/sensorgate/sensorgate/drivers/chip"
+	"github.com/sensorgate/sensorgate/drivers/internal/sensirion/sensiriontest"
 )
 
 var noSleep = &Opts{Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
@@ -25,31 +24,36 @@ var (
 	opRead       = i2ctest.IO{Addr: 0x44, R: []byte{0xBE, 0xEF, 0x92, 0x80, 0x00, 0xA2}}
 )
 
-func TestConversion(t *testing.T) {
-	// Datasheet §4.6: RH = -6 + 125·S/65535 (cropped to 0..100), T = -45 + 175·S/65535.
-	for _, tc := range []struct {
-		raw   uint16
-		wantT float64
-		wantH float64
-	}{
-		{0x0000, -45, 0},   // -6 % cropped to 0
-		{0xFFFF, 130, 100}, // 119 % cropped to 100
-		{0x8000, -45 + 175*32768.0/65535, -6 + 125*32768.0/65535},
-		{0x6666, -45 + 175*26214.0/65535, -6 + 125*26214.0/65535},
-	} {
-		c := Temperature(tc.raw).Celsius()
-		h := float64(Humidity(tc.raw)) / float64(physic.PercentRH)
-		if d := c - tc.wantT; d > 1e-6 || d < -1e-6 {
-			t.Errorf("T(%#x) = %v, want %v", tc.raw, c, tc.wantT)
-		}
-		if d := h - tc.wantH; d > 1e-4 || d < -1e-4 {
-			t.Errorf("RH(%#x) = %v, want %v", tc.raw, h, tc.wantH)
-		}
+func family() sensiriontest.Chip {
+	return sensiriontest.Chip{
+		New: func(ctx context.Context, bus i2c.Bus) (chip.Sensor, error) {
+			return New(ctx, bus, DefaultAddr, noSleep)
+		},
+		Init:   []i2ctest.IO{opSerialCmd, opSerialRead},
+		Sense:  []i2ctest.IO{opMeasure, opRead},
+		BadCRC: []i2ctest.IO{opMeasure, {Addr: 0x44, R: []byte{0xBE, 0xEF, 0x93, 0x80, 0x00, 0xA2}}},
+		// 0xBEEF: 85.52 °C; 0x8000: 56.5 %RH.
+		Want: []chip.Value{
+			{Metric: chip.MetricTemp, Unit: chip.UnitCelsius, V: -45 + 175*48879.0/65535},
+			{Metric: chip.MetricHum, Unit: chip.UnitPercent, V: -6 + 125*32768.0/65535},
+		},
 	}
 }
 
-func TestSense(t *testing.T) {
-	bus := &i2ctest.Playback{Ops: []i2ctest.IO{opSerialCmd, opSerialRead, opMeasure, opRead}}
+func TestFamily(t *testing.T) { sensiriontest.Run(t, family()) }
+
+func TestConversion(t *testing.T) {
+	// Datasheet §4.6: RH = -6 + 125·S/65535 (cropped to 0..100), T = -45 + 175·S/65535.
+	sensiriontest.Conversions(t, []sensiriontest.Conversion{
+		{Raw: 0x0000, WantT: -45, WantH: 0},   // -6 % cropped to 0
+		{Raw: 0xFFFF, WantT: 130, WantH: 100}, // 119 % cropped to 100
+		{Raw: 0x8000, WantT: -45 + 175*32768.0/65535, WantH: -6 + 125*32768.0/65535},
+		{Raw: 0x6666, WantT: -45 + 175*26214.0/65535, WantH: -6 + 125*26214.0/65535},
+	}, Temperature, Humidity)
+}
+
+func TestSerial(t *testing.T) {
+	bus := &i2ctest.Playback{Ops: []i2ctest.IO{opSerialCmd, opSerialRead}}
 	d, err := New(context.Background(), bus, DefaultAddr, noSleep)
 	if err != nil {
 		t.Fatal(err)
@@ -57,63 +61,7 @@ func TestSense(t *testing.T) {
 	if d.Serial() != 0x12345678 {
 		t.Fatalf("serial %#x", d.Serial())
 	}
-	m, err := d.Sense(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := m.Temperature.Celsius(); c < 85.51 || c > 85.53 {
-		t.Fatalf("temperature %v", m.Temperature)
-	}
-	if h := float64(m.Humidity) / float64(physic.PercentRH); h < 56.50 || h > 56.51 {
-		t.Fatalf("humidity %v, want 56.5 %%", m.Humidity)
-	}
 	if err := bus.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestCRCError(t *testing.T) {
-	bad := i2ctest.IO{Addr: 0x44, R: []byte{0xBE, 0xEF, 0x93, 0x80, 0x00, 0xA2}}
-	bus := &i2ctest.Playback{Ops: []i2ctest.IO{opSerialCmd, opSerialRead, opMeasure, bad}}
-	d, err := New(context.Background(), bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(context.Background()); !errors.Is(err, chiperr.ErrCRC) {
-		t.Fatalf("err %v, want ErrCRC", err)
-	}
-	if err := bus.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestNACKVanishAndReturn(t *testing.T) {
-	pb := &i2ctest.Playback{Ops: []i2ctest.IO{opSerialCmd, opSerialRead, opMeasure, opRead, opSerialCmd, opSerialRead, opMeasure, opRead}}
-	bus := &bustest.FlakyBus{Bus: pb}
-	ctx := context.Background()
-	bus.FailNext(1)
-	if _, err := New(ctx, bus, DefaultAddr, noSleep); !errors.Is(err, bustest.ErrNACK) {
-		t.Fatalf("New on a NACK: %v", err)
-	}
-	d, err := New(ctx, bus, DefaultAddr, noSleep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(ctx); err != nil {
-		t.Fatal(err)
-	}
-	bus.SetGone(true)
-	if _, err := d.Sense(ctx); !errors.Is(err, bustest.ErrNACK) {
-		t.Fatalf("Sense while gone: %v", err)
-	}
-	bus.SetGone(false)
-	if d, err = New(ctx, bus, DefaultAddr, noSleep); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Sense(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := pb.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -131,7 +79,7 @@ func TestResetAndPrecision(t *testing.T) {
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Sense(context.Background()); err != nil {
+	if _, err := d.Measure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := bus.Close(); err != nil {

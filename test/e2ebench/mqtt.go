@@ -13,7 +13,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/simulator/load"
 )
 
 // probeSensor is the sensor id of the readiness probe; it is not part of
@@ -186,7 +186,7 @@ type agg struct {
 // compare checks the collected summaries against truth: per sensor and
 // metric the counts must match exactly; when they do, min, max and sum must
 // match too (sum within a relative 1e-9, as summation order differs).
-func (c *collector) compare(tr *simulator.Truth) comparison {
+func (c *collector) compare(tr *load.Truth) comparison {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	got := map[key]*agg{}

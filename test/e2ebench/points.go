@@ -12,7 +12,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/simulator/load"
 	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
@@ -49,7 +49,7 @@ type loadResult struct {
 	Readings    uint64  `json:"readings_sent"` // values in the truth file
 	SimCPU      float64 `json:"simulator_cpu_seconds"`
 	ExitOK      bool    `json:"simulate_exit_ok"`
-	truth       *simulator.Truth
+	truth       *load.Truth
 	wallStarted time.Time
 }
 
@@ -100,7 +100,7 @@ func (e *env) runLoad(ctx context.Context, broker string, rate float64, qos int,
 	res.Errors, _ = strconv.ParseUint(m[2], 10, 64)
 	res.Elapsed, _ = strconv.ParseFloat(m[3], 64)
 	res.Rate, _ = strconv.ParseFloat(m[4], 64)
-	tr, err := simulator.ReadTruth(truthPath)
+	tr, err := load.ReadTruth(truthPath)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package simulator
+package load
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/simulator"
 )
 
 // Payload formats of the load generator.
@@ -26,8 +27,8 @@ const (
 	FormatMsgpack = "msgpack"
 )
 
-// LoadConfig configures [RunLoad].
-type LoadConfig struct {
+// Config configures [Run].
+type Config struct {
 	// Broker is the MQTT broker URL (tcp://127.0.0.1:1883).
 	Broker   string
 	Username string
@@ -52,8 +53,8 @@ type LoadConfig struct {
 	Seed  int64
 	// Metrics of every sensor (default: temperature, a random walk around
 	// 20 °C, and humidity, a random walk around 50 %).
-	Metrics map[string]Signal
-	Faults  Faults
+	Metrics map[string]simulator.Signal
+	Faults  simulator.Faults
 	// Connections is how many MQTT connections publish (default 2; reduced
 	// so that it divides Sensors, as every sensor stays on one connection
 	// to keep its messages in order).
@@ -68,21 +69,21 @@ type LoadConfig struct {
 	Paho bool
 	// Progress, when set, is called about once a second from a separate
 	// goroutine.
-	Progress func(LoadProgress)
+	Progress func(Progress)
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
 
-// LoadProgress is a progress report of a running load.
-type LoadProgress struct {
+// Progress is a progress report of a running load.
+type Progress struct {
 	Elapsed time.Duration
 	Sent    uint64
 	// Rate is the messages per second over the last report interval.
 	Rate float64
 }
 
-// LoadResult is the outcome of RunLoad.
-type LoadResult struct {
+// Result is the outcome of Run.
+type Result struct {
 	// Sent is the number of messages published without error (duplicates
 	// and malformed payloads included).
 	Sent uint64
@@ -156,10 +157,10 @@ type Truth struct {
 func (t *Truth) WriteFile(path string) error {
 	b, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {
-		return fmt.Errorf("simulator: truth: %w", err)
+		return fmt.Errorf("load: truth: %w", err)
 	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("simulator: truth: %w", err)
+		return fmt.Errorf("load: truth: %w", err)
 	}
 	return nil
 }
@@ -168,11 +169,11 @@ func (t *Truth) WriteFile(path string) error {
 func ReadTruth(path string) (*Truth, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: truth: %w", err)
+		return nil, fmt.Errorf("load: truth: %w", err)
 	}
 	var t Truth
 	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("simulator: truth %s: %w", path, err)
+		return nil, fmt.Errorf("load: truth %s: %w", path, err)
 	}
 	return &t, nil
 }
@@ -184,17 +185,17 @@ func SensorID(i, n int) string {
 	return fmt.Sprintf("sim-%0*d", w, i+1)
 }
 
-// DefaultLoadMetrics returns the metrics used when LoadConfig.Metrics is
+// DefaultMetrics returns the metrics used when Config.Metrics is
 // empty.
-func DefaultLoadMetrics() map[string]Signal {
-	return map[string]Signal{
-		"temperature": {Model: ModelRandomWalk, Base: 20, Step: 0.1, Noise: 0.05, Min: -40, Max: 85, Unit: "°C"},
-		"humidity":    {Model: ModelRandomWalk, Base: 50, Step: 0.5, Min: 0, Max: 100, Unit: "%RH"},
+func DefaultMetrics() map[string]simulator.Signal {
+	return map[string]simulator.Signal{
+		"temperature": {Model: simulator.ModelRandomWalk, Base: 20, Step: 0.1, Noise: 0.05, Min: -40, Max: 85, Unit: "°C"},
+		"humidity":    {Model: simulator.ModelRandomWalk, Base: 50, Step: 0.5, Min: 0, Max: 100, Unit: "%RH"},
 	}
 }
 
 // Defaults fills zero fields.
-func (c *LoadConfig) Defaults() {
+func (c *Config) Defaults() {
 	if c.ClientID == "" {
 		c.ClientID = "sensorgate-sim"
 	}
@@ -205,7 +206,7 @@ func (c *LoadConfig) Defaults() {
 		c.Topic = "sensors/{sensor}/telemetry"
 	}
 	if len(c.Metrics) == 0 {
-		c.Metrics = DefaultLoadMetrics()
+		c.Metrics = DefaultMetrics()
 	}
 	for n, g := range c.Metrics {
 		g.Defaults()
@@ -223,12 +224,12 @@ func (c *LoadConfig) Defaults() {
 }
 
 // interval is each sensor's nominal sampling interval.
-func (c *LoadConfig) interval() time.Duration {
+func (c *Config) interval() time.Duration {
 	return max(time.Duration(float64(c.Sensors)/c.Rate*float64(time.Second)), 1)
 }
 
 // Validate checks the config; paths are the flag names.
-func (c LoadConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.Broker == "" {
 		errs = append(errs, ingest.Errorf("broker", "is required"))
@@ -281,12 +282,16 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // loadSensor is one sensor of a load run.
 type loadSensor struct {
-	*simSensor
-	topic string
-	aggs  []Agg
+	*simulator.Sampler
+	id      string
+	metrics []simulator.Metric
+	vals    []float64
+	topic   string
+	aggs    []Agg
+	batch   ingest.ReadingBatch // reused by the msgpack payload encoder
 }
 
-// RunLoad publishes simulated sensors to an MQTT broker at cfg.Rate
+// Run publishes simulated sensors to an MQTT broker at cfg.Rate
 // messages per second until cfg.Duration has passed (or ctx is cancelled),
 // and returns what it sent. Defaults are applied to a copy of cfg.
 //
@@ -295,16 +300,16 @@ type loadSensor struct {
 // of the messages in a tight loop against that absolute schedule, sleeping
 // only when more than a millisecond ahead, so the average rate holds even
 // when the scheduler or the broker stalls briefly; a broker that cannot keep
-// up shows as LoadResult.Rate below cfg.Rate.
-func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
-	m := make(map[string]Signal, len(cfg.Metrics))
+// up shows as Result.Rate below cfg.Rate.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	m := make(map[string]simulator.Signal, len(cfg.Metrics))
 	for k, v := range cfg.Metrics {
 		m[k] = v
 	}
 	cfg.Metrics = m
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
-		return LoadResult{}, fmt.Errorf("simulator: load config: %w", err)
+		return Result{}, fmt.Errorf("load: config: %w", err)
 	}
 	now := cfg.Now
 	if now == nil {
@@ -318,12 +323,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	for cfg.Sensors%conns != 0 {
 		conns--
 	}
-	scfg := SensorConfig{Interval: cfg.interval(), Metrics: cfg.Metrics, Faults: cfg.Faults}
+	scfg := simulator.SensorConfig{Interval: cfg.interval(), Metrics: cfg.Metrics, Faults: cfg.Faults}
 	sensors := make([]*loadSensor, cfg.Sensors)
 	for i := range sensors {
 		id := SensorID(i, cfg.Sensors)
-		ss := newSimSensor(cfg.Seed, id, scfg)
-		sensors[i] = &loadSensor{simSensor: ss, topic: strings.ReplaceAll(cfg.Topic, "{sensor}", id), aggs: make([]Agg, len(ss.series))}
+		sensors[i] = newLoadSensor(simulator.NewSampler(cfg.Seed, id, scfg), strings.ReplaceAll(cfg.Topic, "{sensor}", id))
 	}
 
 	var (
@@ -346,7 +350,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 			k, err = dialPaho(&cfg, id, &sent, &errs)
 		}
 		if err != nil {
-			return LoadResult{}, err
+			return Result{}, err
 		}
 		sinks = append(sinks, k)
 	}
@@ -356,14 +360,13 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 		total = uint64(math.Round(cfg.Rate * cfg.Duration.Seconds()))
 	}
 	var (
-		c      counters
 		bad    atomic.Uint64
 		wg     sync.WaitGroup
 		start  = now()
 		doneMu sync.Mutex
 		doneAt time.Time
 	)
-	log.Info("simulator: load start", "broker", cfg.Broker, "sensors", cfg.Sensors, "rate", cfg.Rate, "connections", conns, "messages", total)
+	log.Info("load: load start", "broker", cfg.Broker, "sensors", cfg.Sensors, "rate", cfg.Rate, "connections", conns, "messages", total)
 	progCtx, stopProg := context.WithCancel(ctx)
 	var progWG sync.WaitGroup
 	if cfg.Progress != nil {
@@ -375,7 +378,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 			last, lastT := uint64(0), start
 			report := func(tt time.Time) {
 				n := sent.Load()
-				cfg.Progress(LoadProgress{Elapsed: tt.Sub(start), Sent: n, Rate: float64(n-last) / tt.Sub(lastT).Seconds()})
+				cfg.Progress(Progress{Elapsed: tt.Sub(start), Sent: n, Rate: float64(n-last) / tt.Sub(lastT).Seconds()})
 				last, lastT = n, tt
 			}
 			for {
@@ -397,7 +400,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pub := &publisher{cfg: &cfg, sink: sinks[p], sensors: sensors, c: &c, bad: &bad, now: now}
+			pub := &publisher{cfg: &cfg, sink: sinks[p], sensors: sensors, bad: &bad, now: now}
 			pub.run(ctx, p, conns, total, start)
 			t := now()
 			doneMu.Lock()
@@ -416,32 +419,39 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 		// The schedule spans Duration: message m occupies [m/Rate, (m+1)/Rate).
 		elapsed = max(elapsed, cfg.Duration)
 	}
-	res := LoadResult{Sent: sent.Load(), Errors: errs.Load(), Elapsed: elapsed}
+	res := Result{Sent: sent.Load(), Errors: errs.Load(), Elapsed: elapsed}
 	if elapsed > 0 {
 		res.Rate = float64(res.Sent) / elapsed.Seconds()
 	}
 	tr := Truth{Seed: cfg.Seed, Format: cfg.Format, Topic: cfg.Topic, QoS: cfg.QoS, Rate: cfg.Rate,
-		Messages: res.Sent, Errors: res.Errors, Malformed: bad.Load(), Duplicates: c.duplicates.Load(),
-		Dropouts: c.dropouts.Load(), OutOfOrder: c.outOfOrder.Load(), Sensors: make(map[string]map[string]Agg, len(sensors))}
+		Messages: res.Sent, Errors: res.Errors, Malformed: bad.Load(), Sensors: make(map[string]map[string]Agg, len(sensors))}
 	for _, s := range sensors {
-		mm := make(map[string]Agg, len(s.series))
-		for i, se := range s.series {
-			mm[se.name] = s.aggs[i]
+		n := s.Counts()
+		tr.Duplicates += n.Duplicates
+		tr.Dropouts += n.Dropouts
+		tr.OutOfOrder += n.OutOfOrder
+		mm := make(map[string]Agg, len(s.metrics))
+		for i, m := range s.metrics {
+			mm[m.Name] = s.aggs[i]
 			tr.Total.merge(s.aggs[i])
 		}
 		tr.Sensors[s.id] = mm
 	}
 	res.Truth = tr
-	log.Info("simulator: load done", "sent", res.Sent, "errors", res.Errors, "elapsed", res.Elapsed, "rate", res.Rate)
+	log.Info("load: load done", "sent", res.Sent, "errors", res.Errors, "elapsed", res.Elapsed, "rate", res.Rate)
 	return res, nil
+}
+
+func newLoadSensor(sp *simulator.Sampler, topic string) *loadSensor {
+	ms := sp.Metrics()
+	return &loadSensor{Sampler: sp, id: sp.ID(), metrics: ms, vals: make([]float64, len(ms)), topic: topic, aggs: make([]Agg, len(ms))}
 }
 
 // publisher is one connection's share of a load run.
 type publisher struct {
-	cfg     *LoadConfig
+	cfg     *Config
 	sink    loadSink
 	sensors []*loadSensor
-	c       *counters
 	bad     *atomic.Uint64 // malformed messages published
 	now     func() time.Time
 	buf     []byte
@@ -471,11 +481,12 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 			}
 		}
 		s := p.sensors[m%n]
-		o := s.sample(p.c)
-		if o.drop {
+		o := s.Next()
+		if o.Drop {
 			continue
 		}
-		ts := p.now().UnixNano() - o.lag
+		s.vals = o.Values
+		ts := p.now().UnixNano() - o.Lag
 		bad := false
 		for i := range s.vals {
 			s.vals[i] = math.Round(s.vals[i]*1000) / 1000
@@ -483,7 +494,7 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 				bad = true
 			}
 		}
-		p.buf = encodePayload(p.buf[:0], p.cfg.Format, s.simSensor, ts)
+		p.buf = encodePayload(p.buf[:0], p.cfg.Format, s, ts)
 		payload := p.buf
 		if bad {
 			// NaN and ±Inf have no encoding in JSON and are refused at the
@@ -491,7 +502,7 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 			payload = malform(payload, p.cfg.Format)
 		}
 		copies := 1
-		if o.dup {
+		if o.Dup {
 			copies = 2
 		}
 		for range copies {
@@ -515,22 +526,22 @@ var senmlUnit = map[string]string{"°C": "Cel", "C": "Cel", "%": "%RH", "%RH": "
 
 // encodePayload appends the payload of one sample of s at event time ts
 // (Unix ns) in format f. The formats are documented in doc.go.
-func encodePayload(b []byte, f string, s *simSensor, ts int64) []byte {
+func encodePayload(b []byte, f string, s *loadSensor, ts int64) []byte {
 	switch f {
 	case FormatSenML:
 		b = append(b, `[{"bn":`...)
 		b = strconv.AppendQuote(b, s.id+":")
 		b = append(b, `,"bt":`...)
 		b = strconv.AppendFloat(b, float64(ts/int64(time.Millisecond))/1000, 'f', 3, 64)
-		for i, se := range s.series {
+		for i, se := range s.metrics {
 			if i > 0 {
 				b = append(b, `},{`...)
 			} else {
 				b = append(b, ',')
 			}
 			b = append(b, `"n":`...)
-			b = strconv.AppendQuote(b, se.name)
-			if u := senmlUnit[se.unit]; u != "" {
+			b = strconv.AppendQuote(b, se.Name)
+			if u := senmlUnit[se.Unit]; u != "" {
 				b = append(b, `,"u":`...)
 				b = strconv.AppendQuote(b, u)
 			}
@@ -541,17 +552,17 @@ func encodePayload(b []byte, f string, s *simSensor, ts int64) []byte {
 	case FormatMsgpack:
 		rb := &s.batch
 		rb.Readings = rb.Readings[:0]
-		for i, se := range s.series {
-			rb.Readings = append(rb.Readings, ingest.Reading{Sensor: s.id, Metric: se.name, Value: s.vals[i], Unit: se.unit, Time: ts})
+		for i, se := range s.metrics {
+			rb.Readings = append(rb.Readings, ingest.Reading{Sensor: s.id, Metric: se.Name, Value: s.vals[i], Unit: se.Unit, Time: ts})
 		}
 		b, _ = rb.MarshalMsg(b) // cannot fail for these types
 		return b
 	default:
 		b = append(b, `{"ts":`...)
 		b = strconv.AppendInt(b, ts/int64(time.Millisecond), 10)
-		for i, se := range s.series {
+		for i, se := range s.metrics {
 			b = append(b, ',')
-			b = strconv.AppendQuote(b, se.name)
+			b = strconv.AppendQuote(b, se.Name)
 			b = append(b, ':')
 			b = appendNum(b, s.vals[i])
 		}

@@ -1,4 +1,4 @@
-package simulator
+package load
 
 import (
 	"bufio"
@@ -37,7 +37,7 @@ type pahoSink struct {
 	once   sync.Once
 }
 
-func dialPaho(cfg *LoadConfig, id string, sent, errs *atomic.Uint64) (*pahoSink, error) {
+func dialPaho(cfg *Config, id string, sent, errs *atomic.Uint64) (*pahoSink, error) {
 	o := mqtt.NewClientOptions().AddBroker(cfg.Broker).SetClientID(id).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second).
 		SetWriteTimeout(10 * time.Second).SetOrderMatters(false)
@@ -50,7 +50,7 @@ func dialPaho(cfg *LoadConfig, id string, sent, errs *atomic.Uint64) (*pahoSink,
 		if err == nil {
 			err = errors.New("timeout")
 		}
-		return nil, fmt.Errorf("simulator: connect %s: %w", cfg.Broker, err)
+		return nil, fmt.Errorf("load: connect %s: %w", cfg.Broker, err)
 	}
 	k := &pahoSink{client: c, qos: cfg.QoS, tokens: make(chan mqtt.Token, cfg.Inflight), errs: errs}
 	// Tokens are waited on by a second goroutine, which bounds the number of
@@ -72,7 +72,7 @@ func dialPaho(cfg *LoadConfig, id string, sent, errs *atomic.Uint64) (*pahoSink,
 
 // errLost is returned when a paho connection is gone (auto-reconnect is
 // off: a load run does not hide a broker outage).
-var errLost = errors.New("simulator: connection lost")
+var errLost = errors.New("load: connection lost")
 
 func (k *pahoSink) publish(ctx context.Context, topic string, payload []byte) error {
 	if !k.client.IsConnectionOpen() {
@@ -130,7 +130,7 @@ const writeTimeout = 30 * time.Second
 func dialRaw(ctx context.Context, broker, id, user, pass string, sent, errs *atomic.Uint64) (*rawSink, error) {
 	u, err := url.Parse(broker)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: broker %q: %w", broker, err)
+		return nil, fmt.Errorf("load: broker %q: %w", broker, err)
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -139,7 +139,7 @@ func dialRaw(ctx context.Context, broker, id, user, pass string, sent, errs *ato
 	d := net.Dialer{Timeout: 10 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: connect %s: %w", broker, err)
+		return nil, fmt.Errorf("load: connect %s: %w", broker, err)
 	}
 	k := &rawSink{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), sent: sent, errs: errs}
 	// CONNECT: protocol "MQTT" level 4, clean session, keep-alive 0.
@@ -166,11 +166,11 @@ func dialRaw(ctx context.Context, broker, id, user, pass string, sent, errs *ato
 	}
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("simulator: connect %s: %w", broker, err)
+		return nil, fmt.Errorf("load: connect %s: %w", broker, err)
 	}
 	if ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0 {
 		conn.Close()
-		return nil, fmt.Errorf("simulator: connect %s: refused (CONNACK % x)", broker, ack)
+		return nil, fmt.Errorf("load: connect %s: refused (CONNACK % x)", broker, ack)
 	}
 	conn.SetDeadline(time.Now().Add(writeTimeout))
 	// On cancellation a write blocked on a stalled broker gets 5 s more.

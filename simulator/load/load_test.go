@@ -1,10 +1,9 @@
-package simulator
+package load
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -14,28 +13,18 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // startBroker starts an in-process MQTT broker on a free port and returns
 // its URL.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	return "tcp://" + l.Address()
+	return mqtttest.StartBroker(t, mqtttest.BrokerOptions{}).URL()
 }
 
 // subscriber is a plain MQTT subscriber that decodes what the load
@@ -185,11 +174,11 @@ func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
 		format := tc.format
 		t.Run(format, func(t *testing.T) {
 			sub := subscribe(t, url, format)
-			var progress []LoadProgress
-			res, err := RunLoad(context.Background(), LoadConfig{
+			var progress []Progress
+			res, err := Run(context.Background(), Config{
 				Broker: url, ClientID: "load-" + format, Sensors: 6, Rate: 600, Duration: time.Second + 500*time.Millisecond,
 				QoS: tc.qos, Paho: tc.paho, Format: format, Seed: 3, Connections: 4,
-				Progress: func(p LoadProgress) { progress = append(progress, p) },
+				Progress: func(p Progress) { progress = append(progress, p) },
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -222,15 +211,15 @@ func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
 			}
 		})
 	}
-	checkGoroutines(t, before+12) // the broker's own goroutines stay until cleanup
+	leak.Wait(t, before+12) // the broker's own goroutines stay until cleanup
 }
 
 func TestRunLoadFaults(t *testing.T) {
 	url := startBroker(t)
 	sub := subscribe(t, url, FormatJSON)
-	res, err := RunLoad(context.Background(), LoadConfig{
+	res, err := Run(context.Background(), Config{
 		Broker: url, Sensors: 4, Rate: 2000, Duration: time.Second, QoS: 1, Seed: 5,
-		Faults: Faults{MalformedProb: 0.02, DuplicateProb: 0.03, DropoutProb: 0.01, OutOfOrderProb: 0.05},
+		Faults: simulator.Faults{MalformedProb: 0.02, DuplicateProb: 0.03, DropoutProb: 0.01, OutOfOrderProb: 0.05},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -248,13 +237,13 @@ func TestRunLoadFaults(t *testing.T) {
 
 func TestRunLoadRepeatable(t *testing.T) {
 	url := startBroker(t)
-	cfg := LoadConfig{Broker: url, Sensors: 3, Rate: 300, Duration: 200 * time.Millisecond, Seed: 8,
-		Metrics: map[string]Signal{"m": {Model: ModelRandomWalk, Base: 1, Step: 1}}}
-	a, err := RunLoad(context.Background(), cfg)
+	cfg := Config{Broker: url, Sensors: 3, Rate: 300, Duration: 200 * time.Millisecond, Seed: 8,
+		Metrics: map[string]simulator.Signal{"m": {Model: simulator.ModelRandomWalk, Base: 1, Step: 1}}}
+	a, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := RunLoad(context.Background(), cfg)
+	b, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,9 +255,9 @@ func TestRunLoadRepeatable(t *testing.T) {
 func TestRunLoadCancel(t *testing.T) {
 	url := startBroker(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan LoadResult)
+	done := make(chan Result)
 	go func() {
-		res, err := RunLoad(ctx, LoadConfig{Broker: url, Sensors: 2, Rate: 100})
+		res, err := Run(ctx, Config{Broker: url, Sensors: 2, Rate: 100})
 		if err != nil {
 			t.Error(err)
 		}
@@ -282,12 +271,12 @@ func TestRunLoadCancel(t *testing.T) {
 			t.Fatalf("result %+v", res)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("RunLoad did not stop on cancel")
+		t.Fatal("Run did not stop on cancel")
 	}
 }
 
 func TestLoadConfigValidate(t *testing.T) {
-	var c LoadConfig
+	var c Config
 	c.Topic = "a/+/b"
 	c.Format = "xml"
 	c.QoS = 3
@@ -306,8 +295,8 @@ func TestLoadConfigValidate(t *testing.T) {
 	if strings.Join(paths, ",") != want {
 		t.Fatalf("paths %v, want %s", paths, want)
 	}
-	if _, err := RunLoad(context.Background(), LoadConfig{Broker: "tcp://127.0.0.1:1", Sensors: 1, Rate: 1}); err == nil {
-		t.Fatal("RunLoad connected to a closed port")
+	if _, err := Run(context.Background(), Config{Broker: "tcp://127.0.0.1:1", Sensors: 1, Rate: 1}); err == nil {
+		t.Fatal("Run connected to a closed port")
 	}
 	if got := SensorID(0, 20000); got != "sim-00001" {
 		t.Fatalf("SensorID %q", got)
@@ -318,8 +307,8 @@ func TestLoadConfigValidate(t *testing.T) {
 }
 
 func TestEncodePayload(t *testing.T) {
-	s := newSimSensor(1, "gh-1", SensorConfig{Interval: time.Second, Metrics: map[string]Signal{
-		"temperature": {Unit: "°C"}, "humidity": {Unit: "%"}}})
+	s := newLoadSensor(simulator.NewSampler(1, "gh-1", simulator.SensorConfig{Interval: time.Second, Metrics: map[string]simulator.Signal{
+		"temperature": {Unit: "°C"}, "humidity": {Unit: "%"}}}), "t")
 	s.vals[0], s.vals[1] = 55.5, 21.25
 	ts := int64(1700000000123456789)
 	for _, tc := range []struct{ format, want string }{
@@ -352,23 +341,19 @@ func TestEncodePayload(t *testing.T) {
 
 func TestRunLoadBrokerDies(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
-		srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-		srv.AddHook(new(auth.AllowHook), nil)
-		l := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-		if err := srv.AddListener(l); err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve()
-		done := make(chan LoadResult)
+		b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+		seen := b.Record("sensors/#")
+		done := make(chan Result)
 		go func() {
-			res, err := RunLoad(context.Background(), LoadConfig{Broker: "tcp://" + l.Address(), Sensors: 4, Rate: 5000, Duration: 4 * time.Second, QoS: qos})
+			res, err := Run(context.Background(), Config{Broker: b.URL(), Sensors: 4, Rate: 5000, Duration: 4 * time.Second, QoS: qos})
 			if err != nil {
 				t.Error(err)
 			}
 			done <- res
 		}()
-		time.Sleep(500 * time.Millisecond)
-		srv.Close()
+		// The broker dies once the run is under way.
+		seen.WaitLen(t, 20*time.Second, 100)
+		b.Stop()
 		select {
 		case res := <-done:
 			// Everything after the broker died failed or was never sent.
@@ -376,7 +361,7 @@ func TestRunLoadBrokerDies(t *testing.T) {
 				t.Fatalf("qos %d: sent %d errors %d after the broker died", qos, res.Sent, res.Errors)
 			}
 		case <-time.After(30 * time.Second):
-			t.Fatalf("qos %d: RunLoad hung after the broker died", qos)
+			t.Fatalf("qos %d: Run hung after the broker died", qos)
 		}
 	}
 }
