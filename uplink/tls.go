@@ -9,16 +9,16 @@ import (
 	"strings"
 )
 
-// tlsConfig builds the client TLS configuration from cfg.TLS, reading the
+// TLSConfig builds the client TLS configuration from c.TLS, reading the
 // files now (every MQTT connect calls it again, so renewed certificates
-// are picked up without a restart). It returns nil, nil when TLS is not configured (an ssl:// or
-// https:// URL then uses the system roots).
-func (u *Uplink) tlsConfig() (*tls.Config, error) {
-	t := u.cfg.TLS
+// are picked up without a restart). It returns nil, nil when TLS is not
+// configured (an ssl:// or https:// URL then uses the system roots).
+func (c Config) TLSConfig() (*tls.Config, error) {
+	t := c.TLS
 	if !t.enabled() {
 		return nil, nil
 	}
-	c := &tls.Config{
+	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         t.ServerName,
 		NextProtos:         t.ALPN,
@@ -27,22 +27,22 @@ func (u *Uplink) tlsConfig() (*tls.Config, error) {
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("uplink: %s: tls.ca_file: %w", u.cfg.Name, err)
+			return nil, fmt.Errorf("uplink: %s: tls.ca_file: %w", c.Name, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("uplink: %s: tls.ca_file %s: no PEM certificates found", u.cfg.Name, t.CAFile)
+			return nil, fmt.Errorf("uplink: %s: tls.ca_file %s: no PEM certificates found", c.Name, t.CAFile)
 		}
-		c.RootCAs = pool
+		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("uplink: %s: tls.cert_file/key_file: %w", u.cfg.Name, err)
+			return nil, fmt.Errorf("uplink: %s: tls.cert_file/key_file: %w", c.Name, err)
 		}
-		c.Certificates = []tls.Certificate{cert}
+		tc.Certificates = []tls.Certificate{cert}
 	}
-	return c, nil
+	return tc, nil
 }
 
 // ErrNoSecret is wrapped when a configured password or token file or
@@ -73,34 +73,39 @@ func readSecret(inline, file, env, what string) (string, error) {
 	return inline, nil
 }
 
-func (u *Uplink) password() (string, error) {
-	return readSecret(u.cfg.Password, u.cfg.PasswordFile, u.cfg.PasswordEnv, "password")
+// ReadPassword reads the MQTT password now (inline, password_file or
+// password_env), so that a rotated file is picked up at the next connect.
+func (c Config) ReadPassword() (string, error) {
+	return readSecret(c.Password, c.PasswordFile, c.PasswordEnv, "password")
 }
 
-func (u *Uplink) token() (string, error) {
-	return readSecret("", u.cfg.TokenFile, u.cfg.TokenEnv, "token")
+// ReadToken reads the HTTP bearer token now (token_file or token_env; "" if
+// neither is set).
+func (c Config) ReadToken() (string, error) {
+	return readSecret("", c.TokenFile, c.TokenEnv, "token")
 }
 
 // checkSecrets fails early when a configured secret cannot be read.
-func (u *Uplink) checkSecrets() error {
-	switch u.cfg.Type {
+func (c Config) checkSecrets() error {
+	switch c.Type {
 	case TypeMQTT:
-		if _, err := u.password(); err != nil {
-			return fmt.Errorf("uplink: %s: %w", u.cfg.Name, err)
+		if _, err := c.ReadPassword(); err != nil {
+			return fmt.Errorf("uplink: %s: %w", c.Name, err)
 		}
 	case TypeHTTP:
-		if _, err := u.token(); err != nil {
-			return fmt.Errorf("uplink: %s: %w", u.cfg.Name, err)
+		if _, err := c.ReadToken(); err != nil {
+			return fmt.Errorf("uplink: %s: %w", c.Name, err)
 		}
 	}
 	return nil
 }
 
-// tlsHint explains the TLS failures operators hit most.
-func (u *Uplink) tlsHint(err error) string {
+// TLSHint explains the TLS failures operators hit most: a text to append
+// to err's message, "" if there is nothing to add.
+func (c Config) TLSHint(err error) string {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "certificate required") && u.cfg.TLS.CertFile == "":
+	case strings.Contains(msg, "certificate required") && c.TLS.CertFile == "":
 		return " (the server requires a client certificate: set tls.cert_file and tls.key_file)"
 	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"),
 		strings.Contains(msg, "unknown certificate authority"):

@@ -372,7 +372,7 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 	}
 	p.engine = eng
 	for _, uc := range cfg.Uplinks {
-		u, err := uplink.New(uc, ob, uplink.Options{Gateway: cfg.Gateway.ID, Version: version, Logger: logger.With("component", "uplink"), Stdout: stdout})
+		u, err := newUplink(uc, ob, uplink.Options{Gateway: cfg.Gateway.ID, Version: version, Logger: logger.With("component", "uplink")}, stdout)
 		if err != nil {
 			return nil, fmt.Errorf("uplink %s: %w", uc.Name, err)
 		}
