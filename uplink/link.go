@@ -115,14 +115,12 @@ func (l *Link) InFlight(delta int) { l.u.c.inflight.Add(int64(delta)) }
 // Retried counts n records that are sent again.
 func (l *Link) Retried(n int) { l.u.c.retries.Add(uint64(n)) }
 
-// Error counts an upstream or outbox error; a non-nil err also becomes
-// LastError.
-func (l *Link) Error(err error) {
-	l.u.c.errors.Add(1)
-	l.u.setErr(err)
-}
+// CountError counts an upstream or outbox error (Stats.Errors). An error
+// a Session returns becomes LastError by itself.
+func (l *Link) CountError() { l.u.c.errors.Add(1) }
 
-// SetLastError records err as LastError without counting it.
+// SetLastError records err as LastError (for errors a Session handles
+// without returning, such as an HTTP retry).
 func (l *Link) SetLastError(err error) { l.u.setErr(err) }
 
 // Connected counts a connection made and marks the uplink online;

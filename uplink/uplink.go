@@ -179,7 +179,7 @@ func New(cfg Config, ob Outbox, tr Transport, opts Options) (*Uplink, error) {
 		u.lanes = append(u.lanes, l)
 	}
 	sort.Slice(u.lanes, func(i, j int) bool { return u.lanes[i] < u.lanes[j] })
-	u.enc = encoder{format: cfg.Format, gateway: opts.Gateway, array: cfg.BatchSize > 1 || cfg.Type == TypeHTTP}
+	u.enc = encoder{format: cfg.Format, gateway: opts.Gateway} // array is per call: Link.AppendPayload
 	u.topic = compileTopic(cfg.Topic)
 	if u.topic.fixed {
 		for _, l := range buffer.Lanes {
@@ -285,7 +285,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 			bo.Reset()
 		}
 		d := bo.Next()
-		u.log.Warn(u.cfg.Type+" session ended, starting over", "err", err, "in", d.Round(time.Millisecond))
+		u.log.Warn(u.cfg.Type+" connection ended, reconnecting", "err", err, "in", d.Round(time.Millisecond))
 		if !backoff.Sleep(ctx, d) {
 			return nil
 		}

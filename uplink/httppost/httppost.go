@@ -54,7 +54,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (bool, error) {
 	for ctx.Err() == nil {
 		ok, err := l.Fill(ctx)
 		if err != nil {
-			l.Error(nil)
+			l.CountError()
 			l.Logger().Error("http uplink", "err", err)
 			return progressed, err
 		}
@@ -125,7 +125,7 @@ func (p *poster) deliver(ctx context.Context, batch []uplink.Record) bool {
 			}
 		}
 		// Retry: network error, timeout, 408/425/429, 5xx, 401/403.
-		l.Error(nil)
+		l.CountError()
 		l.Offline()
 		d := p.bo.Next()
 		if retryAfter > 0 {

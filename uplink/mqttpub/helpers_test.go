@@ -9,7 +9,6 @@ import (
 
 	"github.com/sensorgate/sensorgate/test/mqtttest"
 	"github.com/sensorgate/sensorgate/uplink"
-	"github.com/sensorgate/sensorgate/uplink/internal/uplinktest"
 )
 
 // received collects what an upstream broker got.
@@ -89,5 +88,3 @@ func mqttCfg(addr string) uplink.Config {
 		Backoff: uplink.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, AckTimeout: 3 * time.Second,
 		PollInterval: 50 * time.Millisecond, MaxInflight: 16, ConnectTimeout: 2 * time.Second}
 }
-
-var _ = uplinktest.Discard

@@ -403,7 +403,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 		}
 		ok, err := l.Fill(ctx)
 		if err != nil {
-			l.Error(nil)
+			l.CountError()
 			l.Logger().Error("outbox read failed", "err", err)
 			s.wait(ctx, cfg.PollInterval, false)
 			continue
@@ -435,7 +435,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 			<-s.slots
 			l.Logger().Warn("record larger than max_message_bytes", "id", batch[0].ID, "bytes", len(payload))
 			if err := l.DeadLetter(ctx, &batch[0]); err != nil {
-				l.Error(nil)
+				l.CountError()
 				s.end(err) // start over from the oldest unacknowledged record
 			}
 			continue

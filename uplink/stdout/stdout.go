@@ -34,7 +34,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 	for ctx.Err() == nil {
 		ok, err := l.Fill(ctx)
 		if err != nil {
-			l.Error(nil)
+			l.CountError()
 			l.Logger().Error("stdout uplink", "err", err)
 			return progressed, err
 		}
@@ -68,7 +68,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 			l.InFlight(-n)
 		}
 		if werr != nil {
-			l.Error(nil)
+			l.CountError()
 			l.Offline()
 			err := fmt.Errorf("stdout: write: %w", werr)
 			l.Logger().Error("stdout uplink", "err", err)

@@ -26,7 +26,7 @@ type Outbox struct {
 	subs map[int]chan struct{}
 	next int
 	acks int
-	// ReadErr, when set (under Lock), fails every Read.
+	// readErr, when set (SetReadErr), fails every Read.
 	readErr error
 }
 
