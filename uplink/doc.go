@@ -121,7 +121,8 @@
 //   - If acknowledging in the outbox fails (disk error), the records stay
 //     and are sent again after the next reconnect or restart: duplicates,
 //     never a loss.
-//   - Password and token files are read at every connect / request, so
-//     rotated credentials work without a restart; TLS files are re-read at
-//     every MQTT connect.
+//   - Password and token files are read at every connect / request
+//     (internal/secret), so rotated credentials work without a restart;
+//     TLS files (internal/mqttnet's TLS, with ALPN) are re-read at every
+//     MQTT connect. New reads each once, to fail early.
 package uplink

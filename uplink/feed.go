@@ -225,6 +225,18 @@ func (a *acker) run(ctx context.Context) {
 	}
 }
 
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // waitData blocks until the outbox signals new records, PollInterval
 // passes, or ctx is done; it reports whether ctx is still live.
 func (u *Uplink) waitData(ctx context.Context) bool {

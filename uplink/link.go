@@ -58,6 +58,10 @@ func (l *Link) Wakeup() <-chan struct{} { return l.u.wakeup }
 // passes, or ctx is done; it reports whether ctx is still live.
 func (l *Link) WaitData(ctx context.Context) bool { return l.u.waitData(ctx) }
 
+// Sleep waits d or until ctx is done; it reports whether ctx is still
+// live (a transport's own retry delay).
+func (l *Link) Sleep(ctx context.Context, d time.Duration) bool { return sleep(ctx, d) }
+
 // ---- encoding ----
 
 // AppendPayload appends the encoded batch to b. With array set every

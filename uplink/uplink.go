@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
-	"github.com/sensorgate/sensorgate/uplink/internal/backoff"
+	"github.com/sensorgate/sensorgate/internal/backoff"
 )
 
 // Outbox is what an uplink needs from the durable outbox; *buffer.Outbox
@@ -187,12 +187,7 @@ func New(cfg Config, ob Outbox, tr Transport, opts Options) (*Uplink, error) {
 		}
 	}
 	u.started = u.now()
-	if cfg.TLS.enabled() {
-		if _, err := cfg.TLSConfig(); err != nil {
-			return nil, err
-		}
-	}
-	if err := cfg.checkSecrets(); err != nil {
+	if err := cfg.check(); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -286,7 +281,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 		}
 		d := bo.Next()
 		u.log.Warn(u.cfg.Type+" connection ended, reconnecting", "err", err, "in", d.Round(time.Millisecond))
-		if !backoff.Sleep(ctx, d) {
+		if !sleep(ctx, d) {
 			return nil
 		}
 	}

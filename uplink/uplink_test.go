@@ -15,6 +15,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/secret"
 	"github.com/sensorgate/sensorgate/test/leak"
 	"github.com/sensorgate/sensorgate/uplink/internal/uplinktest"
 )
@@ -338,10 +339,10 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New(Config{Type: "mqtt"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); err == nil {
 		t.Error("invalid config accepted")
 	}
-	if _, err := New(Config{Type: "mqtt", URL: "tcp://h:1", PasswordFile: "/nonexistent"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); !errors.Is(err, ErrNoSecret) {
+	if _, err := New(Config{Type: "mqtt", URL: "tcp://h:1", PasswordFile: "/nonexistent"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); !errors.Is(err, secret.ErrMissing) {
 		t.Errorf("missing password file: %v", err)
 	}
-	if _, err := New(Config{Type: "http", URL: "http://h", TokenEnv: "SENSORGATE_TEST_UNSET_TOKEN"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); !errors.Is(err, ErrNoSecret) {
+	if _, err := New(Config{Type: "http", URL: "http://h", TokenEnv: "SENSORGATE_TEST_UNSET_TOKEN"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); !errors.Is(err, secret.ErrMissing) {
 		t.Errorf("missing token env: %v", err)
 	}
 	if _, err := New(Config{Type: "mqtt", URL: "ssl://h:1", TLS: TLS{CAFile: "/nonexistent"}}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); err == nil ||

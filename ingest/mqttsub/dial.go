@@ -12,7 +12,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/net/proxy"
 
-	"github.com/sensorgate/sensorgate/ingest/mqttconn"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 )
 
 // defaultPort fills in the MQTT port when the URL has none.
@@ -36,7 +36,7 @@ func defaultPort(u *url.URL) *url.URL {
 
 // dialer returns paho's connection function: it honours the proxy
 // environment variables like paho does, wraps the connection in an
-// mqttconn.Conn (buffered, coalesced reads and writes), and aborts a TCP
+// mqttnet.Conn (buffered, coalesced reads and writes), and aborts a TCP
 // dial when ctx ends (so that Run stops promptly even while an attempt
 // hangs; a WebSocket dial is bounded by connect_timeout).
 func dialer(ctx context.Context, last *lastConn, wait time.Duration, windowed bool) mqtt.OpenConnectionFunc {
@@ -65,7 +65,7 @@ func (l *lastConn) set(c net.Conn) {
 func (l *lastConn) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c, ok := l.c.(*mqttconn.Conn); ok {
+	if c, ok := l.c.(*mqttnet.Conn); ok {
 		c.Abort() // a cut, not a clean close: nothing to flush, no peer to wait for
 	} else if l.c != nil {
 		l.c.Close()
@@ -84,7 +84,7 @@ func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Dur
 		if err != nil {
 			return nil, err
 		}
-		return mqttconn.New(c, wait, windowed), nil
+		return mqttnet.NewConn(c, wait, windowed), nil
 	}
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
 	var raw net.Conn
@@ -115,5 +115,5 @@ func dial(ctx context.Context, uri *url.URL, o mqtt.ClientOptions, wait time.Dur
 		raw.Close()
 		return nil, fmt.Errorf("unsupported scheme %q", uri.Scheme)
 	}
-	return mqttconn.New(conn, wait, windowed), nil
+	return mqttnet.NewConn(conn, wait, windowed), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sensorgate/sensorgate/internal/backoff"
 	"github.com/sensorgate/sensorgate/uplink"
-	"github.com/sensorgate/sensorgate/uplink/internal/backoff"
 )
 
 // maxAckBacklog bounds the records delivered but not yet acknowledged in
@@ -35,9 +36,15 @@ var _ uplink.Transport = (*Transport)(nil)
 // reading the TLS files now.
 func New(cfg uplink.Config) (*Transport, error) {
 	cfg.Defaults()
-	tlsc, err := cfg.TLSConfig()
-	if err != nil {
-		return nil, fmt.Errorf("httppost: %w", err)
+	var tlsc *tls.Config
+	if cfg.TLS.IsSet() {
+		// No host: net/http names each server itself (redirects included)
+		// unless tls.server_name is set.
+		c, err := cfg.TLS.Build("")
+		if err != nil {
+			return nil, fmt.Errorf("httppost: %s: %w", cfg.Name, err)
+		}
+		tlsc = c
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsc
@@ -119,7 +126,7 @@ func (p *poster) deliver(ctx context.Context, batch []uplink.Record) bool {
 					return true
 				}
 				l.Logger().Error("http uplink", "err", derr)
-				if !backoff.Sleep(ctx, p.bo.Next()) {
+				if !l.Sleep(ctx, p.bo.Next()) {
 					return false
 				}
 			}
@@ -138,7 +145,7 @@ func (p *poster) deliver(ctx context.Context, batch []uplink.Record) bool {
 			l.SetLastError(fmt.Errorf("httppost: %s: post: HTTP status %d", p.cfg.Name, status))
 			l.Logger().Warn("http post refused, retrying", "status", status, "in", d.Round(time.Millisecond))
 		}
-		if !backoff.Sleep(ctx, d) {
+		if !l.Sleep(ctx, d) {
 			return false
 		}
 	}
@@ -201,7 +208,7 @@ func (p *poster) post(ctx context.Context, batch []uplink.Record) (int, time.Dur
 	for k, v := range p.cfg.Headers {
 		req.Header.Set(k, v)
 	}
-	tok, err := p.cfg.ReadToken()
+	tok, err := p.cfg.TokenSource().Read()
 	if err != nil {
 		return 0, 0, fmt.Errorf("httppost: %s: %w", p.cfg.Name, err)
 	}
@@ -217,7 +224,7 @@ func (p *poster) post(ctx context.Context, batch []uplink.Record) (int, time.Dur
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return 0, 0, fmt.Errorf("httppost: %s: post: timeout after %s: %w", p.cfg.Name, p.cfg.Timeout, err)
 		}
-		return 0, 0, fmt.Errorf("httppost: %s: post: %w%s", p.cfg.Name, err, p.cfg.TLSHint(err))
+		return 0, 0, fmt.Errorf("httppost: %s: post: %w%s", p.cfg.Name, err, p.cfg.TLS.Hint(err))
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

@@ -26,10 +26,13 @@
 // traffic without a reset is detected by this watchdog or by keepalive,
 // whichever is first.
 //
-// The uplink dials the connection itself (tcp, tls, ws, wss) and hands
-// paho a package mqttconn Conn (shared with the MQTT source): reads are
-// buffered and writes coalesced by a flusher goroutine, so that a busy connection sends many packets per
-// system call while an idle one sends each packet at once. On a clean
+// The connection is opened by internal/mqttnet, the dialer the MQTT
+// sources use too (tcp, tls, ws, wss): TCP dials honour ALL_PROXY and
+// NO_PROXY (a SOCKS5 proxy), WebSocket dials HTTPS_PROXY, and a stop cuts
+// an attempt that hangs. paho gets mqttnet's buffered Conn: reads are
+// buffered and writes coalesced by a flusher goroutine, so that a busy
+// connection sends many packets per system call while an idle one sends
+// each packet at once. On a clean
 // shutdown the uplink waits up to 2 s for outstanding PUBACKs, publishes
 // its retained "offline" status and disconnects; everything PUBACKed is
 // acknowledged in the outbox before Run returns.
@@ -51,6 +54,7 @@
 //     (an ACL refusal, say) makes the uplink send it again after every
 //     reconnect; Disconnects and LastError show it. max_message_bytes
 //     covers the too-large case.
-//   - The uplink's own dialer does not use HTTP(S)_PROXY / ALL_PROXY for
-//     MQTT connections; HTTP uplinks use the environment's proxy settings.
+//   - The password file and the TLS files are read at every connect, so
+//     rotated credentials and renewed certificates work without a restart;
+//     the proxy environment is read once per process (golang.org/x/net/proxy).
 package mqttpub

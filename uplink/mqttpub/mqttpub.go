@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -15,7 +14,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/sensorgate/sensorgate/buffer"
-	"github.com/sensorgate/sensorgate/ingest/mqttconn"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 	"github.com/sensorgate/sensorgate/uplink"
 )
 
@@ -157,7 +156,8 @@ func (s *pubackStore) pending() int {
 
 // Transport publishes to an MQTT broker at QoS 1.
 type Transport struct {
-	cfg uplink.Config
+	cfg  uplink.Config
+	host string // of the URL: the name the server certificate must have
 }
 
 var _ uplink.Transport = (*Transport)(nil)
@@ -171,7 +171,11 @@ func New(cfg uplink.Config) (*Transport, error) {
 	}
 	// TLS files and the password are read at every connect (uplink.New
 	// has checked them once already), so there is nothing to build here.
-	return &Transport{cfg: cfg}, nil
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mqttpub: %s: url: %w", cfg.Name, err)
+	}
+	return &Transport{cfg: cfg, host: u.Hostname()}, nil
 }
 
 // session is one MQTT connection.
@@ -186,8 +190,7 @@ type session struct {
 	reason error
 
 	progressed atomic.Bool
-	connMu     sync.Mutex
-	conn       *mqttconn.Conn
+	conn       mqttnet.LastConn
 }
 
 func (s *session) end(err error) {
@@ -197,59 +200,9 @@ func (s *session) end(err error) {
 	})
 }
 
-func (s *session) closeConn() {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	if s.conn != nil {
-		s.conn.Abort()
-	}
-}
-
-// dial opens the network connection for paho (tcp, tls, ws, wss), keeping
-// it so that the watchdog can close it.
-func (s *session) dial(tlsc *tls.Config) paho.OpenConnectionFunc {
-	return func(uri *url.URL, _ paho.ClientOptions) (net.Conn, error) {
-		timeout := s.cfg.ConnectTimeout
-		host := uri.Host
-		var conn net.Conn
-		var err error
-		switch uri.Scheme {
-		case "ws", "wss":
-			d := *uri
-			d.User = nil
-			var tc *tls.Config
-			if uri.Scheme == "wss" {
-				tc = tlsc
-			}
-			conn, err = paho.NewWebsocket(d.String(), tc, timeout, nil, nil)
-		case "ssl", "tls", "mqtts":
-			if uri.Port() == "" {
-				host = net.JoinHostPort(uri.Hostname(), "8883")
-			}
-			tc := tlsc
-			if tc == nil {
-				tc = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: tc}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			conn, err = d.DialContext(ctx, "tcp", host)
-			cancel()
-		default: // tcp, mqtt
-			if uri.Port() == "" {
-				host = net.JoinHostPort(uri.Hostname(), "1883")
-			}
-			conn, err = net.DialTimeout("tcp", host, timeout)
-		}
-		if err != nil {
-			return nil, err
-		}
-		bc := mqttconn.New(conn, 0, false)
-		s.connMu.Lock()
-		s.conn = bc
-		s.connMu.Unlock()
-		return bc, nil
-	}
-}
+// closeConn cuts the newest connection (an attempt waiting for a CONNACK,
+// or one the watchdog found dead).
+func (s *session) closeConn() { s.conn.Abort() }
 
 type presence struct {
 	State   string `json:"state"`
@@ -291,15 +244,19 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 		default:
 		}
 	})
-	pw, err := cfg.ReadPassword()
+	// Read at every connect: a rotated password file or renewed
+	// certificate is picked up without a restart.
+	pw, err := cfg.PasswordSource().Read()
 	if err != nil {
 		l.ConnectFailed()
 		return false, fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
 	}
-	tlsc, err := cfg.TLSConfig()
-	if err != nil {
-		l.ConnectFailed()
-		return false, err
+	var tlsc *tls.Config
+	if cfg.TLS.IsSet() {
+		if tlsc, err = cfg.TLS.Build(t.host); err != nil {
+			l.ConnectFailed()
+			return false, fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
+		}
 	}
 	statusTopic := ""
 	if !cfg.DisableStatus {
@@ -320,7 +277,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetStore(s.store).
-		SetCustomOpenConnectionFn(s.dial(tlsc)).
+		SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, mqttnet.DialOptions{TLS: tlsc, Timeout: cfg.ConnectTimeout}, &s.conn)).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			s.end(fmt.Errorf("%w: %w", uplink.ErrConnectionLost, err))
 		})
@@ -340,7 +297,7 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 	if err := tok.Error(); err != nil {
 		l.ConnectFailed()
 		client.Disconnect(0)
-		return false, fmt.Errorf("mqttpub: %s: connect %s: %w%s", cfg.Name, redactURL(cfg.URL), err, cfg.TLSHint(err))
+		return false, fmt.Errorf("mqttpub: %s: connect %s: %w%s", cfg.Name, redactURL(cfg.URL), err, cfg.TLS.Hint(err))
 	}
 	l.Connected()
 	l.Logger().Info("mqtt connected", "url", redactURL(cfg.URL))
