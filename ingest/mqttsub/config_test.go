@@ -62,7 +62,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Broker = "tcp://u:p@h" }, []string{"broker"}},
 		{func(c *Config) { c.Broker = "" }, []string{"broker"}},
 		{func(c *Config) { c.Password, c.PasswordFile = "x", "/f" }, []string{"password"}},
-		{func(c *Config) { c.TLS.CertFile = "c.pem" }, []string{"tls", "tls"}},
+		{func(c *Config) { c.TLS.CertFile = "c.pem" }, []string{"tls", "tls.cert_file"}},
 		{func(c *Config) { c.Broker, c.TLS.CAFile = "ssl://h", "ca.pem" }, nil},
 		{func(c *Config) { c.KeepAlive = time.Millisecond }, []string{"keepalive"}},
 		{func(c *Config) { c.QueueSize, c.MaxPayload = -1, -1 }, []string{"queue_size", "max_payload"}},
@@ -90,34 +90,6 @@ func TestConfigValidate(t *testing.T) {
 		}
 		if !slices.Equal(got, tt.paths) {
 			t.Errorf("%d: paths %v, want %v", i, got, tt.paths)
-		}
-	}
-}
-
-func TestMatchFilter(t *testing.T) {
-	tests := []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/b", "a/b", true},
-		{"a/b", "a/c", false},
-		{"a/+", "a/b", true},
-		{"a/+", "a/b/c", false},
-		{"a/+", "a", false},
-		{"a/+", "a/", true},
-		{"a/#", "a", true},
-		{"a/#", "a/b/c", true},
-		{"#", "a/b", true},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"$SYS/#", "$SYS/x", true},
-		{"+/+/t", "s/g/t", true},
-		{"$share/grp/s/+", "s/x", true},
-		{"a/b/c", "a/b", false},
-	}
-	for _, tt := range tests {
-		if got := matchFilter(tt.filter, tt.topic); got != tt.want {
-			t.Errorf("matchFilter(%q, %q) = %v", tt.filter, tt.topic, got)
 		}
 	}
 }
