@@ -100,3 +100,26 @@ func TestLogValueHidesPassword(t *testing.T) {
 		t.Errorf("LogValue shows the password: %s", s)
 	}
 }
+
+// The tls: block takes the keys of the uplink's, alpn included: one type.
+func TestTLSBlockKeys(t *testing.T) {
+	const doc = `
+broker: ssl://broker.example
+tls: {ca_file: ca.pem, cert_file: c.pem, key_file: c.key, server_name: b, alpn: [x-amzn-mqtt-ca], insecure_skip_verify: true}
+subscriptions: [{topic: a/+, json: {sensor_field: id}}]
+`
+	dec := yaml.NewDecoder(stringsReader(doc))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS.CAFile != "ca.pem" || c.TLS.KeyFile != "c.key" || c.TLS.ServerName != "b" ||
+		!slices.Equal(c.TLS.ALPN, []string{"x-amzn-mqtt-ca"}) || !c.TLS.InsecureSkipVerify {
+		t.Errorf("tls = %+v", c.TLS)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+}
