@@ -61,7 +61,7 @@ func TestStdoutPriorityAndBadRecords(t *testing.T) {
 		uplinktest.WaitFor(t, "acks", func() bool {
 			return ob.Count(buffer.LaneRaw)+ob.Count(buffer.LaneSummaries)+ob.Count(buffer.LaneAlerts) == 0
 		})
-		// A record appended while running is picked up via Notify.
+		// A record appended while running is picked up via the subscription.
 		ob.Append(ctx, buffer.LaneAlerts, uplinktest.AlertRecord(t, 2))
 		uplinktest.WaitFor(t, "12th line", func() bool { return len(uplinktest.Lines(out.String())) == 12 })
 		stop()
