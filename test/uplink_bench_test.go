@@ -97,7 +97,7 @@ func BenchmarkUplinkDrainMQTT(b *testing.B) {
 		ob, _ := uplBacklog(b, b.TempDir(), n)
 		cfg := uplink.Config{Name: "bench", Type: "mqtt", URL: "tcp://" + mq.Addr(), MaxInflight: uplBenchInflight(), DisableStatus: true,
 			BatchSize: uplBenchBatch()}
-		u, err := uplink.New(cfg, ob, uplink.Options{Gateway: "gw-1"})
+		u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func BenchmarkUplinkDrainHTTP(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		ob, _ := uplBacklog(b, b.TempDir(), n)
-		u, err := uplink.New(uplink.Config{Name: "bench", Type: "http", URL: srv.URL, BatchSize: batch, BatchBytes: 4 << 20},
+		u, err := newUplink(uplink.Config{Name: "bench", Type: "http", URL: srv.URL, BatchSize: batch, BatchBytes: 4 << 20},
 			ob, uplink.Options{Gateway: "gw-1"})
 		if err != nil {
 			b.Fatal(err)

@@ -265,7 +265,7 @@ func uplNewRig(t *testing.T) *uplRig {
 	cfg := uplink.Config{Name: "cloud", Type: "mqtt", URL: "tcp://" + r.px.addr(), Topic: "sg/{gateway}/{lane}",
 		KeepAlive: time.Second, AckTimeout: time.Second, ConnectTimeout: time.Second, MaxInflight: 32,
 		Backoff: uplink.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}, PollInterval: 50 * time.Millisecond}
-	u, err := uplink.New(cfg, ob, uplink.Options{Gateway: "gw-1"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestUplinkMosquittoMutualTLS(t *testing.T) {
 			if err := ob.Append(context.Background(), buffer.LaneAlerts, b); err != nil {
 				t.Fatal(err)
 			}
-			u, err := uplink.New(uplink.Config{Type: "mqtt", URL: "ssl://" + mq.Addr(), TLS: tc.tls, ConnectTimeout: 2 * time.Second,
+			u, err := newUplink(uplink.Config{Type: "mqtt", URL: "ssl://" + mq.Addr(), TLS: tc.tls, ConnectTimeout: 2 * time.Second,
 				Backoff: uplink.Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}}, ob, uplink.Options{Gateway: "gw-1"})
 			if err != nil {
 				t.Fatal(err)

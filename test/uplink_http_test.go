@@ -144,7 +144,7 @@ func TestUplinkHTTPFaults(t *testing.T) {
 	cfg := uplink.Config{Name: "api", Type: "http", URL: srv.URL + "/v1/records", BatchSize: 25, Gzip: true,
 		TokenFile: tokenFile, Timeout: 300 * time.Millisecond, PollInterval: 20 * time.Millisecond,
 		Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}}
-	u, err := uplink.New(cfg, ob, uplink.Options{Gateway: "gw-1"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestUplinkHTTPMutualTLS(t *testing.T) {
 			if err := ob.Append(context.Background(), buffer.LaneAlerts, b); err != nil {
 				t.Fatal(err)
 			}
-			u, err := uplink.New(uplink.Config{Type: "http", URL: srv.URL, TLS: tc.tls, Timeout: 2 * time.Second,
+			u, err := newUplink(uplink.Config{Type: "http", URL: srv.URL, TLS: tc.tls, Timeout: 2 * time.Second,
 				Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}, ob, uplink.Options{Gateway: "gw-1"})
 			if err != nil {
 				t.Fatal(err)

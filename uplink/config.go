@@ -9,6 +9,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 )
 
 // Uplink types.
@@ -43,27 +44,9 @@ type Backoff struct {
 }
 
 // TLS configures the client side of a TLS connection (ssl://, tls://,
-// mqtts://, wss:// and https:// URLs).
-type TLS struct {
-	// CAFile is a PEM bundle of CAs to trust instead of the system pool.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are the PEM client certificate and key for
-	// mutual TLS (AWS IoT Core, Azure IoT Hub with X.509). Both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName overrides the name checked in the server certificate
-	// (and sent as SNI).
-	ServerName string `yaml:"server_name"`
-	// ALPN protocols to offer, e.g. ["x-amzn-mqtt-ca"] for AWS IoT on 443.
-	ALPN []string `yaml:"alpn"`
-	// InsecureSkipVerify disables server certificate checks. For tests only.
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-func (t TLS) enabled() bool {
-	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" ||
-		len(t.ALPN) != 0 || t.InsecureSkipVerify
-}
+// mqtts://, wss:// and https:// URLs): the one type the MQTT sources and
+// the uplinks share for the YAML `tls:` block.
+type TLS = mqttnet.TLS
 
 // Config is one entry of the YAML `uplinks:` list.
 type Config struct {
@@ -318,8 +301,8 @@ func (c Config) Validate() error {
 	if c.PollInterval <= 0 {
 		add("poll_interval", "must be > 0")
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		add("tls.cert_file", "cert_file and key_file must be set together")
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, ingest.PrefixErrors("tls", err))
 	}
 	return errors.Join(errs...)
 }

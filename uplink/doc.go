@@ -6,8 +6,8 @@
 // # Basics
 //
 // [New] takes one entry of the YAML `uplinks:` list ([Config]), the outbox
-// (anything with Read, Ack and Notify: [Outbox]; *buffer.Outbox is one) and
-// run-time [Options]. [Uplink.Run] forwards until its context is cancelled
+// (anything with Read, Ack, Append and Subscribe: [Outbox]; *buffer.Outbox
+// is one), the [Transport] and run-time [Options]. [Uplink.Run] forwards until its context is cancelled
 // and returns nil; upstream failures are retried inside Run, never
 // returned. [Uplink.Stats] exposes the counters, the connection state and
 // the offline duration.
@@ -86,62 +86,23 @@
 // field "record_id" for de-duplication (not part of RFC 8428: SenML
 // readers ignore it). Non-finite values are left out.
 //
-// # Delivery (MQTT)
+// # Transports
 //
-// Data messages are published with QoS 1, up to max_inflight at a time.
-// A record is acknowledged in the outbox only after the broker's PUBACK
-// for its message. The PUBACK signal does not come from paho's publish
-// token: paho v1.5.1 completes a token without an error when it re-queues
-// an in-flight message after a reconnect, before any PUBACK arrives
-// (TestPahoTokenCompletesWithoutPuback shows it). Instead every connection
-// gets its own paho Store; paho deletes an outbound PUBLISH from its store
-// when, and only when, it reads the matching PUBACK, and that delete is
-// what acknowledges the records. Connections use a clean session with
-// paho's auto-reconnect and resume off: the uplink reconnects itself with
-// jittered exponential backoff and, after every reconnect, re-sends from
-// the oldest record not yet acknowledged. Records in flight when a
-// connection drops are therefore sent again with the same record_id
-// (at least once; duplicates only from the in-flight window).
-//
-// A connection whose oldest unacknowledged message has waited longer than
-// ack_timeout is closed and re-established: a link that black-holes
-// traffic without a reset is detected by this watchdog or by keepalive,
-// whichever is first.
-//
-// The uplink dials the connection itself (tcp, tls, ws, wss) and hands
-// paho a package mqttconn Conn (shared with the MQTT source): reads are
-// buffered and writes coalesced by a flusher goroutine, so that a busy connection sends many packets per
-// system call while an idle one sends each packet at once. On a clean
-// shutdown the uplink waits up to 2 s for outstanding PUBACKs, publishes
-// its retained "offline" status and disconnects; everything PUBACKed is
-// acknowledged in the outbox before Run returns.
-//
-// With status_topic set (the default), the uplink publishes a retained
-// birth message {"state":"online","gateway":..,"uplink":..,"version":..,
-// "started":..,"time":..} on connect, registers a retained last will
-// {"state":"offline",...}, and publishes "offline" itself on a clean
-// shutdown.
-//
-// # Delivery (HTTP)
-//
-// Batches (up to batch_size records and about batch_bytes) are POSTed as
-// the configured format, optionally gzip-compressed, with the configured
-// headers and a bearer token. A 2xx acknowledges the batch. 429, 5xx, 408,
-// 425, timeouts and network errors are retried with backoff (Retry-After,
-// seconds or HTTP date, is honoured, up to an hour); 401, 403 and 407 are
-// retried too, as they concern the credentials, not the records. Any other
-// status (400, 404, 413, 422, ...) rejects the batch: a batch of several
-// records is split in halves and each half sent again, so that only the
-// records the upstream refuses on their own are moved to the dead lane,
-// counted, and the lane moves on.
+// The core (this package) owns the loop: it reads and decodes the outbox,
+// batches, encodes, renders topics, dead-letters, acknowledges, keeps the
+// online state and the counters, and restarts a session after a jittered
+// backoff. A [Transport] only moves bytes: its Session connects once and
+// delivers what the [Link] hands it, reporting confirmations with
+// Link.Ack. uplink/mqttpub (paho, QoS 1), uplink/httppost (net/http) and
+// uplink/stdout implement it; cmd/sensorgate picks one per uplinks[].type,
+// so a build can leave one out. Each transport's doc says how it confirms.
 //
 // # Bad records
 //
 // A record that ingest.DecodeRecord refuses can never be sent. It is moved
-// to buffer.LaneDead (if the outbox implements [Appender], as
-// *buffer.Outbox does) or else acknowledged and counted in
-// Stats.Dropped; either way it is counted in Stats.BadRecords and never
-// blocks its lane.
+// to buffer.LaneDead, counted in Stats.BadRecords and Stats.DeadLettered,
+// and never blocks its lane. (Stats.Dropped, for outboxes without a dead
+// lane, is always 0 now and kept for the metric's name.)
 //
 // # Stats
 //
@@ -160,21 +121,8 @@
 //   - If acknowledging in the outbox fails (disk error), the records stay
 //     and are sent again after the next reconnect or restart: duplicates,
 //     never a loss.
-//   - QoS 0 is not supported for data: without a PUBACK nothing can be
-//     acknowledged safely.
-//   - Several uplinks can share one outbox, but *buffer.Outbox has a single
-//     coalesced Notify channel: only one uplink is woken per commit, the
-//     others find new records within poll_interval (default 1 s).
-//   - If a connection drops at the very moment a message is handed to
-//     paho, that hand-off can wait up to min(ack_timeout, 10 s) before the
-//     uplink notices and reconnects (paho stops reading its queue).
-//   - A broker that drops the connection because of one particular message
-//     (an ACL refusal, say) makes the uplink send it again after every
-//     reconnect; Disconnects and LastError show it. max_message_bytes
-//     covers the too-large case.
-//   - The uplink's own dialer does not use HTTP(S)_PROXY / ALL_PROXY for
-//     MQTT connections; HTTP uplinks use the environment's proxy settings.
-//   - Password and token files are read at every connect / request, so
-//     rotated credentials work without a restart; TLS files are re-read at
-//     every MQTT connect.
+//   - Password and token files are read at every connect / request
+//     (internal/secret), so rotated credentials work without a restart;
+//     TLS files (internal/mqttnet's TLS, with ALPN) are re-read at every
+//     MQTT connect. New reads each once, to fail early.
 package uplink

@@ -12,10 +12,12 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 )
 
-// item is one outbox record with its decoded content.
-type item struct {
-	rec buffer.Record
-	dec ingest.Record
+// Record is one outbox record with its decoded content, as the core hands
+// it to a transport.
+type Record struct {
+	buffer.Record
+	// Decoded is Payload as ingest.DecodeRecord read it.
+	Decoded ingest.Record
 }
 
 // encoder turns items into message payloads. It is used by one goroutine
@@ -40,7 +42,7 @@ func (e *encoder) contentType() string {
 }
 
 // appendPayload appends the payload for items to b.
-func (e *encoder) appendPayload(b []byte, items []item) []byte {
+func (e *encoder) appendPayload(b []byte, items []Record) []byte {
 	switch e.format {
 	case FormatMsgpack:
 		if e.array || len(items) != 1 {
@@ -70,42 +72,42 @@ func (e *encoder) appendPayload(b []byte, items []item) []byte {
 	return e.appendEnvelope(b, &items[0])
 }
 
-// itemSize estimates the encoded size of it, for batch byte limits.
-func itemSize(it *item) int {
-	return 2*len(it.rec.Payload) + 160
+// size estimates the encoded size of r, for batch byte limits.
+func (r *Record) size() int {
+	return 2*len(r.Payload) + 160
 }
 
 // ---- JSON ----
 
-func (e *encoder) appendEnvelope(b []byte, it *item) []byte {
+func (e *encoder) appendEnvelope(b []byte, it *Record) []byte {
 	b = append(b, `{"record_id":`...)
-	b = appendJSONString(b, it.rec.ID)
+	b = appendJSONString(b, it.ID)
 	b = append(b, `,"gateway":`...)
 	b = appendJSONString(b, e.gateway)
 	b = append(b, `,"lane":`...)
-	b = appendJSONString(b, it.rec.Lane.String())
+	b = appendJSONString(b, it.Lane.String())
 	b = append(b, `,"stored":`...)
-	b = strconv.AppendInt(b, it.rec.Stored, 10)
+	b = strconv.AppendInt(b, it.Stored, 10)
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, it.dec.Kind.String())
-	switch it.dec.Kind {
+	b = appendJSONString(b, it.Decoded.Kind.String())
+	switch it.Decoded.Kind {
 	case ingest.KindSummary:
 		b = append(b, `,"summary":`...)
-		b = appendSummaryJSON(b, it.dec.Summary)
+		b = appendSummaryJSON(b, it.Decoded.Summary)
 	case ingest.KindAlert:
 		b = append(b, `,"alert":`...)
-		b = appendAlertJSON(b, it.dec.Alert)
+		b = appendAlertJSON(b, it.Decoded.Alert)
 	case ingest.KindReadings:
-		if g := it.dec.Readings.Gateway; g != "" {
+		if g := it.Decoded.Readings.Gateway; g != "" {
 			b = append(b, `,"origin":`...)
 			b = appendJSONString(b, g)
 		}
 		b = append(b, `,"readings":[`...)
-		for i := range it.dec.Readings.Readings {
+		for i := range it.Decoded.Readings.Readings {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendReadingJSON(b, &it.dec.Readings.Readings[i])
+			b = appendReadingJSON(b, &it.Decoded.Readings.Readings[i])
 		}
 		b = append(b, ']')
 	}
@@ -324,31 +326,31 @@ func appendJSONString(b []byte, s string) []byte {
 // appendMsgpack writes the envelope as a MessagePack map with the same keys
 // as the JSON envelope; the body (summary/alert/readings) is the record's
 // own MessagePack encoding, copied as is (short keys of the msg tags).
-func (e *encoder) appendMsgpack(b []byte, it *item) []byte {
+func (e *encoder) appendMsgpack(b []byte, it *Record) []byte {
 	n := uint32(6)
-	origin := it.dec.Kind == ingest.KindReadings && it.dec.Readings.Gateway != ""
+	origin := it.Decoded.Kind == ingest.KindReadings && it.Decoded.Readings.Gateway != ""
 	if origin {
 		n++
 	}
 	b = msgp.AppendMapHeader(b, n)
 	b = msgp.AppendString(b, "record_id")
-	b = msgp.AppendString(b, it.rec.ID)
+	b = msgp.AppendString(b, it.ID)
 	b = msgp.AppendString(b, "gateway")
 	b = msgp.AppendString(b, e.gateway)
 	b = msgp.AppendString(b, "lane")
-	b = msgp.AppendString(b, it.rec.Lane.String())
+	b = msgp.AppendString(b, it.Lane.String())
 	b = msgp.AppendString(b, "stored")
-	b = msgp.AppendInt64(b, it.rec.Stored)
+	b = msgp.AppendInt64(b, it.Stored)
 	b = msgp.AppendString(b, "kind")
-	b = msgp.AppendString(b, it.dec.Kind.String())
+	b = msgp.AppendString(b, it.Decoded.Kind.String())
 	if origin {
 		b = msgp.AppendString(b, "origin")
-		b = msgp.AppendString(b, it.dec.Readings.Gateway)
+		b = msgp.AppendString(b, it.Decoded.Readings.Gateway)
 	}
-	b = msgp.AppendString(b, it.dec.Kind.String())
+	b = msgp.AppendString(b, it.Decoded.Kind.String())
 	// The payload was validated by DecodeRecord: byte 0 is the kind, the
 	// rest exactly one MessagePack object.
-	return append(b, it.rec.Payload[1:]...)
+	return append(b, it.Payload[1:]...)
 }
 
 // ---- SenML (RFC 8428, JSON) ----
@@ -372,10 +374,10 @@ func (s *senml) close(o *jsonObj) { s.b = append(o.b, '}') }
 
 // appendSenML appends the SenML records of one item (without the
 // surrounding brackets). See doc.go for the mapping.
-func (e *encoder) appendSenML(s *senml, it *item) {
-	switch it.dec.Kind {
+func (e *encoder) appendSenML(s *senml, it *Record) {
+	switch it.Decoded.Kind {
 	case ingest.KindSummary:
-		sm := it.dec.Summary
+		sm := it.Decoded.Summary
 		subject := sm.Sensor
 		if subject == "" {
 			subject = sm.Group
@@ -414,7 +416,7 @@ func (e *encoder) appendSenML(s *senml, it *item) {
 			s.close(o)
 		}
 	case ingest.KindAlert:
-		a := it.dec.Alert
+		a := it.Decoded.Alert
 		o := s.open()
 		e.senmlBase(o, it, a.Sensor, a.Time)
 		o.str("n", senmlName(a.Metric))
@@ -432,14 +434,14 @@ func (e *encoder) appendSenML(s *senml, it *item) {
 		s.close(o)
 	case ingest.KindReadings:
 		last, idDone := "\x00", false
-		for i := range it.dec.Readings.Readings {
-			r := &it.dec.Readings.Readings[i]
+		for i := range it.Decoded.Readings.Readings {
+			r := &it.Decoded.Readings.Readings[i]
 			if !ingest.Finite(r.Value) {
 				continue
 			}
 			o := s.open()
 			if !idDone {
-				o.str("record_id", it.rec.ID)
+				o.str("record_id", it.ID)
 				idDone = true
 			}
 			if r.Sensor != last {
@@ -457,8 +459,8 @@ func (e *encoder) appendSenML(s *senml, it *item) {
 }
 
 // senmlBase writes the base fields of the first record of an item.
-func (e *encoder) senmlBase(o *jsonObj, it *item, subject string, t int64) {
-	o.str("record_id", it.rec.ID)
+func (e *encoder) senmlBase(o *jsonObj, it *Record, subject string, t int64) {
+	o.str("record_id", it.ID)
 	o.str("bn", senmlName(e.gateway)+":"+senmlName(subject)+":")
 	o.key("bt")
 	o.b = appendSeconds(o.b, t)

@@ -10,10 +10,11 @@ import (
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/uplink"
+	"github.com/sensorgate/sensorgate/uplink/stdout"
 )
 
 // Wiring an uplink to an outbox: records appended to the outbox are
-// forwarded (here to standard output) and removed once delivered.
+// forwarded (here by the stdout transport, to standard error) and removed once delivered.
 func Example() {
 	dir, _ := os.MkdirTemp("", "uplink-example")
 	defer os.RemoveAll(dir)
@@ -35,7 +36,7 @@ func Example() {
 		panic(err)
 	}
 
-	u, err := uplink.New(cfgs[1], ob, uplink.Options{Gateway: "gw-1", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Stdout: os.Stderr})
+	u, err := uplink.New(cfgs[1], ob, stdout.New(os.Stderr), uplink.Options{Gateway: "gw-1", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		panic(err)
 	}

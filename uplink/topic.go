@@ -38,7 +38,7 @@ func compileTopic(t string) topicTmpl {
 }
 
 // render expands the template for gateway/name and, when given, an item.
-func (t topicTmpl) render(gateway, name string, it *item) string {
+func (t topicTmpl) render(gateway, name string, r *Record) string {
 	if len(t.ph) == 0 {
 		return t.lit[0]
 	}
@@ -52,20 +52,20 @@ func (t topicTmpl) render(gateway, name string, it *item) string {
 		case "name":
 			v = name
 		case "lane":
-			if it != nil {
-				v = it.rec.Lane.String()
+			if r != nil {
+				v = r.Lane.String()
 			}
 		case "kind":
-			if it != nil {
-				v = it.dec.Kind.String()
+			if r != nil {
+				v = r.Decoded.Kind.String()
 			}
 		case "sensor":
-			if it != nil {
-				v = itemSensor(it)
+			if r != nil {
+				v = r.label(false)
 			}
 		case "metric":
-			if it != nil {
-				v = itemMetric(it)
+			if r != nil {
+				v = r.label(true)
 			}
 		}
 		sb.WriteString(topicLevel(v))
@@ -74,49 +74,37 @@ func (t topicTmpl) render(gateway, name string, it *item) string {
 	return sb.String()
 }
 
-// itemSensor is the sensor (or group) of an item; for a readings batch
-// the common sensor, or "mixed".
-func itemSensor(it *item) string {
-	switch it.dec.Kind {
-	case ingest.KindSummary:
-		if it.dec.Summary.Sensor != "" {
-			return it.dec.Summary.Sensor
+// label is the metric (or, if !metric, the sensor, or for a summary
+// without one its group) of r; for a readings batch the common value, or
+// "mixed".
+func (r *Record) label(metric bool) string {
+	pick := func(sensor, m string) string {
+		if metric {
+			return m
 		}
-		return it.dec.Summary.Group
-	case ingest.KindAlert:
-		return it.dec.Alert.Sensor
-	case ingest.KindReadings:
-		rs := it.dec.Readings.Readings
-		if len(rs) == 0 {
-			return ""
-		}
-		for i := range rs {
-			if rs[i].Sensor != rs[0].Sensor {
-				return "mixed"
-			}
-		}
-		return rs[0].Sensor
+		return sensor
 	}
-	return ""
-}
-
-func itemMetric(it *item) string {
-	switch it.dec.Kind {
+	switch r.Decoded.Kind {
 	case ingest.KindSummary:
-		return it.dec.Summary.Metric
+		s := r.Decoded.Summary
+		if !metric && s.Sensor == "" {
+			return s.Group
+		}
+		return pick(s.Sensor, s.Metric)
 	case ingest.KindAlert:
-		return it.dec.Alert.Metric
+		return pick(r.Decoded.Alert.Sensor, r.Decoded.Alert.Metric)
 	case ingest.KindReadings:
-		rs := it.dec.Readings.Readings
+		rs := r.Decoded.Readings.Readings
 		if len(rs) == 0 {
 			return ""
 		}
+		first := pick(rs[0].Sensor, rs[0].Metric)
 		for i := range rs {
-			if rs[i].Metric != rs[0].Metric {
+			if pick(rs[i].Sensor, rs[i].Metric) != first {
 				return "mixed"
 			}
 		}
-		return rs[0].Metric
+		return first
 	}
 	return ""
 }

@@ -8,7 +8,6 @@ import (
 	"math"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,9 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/secret"
+	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/uplink/internal/uplinktest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -197,7 +199,7 @@ func TestJSONStringAndFloats(t *testing.T) {
 			t.Errorf("%q: got %q want %q", s, got, w)
 		}
 	}
-	s := testSummary(1)
+	s := uplinktest.Summary(1)
 	s.Min = math.Inf(1)
 	s.Mean = math.NaN()
 	m := jsonMap(t, appendSummaryJSON(nil, s))
@@ -207,18 +209,18 @@ func TestJSONStringAndFloats(t *testing.T) {
 }
 
 func TestEnvelopeFormats(t *testing.T) {
-	ob := newMemOutbox()
-	ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, 7))
-	ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 3))
-	ob.Append(context.Background(), buffer.LaneRaw, mustReadings(t, 3))
-	var items []item
+	ob := uplinktest.NewOutbox()
+	ob.Append(context.Background(), buffer.LaneSummaries, uplinktest.SummaryRecord(t, 7))
+	ob.Append(context.Background(), buffer.LaneAlerts, uplinktest.AlertRecord(t, 3))
+	ob.Append(context.Background(), buffer.LaneRaw, uplinktest.ReadingsRecord(t, 3))
+	var items []Record
 	for _, l := range []buffer.Lane{buffer.LaneAlerts, buffer.LaneSummaries, buffer.LaneRaw} {
 		rs, _ := ob.Read(l, 0, 10)
 		dec, err := ingest.DecodeRecord(rs[0].Payload)
 		if err != nil {
 			t.Fatal(err)
 		}
-		items = append(items, item{rec: rs[0], dec: dec})
+		items = append(items, Record{Record: rs[0], Decoded: dec})
 	}
 	e := encoder{format: FormatJSON, gateway: "gw-1"}
 	single := jsonMap(t, e.appendPayload(nil, items[1:2]))
@@ -300,9 +302,9 @@ func TestAppendSeconds(t *testing.T) {
 }
 
 func TestTopicTemplate(t *testing.T) {
-	rs := []item{
-		{rec: buffer.Record{Lane: buffer.LaneSummaries}, dec: ingest.Record{Kind: ingest.KindSummary, Summary: &ingest.Summary{Sensor: "a/b+c", Metric: "t"}}},
-		{rec: buffer.Record{Lane: buffer.LaneRaw}, dec: ingest.Record{Kind: ingest.KindReadings, Readings: &ingest.ReadingBatch{Readings: []ingest.Reading{{Sensor: "x", Metric: "m"}, {Sensor: "y", Metric: "m"}}}}},
+	rs := []Record{
+		{Record: buffer.Record{Lane: buffer.LaneSummaries}, Decoded: ingest.Record{Kind: ingest.KindSummary, Summary: &ingest.Summary{Sensor: "a/b+c", Metric: "t"}}},
+		{Record: buffer.Record{Lane: buffer.LaneRaw}, Decoded: ingest.Record{Kind: ingest.KindReadings, Readings: &ingest.ReadingBatch{Readings: []ingest.Reading{{Sensor: "x", Metric: "m"}, {Sensor: "y", Metric: "m"}}}}},
 	}
 	tt := compileTopic("gw/{gateway}/{lane}/{kind}/{sensor}/{metric}/{name}")
 	if tt.fixed {
@@ -319,82 +321,14 @@ func TestTopicTemplate(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func TestStdoutPriorityAndBadRecords(t *testing.T) {
-	checkGoroutines(t)
-	for _, withDead := range []bool{true, false} {
-		ob := newMemOutbox()
-		ctx := context.Background()
-		for i := 0; i < 5; i++ {
-			ob.Append(ctx, buffer.LaneRaw, mustReadings(t, 2))
-			ob.Append(ctx, buffer.LaneSummaries, mustSummary(t, i))
-		}
-		ob.Append(ctx, buffer.LaneSummaries, []byte("Sgarbage"))
-		ob.Append(ctx, buffer.LaneAlerts, mustAlert(t, 1))
-		var out syncBuf
-		var o Outbox = ob
-		if !withDead {
-			o = onlyOutbox{ob}
-		}
-		u, err := New(Config{Type: "stdout"}, o, Options{Gateway: "gw-1", Stdout: &out})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stop := runUplink(t, u)
-		waitFor(t, "11 lines", func() bool { return len(lines(out.String())) == 11 })
-		waitFor(t, "acks", func() bool {
-			return ob.count(buffer.LaneRaw)+ob.count(buffer.LaneSummaries)+ob.count(buffer.LaneAlerts) == 0
-		})
-		// A record appended while running is picked up via Notify.
-		ob.Append(ctx, buffer.LaneAlerts, mustAlert(t, 2))
-		waitFor(t, "12th line", func() bool { return len(lines(out.String())) == 12 })
-		stop()
-		ls := lines(out.String())
-		var kinds []string
-		for _, l := range ls {
-			kinds = append(kinds, jsonMap(t, []byte(l))["kind"].(string))
-		}
-		want := "alert summary summary summary summary summary readings readings readings readings readings alert"
-		if got := strings.Join(kinds, " "); got != want {
-			t.Errorf("order:\n got %s\nwant %s", got, want)
-		}
-		st := u.Stats()
-		if st.BadRecords != 1 || st.Acked != 12 || st.Sent != 12 {
-			t.Errorf("stats: %+v", st)
-		}
-		if withDead && (st.DeadLettered != 1 || ob.count(buffer.LaneDead) != 1) {
-			t.Errorf("dead lane: %+v, %d", st, ob.count(buffer.LaneDead))
-		}
-		if !withDead && st.Dropped != 1 {
-			t.Errorf("dropped: %+v", st)
-		}
-	}
-}
-
 func TestRunTwice(t *testing.T) {
-	ob := newMemOutbox()
-	u, err := New(Config{Type: "stdout"}, ob, Options{Stdout: &syncBuf{}})
+	ob := uplinktest.NewOutbox()
+	u, err := New(Config{Type: "stdout"}, ob, &lineTransport{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "running", func() bool { return u.running.Load() })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "running", func() bool { return u.running.Load() })
 	if err := u.Run(context.Background()); !errors.Is(err, ErrRunning) {
 		t.Errorf("second Run: %v", err)
 	}
@@ -402,39 +336,65 @@ func TestRunTwice(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	if _, err := New(Config{Type: "mqtt"}, newMemOutbox(), Options{}); err == nil {
+	if _, err := New(Config{Type: "mqtt"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); err == nil {
 		t.Error("invalid config accepted")
 	}
-	if _, err := New(Config{Type: "mqtt", URL: "tcp://h:1", PasswordFile: "/nonexistent"}, newMemOutbox(), Options{}); !errors.Is(err, ErrNoSecret) {
+	if _, err := New(Config{Type: "mqtt", URL: "tcp://h:1", PasswordFile: "/nonexistent"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); !errors.Is(err, secret.ErrMissing) {
 		t.Errorf("missing password file: %v", err)
 	}
-	if _, err := New(Config{Type: "http", URL: "http://h", TokenEnv: "SENSORGATE_TEST_UNSET_TOKEN"}, newMemOutbox(), Options{}); !errors.Is(err, ErrNoSecret) {
+	if _, err := New(Config{Type: "http", URL: "http://h", TokenEnv: "SENSORGATE_TEST_UNSET_TOKEN"}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); !errors.Is(err, secret.ErrMissing) {
 		t.Errorf("missing token env: %v", err)
 	}
-	if _, err := New(Config{Type: "mqtt", URL: "ssl://h:1", TLS: TLS{CAFile: "/nonexistent"}}, newMemOutbox(), Options{}); err == nil ||
+	if _, err := New(Config{Type: "mqtt", URL: "ssl://h:1", TLS: TLS{CAFile: "/nonexistent"}}, uplinktest.NewOutbox(), &lineTransport{}, Options{}); err == nil ||
 		!strings.Contains(err.Error(), "tls.ca_file") {
 		t.Errorf("missing CA: %v", err)
 	}
+	if _, err := New(Config{Type: "stdout"}, uplinktest.NewOutbox(), nil, Options{}); err == nil {
+		t.Error("nil transport accepted")
+	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: time.Second}
-	prevMax := time.Duration(0)
-	for i := 0; i < 10; i++ {
-		d := b.next()
-		if d < b.cur/2 || d > b.cur || b.cur > time.Second {
-			t.Fatalf("step %d: %v (cur %v)", i, d, b.cur)
-		}
-		if b.cur < prevMax {
-			t.Fatal("backoff shrank")
-		}
-		prevMax = b.cur
+// The core owns the loop: records come in priority order, a bad record is
+// dead-lettered, a session that fails is followed by another after the
+// backoff, which re-reads from the oldest unacknowledged record, and
+// everything ends acknowledged exactly as often as it was confirmed.
+func TestCoreRestartsSessions(t *testing.T) {
+	leak.Check(t)
+	ob := uplinktest.NewOutbox()
+	ctx := context.Background()
+	for i := 0; i < 6; i++ {
+		ob.Append(ctx, buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
 	}
-	if b.cur != time.Second {
-		t.Errorf("cur = %v", b.cur)
+	ob.Append(ctx, buffer.LaneSummaries, []byte("Sgarbage"))
+	ob.Append(ctx, buffer.LaneAlerts, uplinktest.AlertRecord(t, 1))
+	tr := &lineTransport{fails: 2, failAfter: 3}
+	cfg := Config{Type: "stdout", Backoff: Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}, PollInterval: 10 * time.Millisecond}
+	u, err := New(cfg, ob, tr, Options{Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Errorf("after reset: %v", d)
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "outbox drained", func() bool {
+		return ob.Count(buffer.LaneSummaries)+ob.Count(buffer.LaneAlerts) == 0
+	})
+	stop()
+	ls, sessions := tr.snapshot()
+	if sessions != 3 {
+		t.Errorf("%d sessions, want 3 (two failed)", sessions)
+	}
+	var kinds []string
+	for _, l := range ls {
+		kinds = append(kinds, jsonMap(t, []byte(l))["kind"].(string))
+	}
+	if kinds[0] != "alert" || len(kinds) != 7 {
+		t.Errorf("lines %v, want the alert first and 7 in all", kinds)
+	}
+	st := u.Stats()
+	if st.Acked != 7 || st.BadRecords != 1 || st.DeadLettered != 1 || ob.Count(buffer.LaneDead) != 1 ||
+		st.Connects != 3 || st.Disconnects != 3 || st.Connected || !strings.Contains(st.LastError, "failing as told") {
+		t.Errorf("stats %+v", st)
+	}
+	if n := ob.Subscribers(); n != 0 {
+		t.Errorf("%d subscriptions left after Run", n)
 	}
 }

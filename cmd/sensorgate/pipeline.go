@@ -132,7 +132,7 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 	}
 	p.engine = eng
 	for _, uc := range cfg.Uplinks {
-		u, err := uplink.New(uc, ob, uplink.Options{Gateway: cfg.Gateway.ID, Version: version, Logger: logger.With("component", "uplink"), Stdout: stdout})
+		u, err := newUplink(uc, ob, uplink.Options{Gateway: cfg.Gateway.ID, Version: version, Logger: logger.With("component", "uplink")}, stdout)
 		if err != nil {
 			return nil, fmt.Errorf("uplink %s: %w", uc.Name, err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 )
 
 const mosquittoBin = "/usr/sbin/mosquitto"
@@ -243,14 +244,14 @@ func TestMosquittoMutualTLS(t *testing.T) {
 	startMosquitto(t, addr, fmt.Sprintf("allow_anonymous true\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
 		p.CA, p.ServerCert, p.ServerKey))
 	s := newSub(t, Config{Broker: "ssl://" + addr,
-		TLS:           TLSConfig{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey},
+		TLS:           mqttnet.TLS{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey},
 		Subscriptions: []Subscription{jsonSub("m/+", 1, 1)}})
 	out := make(chan ingest.Reading, 4)
 	running(t, s, out)
 	waitFor(t, "TLS connection with a client certificate", func() bool { return s.Stats().Connected })
 
 	// Without a client certificate the broker refuses the handshake.
-	s2 := newSub(t, Config{Broker: "ssl://" + addr, TLS: TLSConfig{CAFile: p.CA}, ConnectTimeout: 2 * time.Second,
+	s2 := newSub(t, Config{Broker: "ssl://" + addr, TLS: mqttnet.TLS{CAFile: p.CA}, ConnectTimeout: 2 * time.Second,
 		Subscriptions: []Subscription{jsonSub("m/+", 1, 1)}})
 	running(t, s2, make(chan ingest.Reading))
 	waitFor(t, "refusal without client certificate", func() bool { return s2.Stats().ConnectFailures > 0 })

@@ -280,6 +280,28 @@ func TestWrongPasswordRefused(t *testing.T) {
 	waitFor(t, "connection with the right password", func() bool { return s.Stats().Connected })
 }
 
+// The password file is read again at every connect: a rotated password
+// is used by the next attempt, without a restart.
+func TestRotatedPasswordFile(t *testing.T) {
+	checkNoLeak(t)
+	addr := freeAddr(t)
+	b := startMochi(t, addr, &auth.Ledger{Auth: auth.AuthRules{{Username: "gw", Password: "new", Allow: true}}})
+	defer b.Close()
+	pw := t.TempDir() + "/pw"
+	if err := writeFile(pw, "old\n"); err != nil {
+		t.Fatal(err)
+	}
+	s := newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordFile: pw, ConnectTimeout: time.Second,
+		MaxReconnectInterval: time.Second, Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
+	out := make(chan ingest.Reading, 1)
+	running(t, s, out)
+	waitFor(t, "refusal of the old password", func() bool { return s.Stats().ConnectFailures > 0 })
+	if err := writeFile(pw, "new\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "connection with the rotated password", func() bool { return s.Stats().Subscribed > 0 })
+}
+
 func TestRunTwice(t *testing.T) {
 	s := newSub(t, Config{Broker: "tcp://" + freeAddr(t), Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
 	out := make(chan ingest.Reading)

@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 )
 
 // startMochiTLS starts an in-process broker with a TLS listener.
@@ -39,7 +40,7 @@ func TestTLSWithTestCA(t *testing.T) {
 	checkNoLeak(t)
 	p := newPKI(t)
 	b, addr := startMochiTLS(t, p)
-	s := newSub(t, Config{Broker: "ssl://" + addr, TLS: TLSConfig{CAFile: p.CA, ServerName: "broker.test"},
+	s := newSub(t, Config{Broker: "ssl://" + addr, TLS: mqttnet.TLS{CAFile: p.CA, ServerName: "broker.test"},
 		Subscriptions: []Subscription{jsonSub("tls/+", 1, 1)}})
 	out := make(chan ingest.Reading, 4)
 	running(t, s, out)
@@ -57,7 +58,7 @@ func TestTLSUntrustedServerIsRefused(t *testing.T) {
 	p := newPKI(t)
 	other := newPKI(t) // a CA that did not sign the server certificate
 	_, addr := startMochiTLS(t, p)
-	s := newSub(t, Config{Broker: "ssl://" + addr, TLS: TLSConfig{CAFile: other.CA}, ConnectTimeout: 2 * time.Second,
+	s := newSub(t, Config{Broker: "ssl://" + addr, TLS: mqttnet.TLS{CAFile: other.CA}, ConnectTimeout: 2 * time.Second,
 		Subscriptions: []Subscription{jsonSub("tls/+", 1, 1)}})
 	out := make(chan ingest.Reading, 1)
 	running(t, s, out)
@@ -72,7 +73,7 @@ func TestTLSUntrustedServerIsRefused(t *testing.T) {
 
 func TestTLSConfigErrors(t *testing.T) {
 	p := newPKI(t)
-	for _, tc := range []TLSConfig{
+	for _, tc := range []mqttnet.TLS{
 		{CAFile: "/nonexistent/ca.pem"},
 		{CAFile: p.ServerKey}, // not a certificate
 		{CertFile: p.ClientCert, KeyFile: p.ServerKey},

@@ -1,11 +1,10 @@
-package uplink
+package mqttpub
 
 import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/internal/mqttnet"
+	"github.com/sensorgate/sensorgate/uplink"
 )
 
 // mqttMsg is one published message: the records it carries.
@@ -154,43 +154,34 @@ func (s *pubackStore) pending() int {
 	return len(s.bound)
 }
 
-// runMQTT runs connections one after the other until ctx is done.
-func (u *Uplink) runMQTT(ctx context.Context) error {
-	f := newFeeder(u)
-	ak := newAcker(u)
-	ackCtx, stopAcker := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); ak.run(ackCtx) }()
-	defer func() { stopAcker(); wg.Wait() }()
+// Transport publishes to an MQTT broker at QoS 1.
+type Transport struct {
+	cfg  uplink.Config
+	host string // of the URL: the name the server certificate must have
+}
 
-	bo := backoff{min: u.cfg.Backoff.Min, max: u.cfg.Backoff.Max}
-	for {
-		progressed, err := u.mqttSession(ctx, f, ak)
-		if ctx.Err() == nil {
-			u.setErr(err)
-		}
-		// Everything confirmed so far leaves the outbox before we read it
-		// again from the oldest unacknowledged record.
-		ak.flush()
-		f.rewind()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if progressed {
-			bo.reset()
-		}
-		d := bo.next()
-		u.log.Warn("mqtt connection ended, reconnecting", "err", err, "in", d.Round(time.Millisecond))
-		if !sleep(ctx, d) {
-			return nil
-		}
+var _ uplink.Transport = (*Transport)(nil)
+
+// New returns a transport for cfg (Defaults applied to a copy); it does
+// not connect, Session does.
+func New(cfg uplink.Config) (*Transport, error) {
+	cfg.Defaults()
+	if cfg.Type != uplink.TypeMQTT {
+		return nil, fmt.Errorf("mqttpub: %s: type %q is not %q", cfg.Name, cfg.Type, uplink.TypeMQTT)
 	}
+	// TLS files and the password are read at every connect (uplink.New
+	// has checked them once already), so there is nothing to build here.
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mqttpub: %s: url: %w", cfg.Name, err)
+	}
+	return &Transport{cfg: cfg, host: u.Hostname()}, nil
 }
 
 // session is one MQTT connection.
 type session struct {
-	u      *Uplink
+	cfg    uplink.Config
+	l      *uplink.Link
 	store  *pubackStore
 	slots  chan struct{} // one token per message in flight
 	acked  chan struct{} // wakes the sender after a PUBACK
@@ -199,8 +190,7 @@ type session struct {
 	reason error
 
 	progressed atomic.Bool
-	connMu     sync.Mutex
-	conn       *mqttnet.Conn
+	conn       mqttnet.LastConn
 }
 
 func (s *session) end(err error) {
@@ -210,59 +200,9 @@ func (s *session) end(err error) {
 	})
 }
 
-func (s *session) closeConn() {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	if s.conn != nil {
-		s.conn.Abort()
-	}
-}
-
-// dial opens the network connection for paho (tcp, tls, ws, wss), keeping
-// it so that the watchdog can close it.
-func (s *session) dial(tlsc *tls.Config) paho.OpenConnectionFunc {
-	return func(uri *url.URL, _ paho.ClientOptions) (net.Conn, error) {
-		timeout := s.u.cfg.ConnectTimeout
-		host := uri.Host
-		var conn net.Conn
-		var err error
-		switch uri.Scheme {
-		case "ws", "wss":
-			d := *uri
-			d.User = nil
-			var tc *tls.Config
-			if uri.Scheme == "wss" {
-				tc = tlsc
-			}
-			conn, err = paho.NewWebsocket(d.String(), tc, timeout, nil, nil)
-		case "ssl", "tls", "mqtts":
-			if uri.Port() == "" {
-				host = net.JoinHostPort(uri.Hostname(), "8883")
-			}
-			tc := tlsc
-			if tc == nil {
-				tc = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: tc}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			conn, err = d.DialContext(ctx, "tcp", host)
-			cancel()
-		default: // tcp, mqtt
-			if uri.Port() == "" {
-				host = net.JoinHostPort(uri.Hostname(), "1883")
-			}
-			conn, err = net.DialTimeout("tcp", host, timeout)
-		}
-		if err != nil {
-			return nil, err
-		}
-		bc := mqttnet.NewConn(conn, 0, false)
-		s.connMu.Lock()
-		s.conn = bc
-		s.connMu.Unlock()
-		return bc, nil
-	}
-}
+// closeConn cuts the newest connection (an attempt waiting for a CONNACK,
+// or one the watchdog found dead).
+func (s *session) closeConn() { s.conn.Abort() }
 
 type presence struct {
 	State   string `json:"state"`
@@ -273,28 +213,30 @@ type presence struct {
 	Time    string `json:"time,omitempty"`
 }
 
-func (u *Uplink) presence(state string) []byte {
-	p := presence{State: state, Gateway: u.opts.Gateway, Uplink: u.cfg.Name, Version: u.opts.Version}
+func (s *session) presence(state string) []byte {
+	p := presence{State: state, Gateway: s.l.Gateway(), Uplink: s.cfg.Name, Version: s.l.Version()}
 	if state == "online" {
-		p.Started = u.started.UTC().Format(time.RFC3339)
-		p.Time = u.now().UTC().Format(time.RFC3339)
+		p.Started = s.l.Started().UTC().Format(time.RFC3339)
+		p.Time = s.l.Now().UTC().Format(time.RFC3339)
 	}
 	b, _ := json.Marshal(p)
 	return b
 }
 
-// mqttSession connects once and publishes until the connection ends or ctx
+// Session connects once and publishes until the connection ends or ctx
 // is done. progressed reports whether any PUBACK arrived.
-func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progressed bool, err error) {
+func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed bool, err error) {
+	cfg := t.cfg
 	s := &session{
-		u:     u,
-		slots: make(chan struct{}, u.cfg.MaxInflight),
+		cfg:   cfg,
+		l:     l,
+		slots: make(chan struct{}, cfg.MaxInflight),
 		acked: make(chan struct{}, 1),
 		lost:  make(chan struct{}),
 	}
 	s.store = newPubackStore(func(m *mqttMsg) {
-		ak.add(m.lane, m.seqs...)
-		u.c.inflight.Add(-int64(len(m.seqs)))
+		l.Ack(m.lane, m.seqs...)
+		l.InFlight(-len(m.seqs))
 		<-s.slots
 		s.progressed.Store(true)
 		select {
@@ -302,41 +244,45 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 		default:
 		}
 	})
-	pw, err := u.password()
+	// Read at every connect: a rotated password file or renewed
+	// certificate is picked up without a restart.
+	pw, err := cfg.PasswordSource().Read()
 	if err != nil {
-		u.c.connectFailures.Add(1)
-		return false, fmt.Errorf("uplink: %s: %w", u.cfg.Name, err)
+		l.ConnectFailed()
+		return false, fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
 	}
-	tlsc, err := u.tlsConfig()
-	if err != nil {
-		u.c.connectFailures.Add(1)
-		return false, err
+	var tlsc *tls.Config
+	if cfg.TLS.IsSet() {
+		if tlsc, err = cfg.TLS.Build(t.host); err != nil {
+			l.ConnectFailed()
+			return false, fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
+		}
 	}
 	statusTopic := ""
-	if !u.cfg.DisableStatus {
-		statusTopic = compileTopic(u.cfg.StatusTopic).render(u.opts.Gateway, u.cfg.Name, nil)
+	if !cfg.DisableStatus {
+		statusTopic = l.Render(cfg.StatusTopic)
 	}
-	writeTimeout := min(u.cfg.AckTimeout, 10*time.Second)
+	writeTimeout := min(cfg.AckTimeout, 10*time.Second)
 	o := paho.NewClientOptions().
-		AddBroker(u.cfg.URL).
-		SetClientID(compileTopic(u.cfg.ClientID).render(u.opts.Gateway, u.cfg.Name, nil)).
-		SetUsername(u.cfg.Username).
+		AddBroker(cfg.URL).
+		SetClientID(l.Render(cfg.ClientID)).
+		SetUsername(cfg.Username).
 		SetPassword(pw).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetKeepAlive(u.cfg.KeepAlive).
-		SetPingTimeout(min(u.cfg.KeepAlive, u.cfg.AckTimeout)).
-		SetConnectTimeout(u.cfg.ConnectTimeout).
+		SetKeepAlive(cfg.KeepAlive).
+		SetPingTimeout(min(cfg.KeepAlive, cfg.AckTimeout)).
+		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWriteTimeout(writeTimeout).
 		SetStore(s.store).
-		SetCustomOpenConnectionFn(s.dial(tlsc)).
+		SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, mqttnet.DialOptions{TLS: tlsc, Timeout: cfg.ConnectTimeout}, &s.conn)).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			s.end(fmt.Errorf("%w: %w", ErrConnectionLost, err))
+			s.end(fmt.Errorf("%w: %w", uplink.ErrConnectionLost, err))
 		})
 	if statusTopic != "" {
-		o.SetBinaryWill(statusTopic, u.presence("offline"), 1, true)
+		o.SetBinaryWill(statusTopic, s.presence("offline"), 1, true)
 	}
 	client := paho.NewClient(o)
 	tok := client.Connect()
@@ -349,13 +295,12 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 		return false, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		u.c.connectFailures.Add(1)
+		l.ConnectFailed()
 		client.Disconnect(0)
-		return false, fmt.Errorf("uplink: %s: connect %s: %w%s", u.cfg.Name, redactURL(u.cfg.URL), err, u.tlsHint(err))
+		return false, fmt.Errorf("mqttpub: %s: connect %s: %w%s", cfg.Name, redactURL(cfg.URL), err, cfg.TLS.Hint(err))
 	}
-	u.c.connects.Add(1)
-	u.setOnline()
-	u.log.Info("mqtt connected", "url", redactURL(u.cfg.URL))
+	l.Connected()
+	l.Logger().Info("mqtt connected", "url", redactURL(cfg.URL))
 
 	// The watchdog closes the connection when a PUBACK is overdue (a
 	// black-holed link can look healthy to TCP for many minutes).
@@ -364,7 +309,7 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(max(min(u.cfg.AckTimeout/4, time.Second), 10*time.Millisecond))
+		tick := time.NewTicker(max(min(cfg.AckTimeout/4, time.Second), 10*time.Millisecond))
 		defer tick.Stop()
 		for {
 			select {
@@ -373,8 +318,8 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 			case <-s.lost:
 				return
 			case <-tick.C:
-				if o := s.store.oldest(); o != 0 && time.Now().UnixNano()-o > int64(u.cfg.AckTimeout) {
-					s.end(ErrAckTimeout)
+				if o := s.store.oldest(); o != 0 && time.Now().UnixNano()-o > int64(cfg.AckTimeout) {
+					s.end(uplink.ErrAckTimeout)
 					s.closeConn()
 					return
 				}
@@ -390,41 +335,38 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 		for _, m := range unacked {
 			n += len(m.seqs)
 		}
-		u.c.inflight.Add(-int64(n))
+		l.InFlight(-n)
 		if ctx.Err() == nil {
-			u.c.retries.Add(uint64(n)) // sent again on the next connection
+			l.Retried(n) // sent again on the next connection
 		}
-		u.c.disconnects.Add(1)
-		u.setOffline()
+		l.Disconnected()
 		client.Disconnect(250)
 		s.closeConn()
 		progressed = s.progressed.Load()
 	}()
 
 	if statusTopic != "" {
-		client.Publish(statusTopic, 1, true, u.presence("online"))
+		client.Publish(statusTopic, 1, true, s.presence("online"))
 	}
-	enc := u.enc
+	array := cfg.BatchSize > 1
 	for {
 		select {
 		case <-s.lost:
 			return false, s.reason
 		case <-ctx.Done():
-			u.mqttGoodbye(s, client, statusTopic)
+			s.goodbye(client, statusTopic)
 			return false, ctx.Err()
 		default:
 		}
-		ok, err := f.fill(ctx)
+		ok, err := l.Fill(ctx)
 		if err != nil {
-			u.c.errors.Add(1)
-			u.log.Error("outbox read failed", "err", err)
-			if !u.waitSession(ctx, s, u.cfg.PollInterval, false) {
-				continue
-			}
+			l.CountError()
+			l.Logger().Error("outbox read failed", "err", err)
+			s.wait(ctx, cfg.PollInterval, false)
 			continue
 		}
 		if !ok {
-			u.waitSession(ctx, s, u.cfg.PollInterval, true)
+			s.wait(ctx, cfg.PollInterval, true)
 			continue
 		}
 		select {
@@ -438,45 +380,43 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 			}
 			continue
 		}
-		batch := f.next()
-		payload := u.encodeMessage(&enc, batch)
-		for u.cfg.MaxMessageBytes > 0 && len(payload) > u.cfg.MaxMessageBytes && len(batch) > 1 {
+		batch := l.Next()
+		payload := encodeMessage(l, batch, array)
+		for cfg.MaxMessageBytes > 0 && len(payload) > cfg.MaxMessageBytes && len(batch) > 1 {
 			h := len(batch) / 2
-			f.unread(batch[h:])
+			l.Unread(batch[h:])
 			batch = batch[:h]
-			payload = u.encodeMessage(&enc, batch)
+			payload = encodeMessage(l, batch, array)
 		}
-		if u.cfg.MaxMessageBytes > 0 && len(payload) > u.cfg.MaxMessageBytes {
+		if cfg.MaxMessageBytes > 0 && len(payload) > cfg.MaxMessageBytes {
 			<-s.slots
-			u.log.Warn("record larger than max_message_bytes", "id", batch[0].rec.ID, "bytes", len(payload))
-			if err := u.deadLetter(ctx, batch[0].rec.Lane, []buffer.Record{batch[0].rec}); err != nil {
-				u.c.errors.Add(1)
+			l.Logger().Warn("record larger than max_message_bytes", "id", batch[0].ID, "bytes", len(payload))
+			if err := l.DeadLetter(ctx, &batch[0]); err != nil {
+				l.CountError()
 				s.end(err) // start over from the oldest unacknowledged record
 			}
 			continue
 		}
-		m := &mqttMsg{lane: batch[0].rec.Lane, seqs: seqsOf(batch), sent: time.Now().UnixNano()}
-		topic := u.topicFor(&batch[0])
-		u.c.inflight.Add(int64(len(batch)))
+		m := &mqttMsg{lane: batch[0].Lane, seqs: uplink.Seqs(batch), sent: time.Now().UnixNano()}
+		topic := l.Topic(&batch[0])
+		l.InFlight(len(batch))
 		s.store.arm(m)
 		t := client.Publish(topic, 1, false, payload)
 		if !s.store.disarm() {
 			// Never stored, so never sent: the connection is gone.
 			<-s.slots
-			u.c.inflight.Add(-int64(len(batch)))
+			l.InFlight(-len(batch))
 			<-t.Done()
-			s.end(fmt.Errorf("%w: publish: %w", ErrConnectionLost, t.Error()))
+			s.end(fmt.Errorf("%w: publish: %w", uplink.ErrConnectionLost, t.Error()))
 			continue
 		}
-		u.c.messages.Add(1)
-		u.c.sent.Add(uint64(len(batch)))
-		u.c.bytes.Add(uint64(len(payload)))
+		l.Sent(len(batch), len(payload))
 		select {
 		case <-t.Done():
 			if err := t.Error(); err != nil {
 				// Stored but maybe not written (write timeout): only a
 				// new connection can tell.
-				s.end(fmt.Errorf("%w: publish: %w", ErrConnectionLost, err))
+				s.end(fmt.Errorf("%w: publish: %w", uplink.ErrConnectionLost, err))
 				s.closeConn()
 			}
 		default:
@@ -486,22 +426,22 @@ func (u *Uplink) mqttSession(ctx context.Context, f *feeder, ak *acker) (progres
 
 // encodeMessage encodes batch into a new payload (paho keeps the payload
 // until the PUBACK, so it cannot be reused).
-func (u *Uplink) encodeMessage(enc *encoder, batch []item) []byte {
+func encodeMessage(l *uplink.Link, batch []uplink.Record, array bool) []byte {
 	size := 16
 	for i := range batch {
-		size += itemSize(&batch[i])
+		size += 2*len(batch[i].Payload) + 160
 	}
-	return enc.appendPayload(make([]byte, 0, size), batch)
+	return l.AppendPayload(make([]byte, 0, size), batch, array)
 }
 
-// waitSession waits for new records (when idle), a PUBACK, the end of the
+// wait waits for new records (when idle), a PUBACK, the end of the
 // session, ctx, or d. It reports whether the session and ctx are live.
-func (u *Uplink) waitSession(ctx context.Context, s *session, d time.Duration, idle bool) bool {
+func (s *session) wait(ctx context.Context, d time.Duration, idle bool) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	var notify <-chan struct{}
 	if idle {
-		notify = u.wakeup
+		notify = s.l.Wakeup()
 	}
 	select {
 	case <-ctx.Done():
@@ -517,8 +457,8 @@ func (u *Uplink) waitSession(ctx context.Context, s *session, d time.Duration, i
 
 // mqttGoodbye runs on shutdown: it waits briefly for outstanding PUBACKs
 // (fewer duplicates next time) and clears the presence to offline.
-func (u *Uplink) mqttGoodbye(s *session, client paho.Client, statusTopic string) {
-	deadline := time.NewTimer(min(u.cfg.AckTimeout, 2*time.Second))
+func (s *session) goodbye(client paho.Client, statusTopic string) {
+	deadline := time.NewTimer(min(s.cfg.AckTimeout, 2*time.Second))
 	defer deadline.Stop()
 	for s.store.pending() > 0 {
 		select {
@@ -530,7 +470,7 @@ func (u *Uplink) mqttGoodbye(s *session, client paho.Client, statusTopic string)
 		}
 	}
 	if statusTopic != "" {
-		t := client.Publish(statusTopic, 1, true, u.presence("offline"))
+		t := client.Publish(statusTopic, 1, true, s.presence("offline"))
 		t.WaitTimeout(time.Second)
 	}
 }

@@ -1,18 +1,19 @@
-package uplink
+package httppost
 
 import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/internal/backoff"
+	"github.com/sensorgate/sensorgate/uplink"
 )
 
 // maxAckBacklog bounds the records delivered but not yet acknowledged in
@@ -22,55 +23,67 @@ const maxAckBacklog = 100_000
 // maxRetryAfter caps how long a Retry-After header can make us wait.
 const maxRetryAfter = time.Hour
 
-// runHTTP posts batches until ctx is done.
-func (u *Uplink) runHTTP(ctx context.Context) error {
-	tlsc, err := u.tlsConfig()
-	if err != nil {
-		return err
+// Transport posts batches to an HTTP endpoint.
+type Transport struct {
+	cfg    uplink.Config
+	client *http.Client
+	tr     *http.Transport
+}
+
+var _ uplink.Transport = (*Transport)(nil)
+
+// New checks cfg (Defaults applied to a copy) and builds the HTTP client,
+// reading the TLS files now.
+func New(cfg uplink.Config) (*Transport, error) {
+	cfg.Defaults()
+	var tlsc *tls.Config
+	if cfg.TLS.IsSet() {
+		// No host: net/http names each server itself (redirects included)
+		// unless tls.server_name is set.
+		c, err := cfg.TLS.Build("")
+		if err != nil {
+			return nil, fmt.Errorf("httppost: %s: %w", cfg.Name, err)
+		}
+		tlsc = c
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsc
 	tr.MaxIdleConnsPerHost = 4
-	client := &http.Client{Transport: tr, CheckRedirect: keepMethodRedirects}
-	defer tr.CloseIdleConnections()
+	return &Transport{cfg: cfg, tr: tr, client: &http.Client{Transport: tr, CheckRedirect: keepMethodRedirects}}, nil
+}
 
-	f := newFeeder(u)
-	// Acknowledging (an fsync in the outbox) runs beside the next request.
-	ak := newAcker(u)
-	ackCtx, stopAcker := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); ak.run(ackCtx) }()
-	defer func() { stopAcker(); wg.Wait() }()
-	p := &poster{u: u, client: client, ak: ak, bo: backoff{min: u.cfg.Backoff.Min, max: u.cfg.Backoff.Max}}
+// Session posts batches until ctx is done; it retries by itself (with
+// Retry-After) and returns early only when the outbox cannot be read.
+func (t *Transport) Session(ctx context.Context, l *uplink.Link) (bool, error) {
+	defer t.tr.CloseIdleConnections()
+	p := &poster{cfg: t.cfg, l: l, client: t.client, bo: backoff.Backoff{Min: t.cfg.Backoff.Min, Max: t.cfg.Backoff.Max}}
+	progressed := false
 	for ctx.Err() == nil {
-		ok, err := f.fill(ctx)
+		ok, err := l.Fill(ctx)
 		if err != nil {
-			u.c.errors.Add(1)
-			u.log.Error("http uplink", "err", err)
-			if !sleep(ctx, p.bo.next()) {
-				break
-			}
-			continue
+			l.CountError()
+			l.Logger().Error("http uplink", "err", err)
+			return progressed, err
 		}
 		if !ok {
-			if !u.waitData(ctx) {
+			if !l.WaitData(ctx) {
 				break
 			}
 			continue
 		}
-		if !p.deliver(ctx, f.next()) {
+		if !p.deliver(ctx, l.Next()) {
 			break
 		}
+		progressed = true
 	}
-	return nil
+	return progressed, nil
 }
 
 type poster struct {
-	u      *Uplink
-	ak     *acker
+	cfg    uplink.Config
+	l      *uplink.Link
 	client *http.Client
-	bo     backoff
+	bo     backoff.Backoff
 	body   []byte
 	zbuf   bytes.Buffer
 	zw     *gzip.Writer
@@ -80,11 +93,11 @@ type poster struct {
 // returns false only when ctx is done (the batch then stays in the outbox).
 // A batch refused with a permanent 4xx is split in halves and each half
 // sent again, so that only the offending records end in the dead lane.
-func (p *poster) deliver(ctx context.Context, batch []item) bool {
-	u := p.u
+func (p *poster) deliver(ctx context.Context, batch []uplink.Record) bool {
+	l := p.l
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			u.c.retries.Add(uint64(len(batch)))
+			l.Retried(len(batch))
 		}
 		status, retryAfter, err := p.post(ctx, batch)
 		if ctx.Err() != nil {
@@ -92,11 +105,11 @@ func (p *poster) deliver(ctx context.Context, batch []item) bool {
 		}
 		switch {
 		case err == nil && status >= 200 && status < 300:
-			u.setOnline()
-			p.bo.reset()
-			p.ak.add(batch[0].rec.Lane, seqsOf(batch)...)
-			if p.ak.backlog() > maxAckBacklog {
-				p.ak.flush() // the outbox cannot keep up: wait for it
+			l.Online()
+			p.bo.Reset()
+			l.Ack(batch[0].Lane, uplink.Seqs(batch)...)
+			if l.AckBacklog() > maxAckBacklog {
+				l.FlushAcks() // the outbox cannot keep up: wait for it
 			}
 			return true
 		case err == nil && !retryable(status):
@@ -104,36 +117,35 @@ func (p *poster) deliver(ctx context.Context, batch []item) bool {
 				h := len(batch) / 2
 				return p.deliver(ctx, batch[:h]) && p.deliver(ctx, batch[h:])
 			}
-			u.setOnline()
-			recs := []buffer.Record{batch[0].rec}
+			l.Online()
 			for {
-				derr := u.deadLetter(ctx, batch[0].rec.Lane, recs)
+				derr := l.DeadLetter(ctx, &batch[0])
 				if derr == nil {
-					u.setErr(fmt.Errorf("%w: HTTP status %d for record %s", ErrRejected, status, batch[0].rec.ID))
-					u.log.Warn("record rejected by upstream", "status", status, "id", batch[0].rec.ID)
+					l.SetLastError(fmt.Errorf("%w: HTTP status %d for record %s", uplink.ErrRejected, status, batch[0].ID))
+					l.Logger().Warn("record rejected by upstream", "status", status, "id", batch[0].ID)
 					return true
 				}
-				u.log.Error("http uplink", "err", derr)
-				if !sleep(ctx, p.bo.next()) {
+				l.Logger().Error("http uplink", "err", derr)
+				if !l.Sleep(ctx, p.bo.Next()) {
 					return false
 				}
 			}
 		}
 		// Retry: network error, timeout, 408/425/429, 5xx, 401/403.
-		u.c.errors.Add(1)
-		u.setOffline()
-		d := p.bo.next()
+		l.CountError()
+		l.Offline()
+		d := p.bo.Next()
 		if retryAfter > 0 {
 			d = retryAfter
 		}
 		if err != nil {
-			u.setErr(err)
-			u.log.Warn("http post failed, retrying", "err", err, "in", d.Round(time.Millisecond))
+			l.SetLastError(err)
+			l.Logger().Warn("http post failed, retrying", "err", err, "in", d.Round(time.Millisecond))
 		} else {
-			u.setErr(fmt.Errorf("uplink: %s: post: HTTP status %d", u.cfg.Name, status))
-			u.log.Warn("http post refused, retrying", "status", status, "in", d.Round(time.Millisecond))
+			l.SetLastError(fmt.Errorf("httppost: %s: post: HTTP status %d", p.cfg.Name, status))
+			l.Logger().Warn("http post refused, retrying", "status", status, "in", d.Round(time.Millisecond))
 		}
-		if !sleep(ctx, d) {
+		if !l.Sleep(ctx, d) {
 			return false
 		}
 	}
@@ -168,11 +180,11 @@ func retryable(status int) bool {
 }
 
 // post sends one request; it returns the status and a Retry-After delay.
-func (p *poster) post(ctx context.Context, batch []item) (int, time.Duration, error) {
-	u := p.u
-	p.body = u.enc.appendPayload(p.body[:0], batch)
+func (p *poster) post(ctx context.Context, batch []uplink.Record) (int, time.Duration, error) {
+	l := p.l
+	p.body = l.AppendPayload(p.body[:0], batch, true)
 	body := p.body
-	if u.cfg.Gzip {
+	if p.cfg.Gzip {
 		if p.zw == nil {
 			p.zw = gzip.NewWriter(&p.zbuf)
 		}
@@ -182,43 +194,41 @@ func (p *poster) post(ctx context.Context, batch []item) (int, time.Duration, er
 		p.zw.Close()
 		body = p.zbuf.Bytes()
 	}
-	rctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u.cfg.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, p.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, fmt.Errorf("uplink: %s: %w", u.cfg.Name, err)
+		return 0, 0, fmt.Errorf("httppost: %s: %w", p.cfg.Name, err)
 	}
-	req.Header.Set("Content-Type", u.enc.contentType())
+	req.Header.Set("Content-Type", l.ContentType())
 	req.Header.Set("User-Agent", "sensorgate")
-	if u.cfg.Gzip {
+	if p.cfg.Gzip {
 		req.Header.Set("Content-Encoding", "gzip")
 	}
-	for k, v := range u.cfg.Headers {
+	for k, v := range p.cfg.Headers {
 		req.Header.Set(k, v)
 	}
-	tok, err := u.token()
+	tok, err := p.cfg.TokenSource().Read()
 	if err != nil {
-		return 0, 0, fmt.Errorf("uplink: %s: %w", u.cfg.Name, err)
+		return 0, 0, fmt.Errorf("httppost: %s: %w", p.cfg.Name, err)
 	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	req.Header.Set("X-Sensorgate-Records", strconv.Itoa(len(batch)))
-	u.c.messages.Add(1)
-	u.c.sent.Add(uint64(len(batch)))
-	u.c.bytes.Add(uint64(len(body)))
-	u.c.inflight.Add(int64(len(batch)))
-	defer u.c.inflight.Add(-int64(len(batch)))
+	l.Sent(len(batch), len(body))
+	l.InFlight(len(batch))
+	defer l.InFlight(-len(batch))
 	resp, err := p.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return 0, 0, fmt.Errorf("uplink: %s: post: timeout after %s: %w", u.cfg.Name, u.cfg.Timeout, err)
+			return 0, 0, fmt.Errorf("httppost: %s: post: timeout after %s: %w", p.cfg.Name, p.cfg.Timeout, err)
 		}
-		return 0, 0, fmt.Errorf("uplink: %s: post: %w%s", u.cfg.Name, err, u.tlsHint(err))
+		return 0, 0, fmt.Errorf("httppost: %s: post: %w%s", p.cfg.Name, err, p.cfg.TLS.Hint(err))
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), u.now()), nil
+	return resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), l.Now()), nil
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent/bad.

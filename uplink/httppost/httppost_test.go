@@ -1,11 +1,9 @@
-package uplink
+package httppost
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinylib/msgp/msgp"
-
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/uplink"
+	"github.com/sensorgate/sensorgate/uplink/internal/uplinktest"
 )
 
 // httpUpstream is a scripted HTTP endpoint: each request gets the next
@@ -95,7 +94,7 @@ func status(code int, hdr ...string) func(http.ResponseWriter) {
 }
 
 func TestHTTPRetriesAndDeadLetters(t *testing.T) {
-	checkGoroutines(t)
+	leak.Check(t)
 	stall := make(chan struct{})
 	up := &httpUpstream{
 		poison: "e1-1-6",
@@ -112,29 +111,29 @@ func TestHTTPRetriesAndDeadLetters(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
 
-	ob := newMemOutbox()
+	ob := uplinktest.NewOutbox()
 	want := map[string]int{}
 	for i := 0; i < 10; i++ {
-		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+		ob.Append(context.Background(), buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
 		want["e1-1-"+strconv.Itoa(i+1)] = i
 	}
 	delete(want, "e1-1-6")
-	cfg := Config{Name: "api", Type: "http", URL: srv.URL + "/ingest", BatchSize: 4, Timeout: 300 * time.Millisecond,
-		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}, PollInterval: 20 * time.Millisecond,
+	cfg := uplink.Config{Name: "api", Type: "http", URL: srv.URL + "/ingest", BatchSize: 4, Timeout: 300 * time.Millisecond,
+		Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}, PollInterval: 20 * time.Millisecond,
 		Gzip: true, TokenFile: tokenFile, Headers: map[string]string{"X-Tenant": "acme"}}
-	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "lane drained", func() bool { return ob.count(buffer.LaneSummaries) == 0 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "lane drained", func() bool { return ob.Count(buffer.LaneSummaries) == 0 })
 	stop()
 
 	ids, _ := up.snapshot()
-	if dups := checkOrder(t, ids, want); dups != 0 {
+	if dups := uplinktest.CheckOrder(t, ids, want); dups != 0 {
 		t.Errorf("%d duplicates", dups)
 	}
-	if n := ob.count(buffer.LaneDead); n != 1 {
+	if n := ob.Count(buffer.LaneDead); n != 1 {
 		t.Errorf("dead lane holds %d records, want 1", n)
 	}
 	if rs, _ := ob.Read(buffer.LaneDead, 0, 10); len(rs) == 1 {
@@ -159,28 +158,28 @@ func TestHTTPRetriesAndDeadLetters(t *testing.T) {
 }
 
 func TestHTTPBisectsOnlyOffenders(t *testing.T) {
-	checkGoroutines(t)
+	leak.Check(t)
 	up := &httpUpstream{poison: "e1-2-37"}
 	srv := httptest.NewServer(up)
 	defer srv.Close()
-	ob := onlyOutbox{newMemOutbox()} // no dead lane: dropped and counted
+	ob := uplinktest.NewOutbox()
 	want := map[string]int{}
 	for i := 0; i < 100; i++ {
-		ob.m.Append(context.Background(), buffer.LaneRaw, mustReadings(t, 2))
+		ob.Append(context.Background(), buffer.LaneRaw, uplinktest.ReadingsRecord(t, 2))
 		want["e1-2-"+strconv.Itoa(i+1)] = i
 	}
 	delete(want, "e1-2-37")
-	u, err := New(Config{Type: "http", URL: srv.URL, BatchSize: 50, PollInterval: 20 * time.Millisecond,
-		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}, ob, Options{Gateway: "gw-1"})
+	u, err := newUplink(uplink.Config{Type: "http", URL: srv.URL, BatchSize: 50, PollInterval: 20 * time.Millisecond,
+		Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "lane drained", func() bool { return ob.m.count(buffer.LaneRaw) == 0 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "lane drained", func() bool { return ob.Count(buffer.LaneRaw) == 0 })
 	stop()
 	ids, requests := up.snapshot()
-	checkOrder(t, ids, want)
-	if st := u.Stats(); st.Dropped != 1 || st.Acked != 99 || st.DeadLettered != 0 {
+	uplinktest.CheckOrder(t, ids, want)
+	if st := u.Stats(); st.DeadLettered != 1 || st.Acked != 99 || ob.Count(buffer.LaneDead) != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	// 2 batches of 50; the bad one is halved down to the record: 1 + 2*6 requests, the good one 1.
@@ -213,7 +212,7 @@ func TestRetryable(t *testing.T) {
 // A 401 is retried, not dead-lettered, and the token file is read again
 // for every request: rotating the token fixes delivery without a restart.
 func TestHTTPTokenRotation(t *testing.T) {
-	checkGoroutines(t)
+	leak.Check(t)
 	var mu sync.Mutex
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -232,20 +231,20 @@ func TestHTTPTokenRotation(t *testing.T) {
 	defer srv.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte("old"), 0o600)
-	ob := newMemOutbox()
-	ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
-	u, err := New(Config{Type: "http", URL: srv.URL, TokenFile: tokenFile,
-		Backoff: Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}}, ob, Options{Gateway: "gw-1"})
+	ob := uplinktest.NewOutbox()
+	ob.Append(context.Background(), buffer.LaneAlerts, uplinktest.AlertRecord(t, 1))
+	u, err := newUplink(uplink.Config{Type: "http", URL: srv.URL, TokenFile: tokenFile,
+		Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}}, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "refusals", func() bool { return u.Stats().Errors >= 3 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "refusals", func() bool { return u.Stats().Errors >= 3 })
 	if st := u.Stats(); st.DeadLettered != 0 || st.Acked != 0 || !strings.Contains(st.LastError, "401") {
 		t.Fatalf("stats %+v", st)
 	}
 	os.WriteFile(tokenFile, []byte("new\n"), 0o600)
-	waitFor(t, "delivery", func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+	uplinktest.WaitFor(t, "delivery", func() bool { return ob.Count(buffer.LaneAlerts) == 0 })
 	stop()
 	mu.Lock()
 	defer mu.Unlock()
@@ -254,76 +253,10 @@ func TestHTTPTokenRotation(t *testing.T) {
 	}
 }
 
-// Two uplinks on one outbox: alerts go to MQTT (as SenML), summaries to
-// HTTP (as MessagePack); neither touches the other's lane.
-func TestLaneRoutingTwoUplinks(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
-	rx := &received{}
-	startMochi(t, addr, rx)
-	var mu sync.Mutex
-	var bodies [][]byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		bodies = append(bodies, b)
-		mu.Unlock()
-		if r.Header.Get("Content-Type") != "application/msgpack" {
-			w.WriteHeader(http.StatusUnsupportedMediaType)
-		}
-	}))
-	defer srv.Close()
-	ob := newMemOutbox()
-	for i := 0; i < 10; i++ {
-		ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, i))
-		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
-	}
-	cfgs := []Config{
-		{Name: "cloud", Type: "mqtt", URL: "tcp://" + addr, Lanes: []string{"alerts"}, Format: FormatSenML, DisableStatus: true,
-			PollInterval: 20 * time.Millisecond},
-		{Name: "api", Type: "http", URL: srv.URL, Lanes: []string{"summaries"}, Format: FormatMsgpack, BatchSize: 4,
-			PollInterval: 20 * time.Millisecond},
-	}
-	for i := range cfgs {
-		cfgs[i].Defaults()
-	}
-	if err := ValidateRouting(cfgs); err != nil {
-		t.Fatal(err)
-	}
-	var ups []*Uplink
-	for _, c := range cfgs {
-		u, err := New(c, ob, Options{Gateway: "gw-1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ups = append(ups, u)
-		runUplink(t, u)
-	}
-	waitFor(t, "both lanes drained", func() bool {
-		return ob.count(buffer.LaneAlerts) == 0 && ob.count(buffer.LaneSummaries) == 0
-	})
-	if a, h := ups[0].Stats(), ups[1].Stats(); a.Acked != 10 || h.Acked != 10 || h.Messages != 3 {
-		t.Errorf("mqtt %+v\nhttp %+v", a, h)
-	}
-	for _, m := range rx.snapshot() {
-		var pack []map[string]any
-		if err := json.Unmarshal(m.payload, &pack); err != nil || pack[0]["bn"] != "gw-1:s1:" {
-			t.Errorf("not a SenML pack: %s", m.payload)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, b := range bodies {
-		if n, _, err := msgp.ReadArrayHeaderBytes(b); err != nil || n == 0 {
-			t.Errorf("not a MessagePack array: %v", err)
-		}
-	}
-}
-
 // A 308 is followed with the body; a 302 is not turned into a GET (it is
 // retried like a server error), so nothing is dead-lettered by accident.
 func TestHTTPRedirects(t *testing.T) {
-	checkGoroutines(t)
+	leak.Check(t)
 	var mu sync.Mutex
 	var posts int
 	var moved bool
@@ -358,16 +291,16 @@ func TestHTTPRedirects(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for _, path := range []string{"/old", "/found"} {
-		ob := newMemOutbox()
-		ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
-		u, err := New(Config{Type: "http", URL: srv.URL + path, Backoff: Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}},
-			ob, Options{Gateway: "gw-1"})
+		ob := uplinktest.NewOutbox()
+		ob.Append(context.Background(), buffer.LaneAlerts, uplinktest.AlertRecord(t, 1))
+		u, err := newUplink(uplink.Config{Type: "http", URL: srv.URL + path, Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}},
+			ob, uplink.Options{Gateway: "gw-1"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		stop := runUplink(t, u)
+		stop := uplinktest.Run(t, u)
 		if path == "/found" {
-			waitFor(t, "302 retried", func() bool { return u.Stats().Errors >= 2 })
+			uplinktest.WaitFor(t, "302 retried", func() bool { return u.Stats().Errors >= 2 })
 			if st := u.Stats(); st.DeadLettered != 0 || !strings.Contains(st.LastError, "302") {
 				t.Errorf("302: %+v", st)
 			}
@@ -375,7 +308,7 @@ func TestHTTPRedirects(t *testing.T) {
 			moved = true
 			mu.Unlock()
 		}
-		waitFor(t, "delivery via "+path, func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+		uplinktest.WaitFor(t, "delivery via "+path, func() bool { return ob.Count(buffer.LaneAlerts) == 0 })
 		stop()
 		if st := u.Stats(); st.DeadLettered != 0 || st.Acked != 1 {
 			t.Errorf("%s: %+v", path, st)
@@ -386,51 +319,24 @@ func TestHTTPRedirects(t *testing.T) {
 	}
 }
 
-// Two stdout uplinks on one real outbox, each on its own lane, polling only
-// once an hour: records appended while both are idle must reach both at
-// once, so each must be woken by the commit itself (Notify's one channel
-// would wake only one of them).
-func TestEveryUplinkIsWokenByACommit(t *testing.T) {
-	checkGoroutines(t)
-	ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: time.Millisecond}, buffer.Options{})
+// FuzzRetryAfter: any header value gives a delay in [0, maxRetryAfter].
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "0", "120", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "99999999999999999999"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := parseRetryAfter(v, now); d < 0 || d > maxRetryAfter {
+			t.Fatalf("%q: %v", v, d)
+		}
+	})
+}
+
+// newUplink is uplink.New with this package's transport.
+func newUplink(cfg uplink.Config, ob uplink.Outbox, opts uplink.Options) (*uplink.Uplink, error) {
+	tr, err := New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	defer ob.Close()
-	var outs [2]lockedBuffer
-	var ups [2]*Uplink
-	for i, lane := range []string{"alerts", "summaries"} {
-		c := Config{Name: lane, Type: TypeStdout, Lanes: []string{lane}, PollInterval: time.Hour}
-		c.Defaults()
-		u, err := New(c, ob, Options{Gateway: "gw-1", Stdout: &outs[i]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ups[i] = u
-		runUplink(t, u)
-	}
-	// Let both reach their idle wait before anything is stored.
-	time.Sleep(200 * time.Millisecond)
-	for round := 1; round <= 3; round++ {
-		if err := ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, round)); err != nil {
-			t.Fatal(err)
-		}
-		if err := ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, round)); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, fmt.Sprintf("round %d delivered by both uplinks", round), func() bool {
-			return ups[0].Stats().Acked == uint64(round) && ups[1].Stats().Acked == uint64(round)
-		})
-	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+	return uplink.New(cfg, ob, tr, opts)
 }

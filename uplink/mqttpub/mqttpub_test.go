@@ -1,8 +1,7 @@
-package uplink
+package mqttpub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,170 +15,43 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	ppk "github.com/eclipse/paho.mqtt.golang/packets"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
+	"github.com/sensorgate/sensorgate/uplink"
+	"github.com/sensorgate/sensorgate/uplink/internal/uplinktest"
 )
 
-// received collects what an upstream broker got.
-type received struct {
-	mu     sync.Mutex
-	msgs   []rxMsg
-	status []string
-}
-
-type rxMsg struct {
-	topic   string
-	payload []byte
-}
-
-func (r *received) add(topic string, payload []byte) {
-	if strings.HasPrefix(topic, "$") {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if strings.HasSuffix(topic, "/status") {
-		r.status = append(r.status, string(payload))
-		return
-	}
-	r.msgs = append(r.msgs, rxMsg{topic, append([]byte(nil), payload...)})
-}
-
-func (r *received) snapshot() []rxMsg {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]rxMsg(nil), r.msgs...)
-}
-
-// ids returns the record ids in arrival order (batches flattened).
-func (r *received) ids(t *testing.T) []string {
-	var out []string
-	for _, m := range r.snapshot() {
-		if m.payload[0] == '[' {
-			var arr []map[string]any
-			if err := json.Unmarshal(m.payload, &arr); err != nil {
-				t.Fatalf("bad payload %s: %v", m.payload, err)
-			}
-			for _, e := range arr {
-				out = append(out, e["record_id"].(string))
-			}
-			continue
-		}
-		var e map[string]any
-		if err := json.Unmarshal(m.payload, &e); err != nil {
-			t.Fatalf("bad payload %s: %v", m.payload, err)
-		}
-		out = append(out, e["record_id"].(string))
-	}
-	return out
-}
-
-type mochi struct {
-	srv  *mqtt.Server
-	once sync.Once
-}
-
-func (m *mochi) close() { m.once.Do(func() { m.srv.Close() }) }
-
-// startMochi starts an in-process broker on addr whose inline subscriber
-// feeds rx.
-func startMochi(t *testing.T, addr string, rx *received) *mochi {
-	t.Helper()
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: discardLogger()})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	for i := 0; i < 100; i++ { // the port may take a moment to be free again
-		tcp := listeners.NewTCP(listeners.Config{ID: "t" + strconv.Itoa(i), Address: addr})
-		if err = srv.AddListener(tcp); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Subscribe("#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		rx.add(pk.TopicName, pk.Payload)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	m := &mochi{srv: srv}
-	t.Cleanup(m.close)
-	return m
-}
-
-// checkOrder verifies that every expected id arrived, that first arrivals
-// are in append order within each lane, and reports the duplicates.
-func checkOrder(t *testing.T, got []string, want map[string]int) (dups int) {
-	t.Helper()
-	seen := map[string]bool{}
-	last := map[string]int{}
-	for _, id := range got {
-		pos, ok := want[id]
-		if !ok {
-			t.Fatalf("unexpected id %s", id)
-		}
-		if seen[id] {
-			dups++
-			continue
-		}
-		seen[id] = true
-		lane := id[:strings.LastIndexByte(id, '-')]
-		if p, ok := last[lane]; ok && pos < p {
-			t.Errorf("out of order in lane %s: %s after position %d", lane, id, p)
-		}
-		last[lane] = pos
-	}
-	for id := range want {
-		if !seen[id] {
-			t.Errorf("record %s never arrived", id)
-		}
-	}
-	return dups
-}
-
-func mqttCfg(addr string) Config {
-	return Config{Name: "cloud", Type: "mqtt", URL: "tcp://" + addr, KeepAlive: time.Second,
-		Backoff: Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}, AckTimeout: 3 * time.Second,
-		PollInterval: 50 * time.Millisecond, MaxInflight: 16, ConnectTimeout: 2 * time.Second}
-}
-
 func TestMQTTDeliversInPriorityOrder(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t)
 	rx := &received{}
 	startMochi(t, addr, rx)
-	ob := newMemOutbox()
+	ob := uplinktest.NewOutbox()
 	ctx := context.Background()
 	want := map[string]int{}
 	for i := 0; i < 200; i++ {
-		ob.Append(ctx, buffer.LaneSummaries, mustSummary(t, i))
+		ob.Append(ctx, buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
 		want["e1-1-"+strconv.Itoa(i+1)] = i
 	}
 	for i := 0; i < 20; i++ {
-		ob.Append(ctx, buffer.LaneAlerts, mustAlert(t, i))
+		ob.Append(ctx, buffer.LaneAlerts, uplinktest.AlertRecord(t, i))
 		want["e1-0-"+strconv.Itoa(i+1)] = i
 	}
 	cfg := mqttCfg(addr)
 	cfg.Topic = "gw/{gateway}/{lane}/{kind}"
-	u, err := New(cfg, ob, Options{Gateway: "gw-1", Version: "test"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1", Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "all acked", func() bool { return ob.count(buffer.LaneSummaries)+ob.count(buffer.LaneAlerts) == 0 })
-	waitFor(t, "all received", func() bool { return len(rx.snapshot()) >= 220 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "all acked", func() bool { return ob.Count(buffer.LaneSummaries)+ob.Count(buffer.LaneAlerts) == 0 })
+	uplinktest.WaitFor(t, "all received", func() bool { return len(rx.snapshot()) >= 220 })
 	stop()
 	got := rx.ids(t)
-	if dups := checkOrder(t, got, want); dups != 0 {
+	if dups := uplinktest.CheckOrder(t, got, want); dups != 0 {
 		t.Errorf("%d duplicates without any fault", dups)
 	}
 	// Alerts were ready at the same time as summaries: they go first.
@@ -204,27 +76,27 @@ func TestMQTTDeliversInPriorityOrder(t *testing.T) {
 }
 
 func TestMQTTBatches(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t)
 	rx := &received{}
 	startMochi(t, addr, rx)
-	ob := newMemOutbox()
+	ob := uplinktest.NewOutbox()
 	want := map[string]int{}
 	for i := 0; i < 95; i++ {
-		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+		ob.Append(context.Background(), buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
 		want["e1-1-"+strconv.Itoa(i+1)] = i
 	}
 	cfg := mqttCfg(addr)
 	cfg.BatchSize = 10
 	cfg.DisableStatus = true
-	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "all acked", func() bool { return ob.count(buffer.LaneSummaries) == 0 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "all acked", func() bool { return ob.Count(buffer.LaneSummaries) == 0 })
 	stop()
-	checkOrder(t, rx.ids(t), want)
+	uplinktest.CheckOrder(t, rx.ids(t), want)
 	if n := len(rx.snapshot()); n != 10 {
 		t.Errorf("%d messages, want 10 batches", n)
 	}
@@ -238,7 +110,7 @@ func TestMQTTBatches(t *testing.T) {
 // same record id.
 func TestMQTTBrokerRestart(t *testing.T) {
 	t.Run("memory outbox", func(t *testing.T) {
-		ob := newMemOutbox()
+		ob := uplinktest.NewOutbox()
 		testBrokerRestart(t, ob, func(l buffer.Lane, seq int) string { return fmt.Sprintf("e1-%d-%d", l, seq) })
 	})
 	t.Run("bbolt outbox", func(t *testing.T) {
@@ -251,21 +123,16 @@ func TestMQTTBrokerRestart(t *testing.T) {
 	})
 }
 
-type appendOutbox interface {
-	Outbox
-	Appender
-}
-
-func testBrokerRestart(t *testing.T, ob appendOutbox, id func(buffer.Lane, int) string) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+func testBrokerRestart(t *testing.T, ob uplink.Outbox, id func(buffer.Lane, int) string) {
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t)
 	rx := &received{}
 	b := startMochi(t, addr, rx)
-	u, err := New(mqttCfg(addr), ob, Options{Gateway: "gw-1"})
+	u, err := newUplink(mqttCfg(addr), ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
+	stop := uplinktest.Run(t, u)
 	want := map[string]int{}
 	var summaries, alerts int
 	// Groups of 10 summaries and an alert per Append, a group every ~2 ms.
@@ -274,14 +141,14 @@ func testBrokerRestart(t *testing.T, ob appendOutbox, id func(buffer.Lane, int) 
 			var ps [][]byte
 			for i := 0; i < 10; i++ {
 				summaries++
-				ps = append(ps, mustSummary(t, summaries))
+				ps = append(ps, uplinktest.SummaryRecord(t, summaries))
 				want[id(buffer.LaneSummaries, summaries)] = summaries
 			}
 			if err := ob.Append(context.Background(), buffer.LaneSummaries, ps...); err != nil {
 				t.Fatal(err)
 			}
 			alerts++
-			if err := ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, alerts)); err != nil {
+			if err := ob.Append(context.Background(), buffer.LaneAlerts, uplinktest.AlertRecord(t, alerts)); err != nil {
 				t.Fatal(err)
 			}
 			want[id(buffer.LaneAlerts, alerts)] = alerts
@@ -297,17 +164,17 @@ func testBrokerRestart(t *testing.T, ob appendOutbox, id func(buffer.Lane, int) 
 		return true
 	}
 	produce(50)
-	b.close()
-	waitFor(t, "disconnect noticed", func() bool { return !u.Stats().Connected })
+	b.Stop()
+	uplinktest.WaitFor(t, "disconnect noticed", func() bool { return !u.Stats().Connected })
 	produce(50) // while the broker is down
 	if st := u.Stats(); st.OfflineFor <= 0 {
 		t.Errorf("offline duration not reported: %+v", st)
 	}
 	startMochi(t, addr, rx)
 	produce(50)
-	waitFor(t, "outbox drained", empty)
+	uplinktest.WaitFor(t, "outbox drained", empty)
 	stop()
-	dups := checkOrder(t, rx.ids(t), want)
+	dups := uplinktest.CheckOrder(t, rx.ids(t), want)
 	st := u.Stats()
 	if st.Connects < 2 || st.Acked != uint64(len(want)) {
 		t.Errorf("stats %+v (want %d acked)", st, len(want))
@@ -383,38 +250,38 @@ func (f *fakeBroker) close() {
 // acknowledged, however often paho completes its tokens; once a real
 // broker is back, everything is delivered.
 func TestMQTTNoPubackNoAck(t *testing.T) {
-	checkGoroutines(t)
+	leak.Check(t)
 	for _, tc := range []struct {
 		name      string
 		dropAfter int64
 	}{{"connection dropped", 5}, {"puback never sent", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := mqtttest.FreeAddr(t)
 			fb := startFakeBroker(t, addr, tc.dropAfter)
-			ob := newMemOutbox()
+			ob := uplinktest.NewOutbox()
 			want := map[string]int{}
 			for i := 0; i < 50; i++ {
-				ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+				ob.Append(context.Background(), buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
 				want["e1-1-"+strconv.Itoa(i+1)] = i
 			}
 			cfg := mqttCfg(addr)
 			cfg.AckTimeout = 300 * time.Millisecond
 			cfg.DisableStatus = true
-			u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+			u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			stop := runUplink(t, u)
-			waitFor(t, "several sessions", func() bool { return fb.conns.Load() >= 3 && fb.publishes.Load() >= 20 })
-			if st := u.Stats(); st.Acked != 0 || ob.count(buffer.LaneSummaries) != 50 {
-				t.Fatalf("records acknowledged without PUBACK: %+v, %d left", st, ob.count(buffer.LaneSummaries))
+			stop := uplinktest.Run(t, u)
+			uplinktest.WaitFor(t, "several sessions", func() bool { return fb.conns.Load() >= 3 && fb.publishes.Load() >= 20 })
+			if st := u.Stats(); st.Acked != 0 || ob.Count(buffer.LaneSummaries) != 50 {
+				t.Fatalf("records acknowledged without PUBACK: %+v, %d left", st, ob.Count(buffer.LaneSummaries))
 			}
 			fb.close()
 			rx := &received{}
 			startMochi(t, addr, rx)
-			waitFor(t, "drained", func() bool { return ob.count(buffer.LaneSummaries) == 0 })
+			uplinktest.WaitFor(t, "drained", func() bool { return ob.Count(buffer.LaneSummaries) == 0 })
 			stop()
-			checkOrder(t, rx.ids(t), want)
+			uplinktest.CheckOrder(t, rx.ids(t), want)
 			st := u.Stats()
 			if st.Disconnects < 3 || st.Retries == 0 || st.Acked != 50 {
 				t.Errorf("stats %+v", st)
@@ -432,8 +299,8 @@ func TestMQTTNoPubackNoAck(t *testing.T) {
 // never acknowledged completes without an error when paho re-queues the
 // message after reconnecting. If this test ever fails, paho changed.
 func TestPahoTokenCompletesWithoutPuback(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t)
 	fb := startFakeBroker(t, addr, 1) // drop the connection at the first PUBLISH
 	defer fb.close()
 	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("probe").SetCleanSession(false).
@@ -458,18 +325,18 @@ func TestPahoTokenCompletesWithoutPuback(t *testing.T) {
 }
 
 func TestMQTTConnectErrors(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t) // nothing listens
-	ob := newMemOutbox()
-	ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
-	u, err := New(mqttCfg(addr), ob, Options{Gateway: "gw-1"})
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t) // nothing listens
+	ob := uplinktest.NewOutbox()
+	ob.Append(context.Background(), buffer.LaneAlerts, uplinktest.AlertRecord(t, 1))
+	u, err := newUplink(mqttCfg(addr), ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "failed attempts", func() bool { return u.Stats().ConnectFailures >= 3 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "failed attempts", func() bool { return u.Stats().ConnectFailures >= 3 })
 	stop()
-	if st := u.Stats(); st.Connected || st.Connects != 0 || ob.count(buffer.LaneAlerts) != 1 {
+	if st := u.Stats(); st.Connected || st.Connects != 0 || ob.Count(buffer.LaneAlerts) != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -512,27 +379,21 @@ func TestPubackStoreSignals(t *testing.T) {
 }
 
 func TestMQTTWebsocket(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+	leak.Check(t)
 	rx := &received{}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: discardLogger()})
-	srv.AddHook(new(auth.AllowHook), nil)
-	if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: addr})); err != nil {
-		t.Fatal(err)
-	}
-	srv.Subscribe("#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) { rx.add(pk.TopicName, pk.Payload) })
-	go srv.Serve()
-	defer srv.Close()
-	ob := newMemOutbox()
-	ob.Append(context.Background(), buffer.LaneAlerts, mustAlert(t, 1))
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Websocket: true})
+	b.Subscribe("#", func(m mqtttest.Message) { rx.add(m.Topic, m.Payload) })
+	addr := b.Addr()
+	ob := uplinktest.NewOutbox()
+	ob.Append(context.Background(), buffer.LaneAlerts, uplinktest.AlertRecord(t, 1))
 	cfg := mqttCfg(addr)
 	cfg.URL = "ws://" + addr + "/mqtt"
-	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "delivery over websocket", func() bool { return ob.count(buffer.LaneAlerts) == 0 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "delivery over websocket", func() bool { return ob.Count(buffer.LaneAlerts) == 0 })
 	stop()
 	if ids := rx.ids(t); len(ids) != 1 || ids[0] != "e1-0-1" {
 		t.Errorf("received %v", ids)
@@ -543,28 +404,28 @@ func TestMQTTWebsocket(t *testing.T) {
 // retained last will ("offline"); after reconnecting the uplink announces
 // itself again.
 func TestMQTTLastWill(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t)
 	rx := &received{}
 	b := startMochi(t, addr, rx)
-	ob := newMemOutbox()
-	u, err := New(mqttCfg(addr), ob, Options{Gateway: "gw-1"})
+	ob := uplinktest.NewOutbox()
+	u, err := newUplink(mqttCfg(addr), ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
+	stop := uplinktest.Run(t, u)
 	status := func() []string {
 		rx.mu.Lock()
 		defer rx.mu.Unlock()
 		return append([]string(nil), rx.status...)
 	}
-	waitFor(t, "birth", func() bool { return len(status()) == 1 })
-	cl, ok := b.srv.Clients.Get("sensorgate-gw-1-cloud")
+	uplinktest.WaitFor(t, "birth", func() bool { return len(status()) == 1 })
+	cl, ok := b.Server().Clients.Get("sensorgate-gw-1-cloud")
 	if !ok {
 		t.Fatal("uplink client not found on the broker")
 	}
 	cl.Stop(errors.New("network gone"))
-	waitFor(t, "will and new birth", func() bool { return len(status()) >= 3 })
+	uplinktest.WaitFor(t, "will and new birth", func() bool { return len(status()) >= 3 })
 	stop()
 	st := status()
 	if !strings.Contains(st[0], `"online"`) || !strings.Contains(st[1], `"offline"`) || !strings.Contains(st[2], `"online"`) {
@@ -579,41 +440,41 @@ func TestMQTTLastWill(t *testing.T) {
 // record that is still too large goes to the dead lane instead of being
 // refused by the broker forever.
 func TestMQTTMaxMessageBytes(t *testing.T) {
-	checkGoroutines(t)
-	addr := freeAddr(t)
+	leak.Check(t)
+	addr := mqtttest.FreeAddr(t)
 	rx := &received{}
 	startMochi(t, addr, rx)
-	ob := newMemOutbox()
+	ob := uplinktest.NewOutbox()
 	want := map[string]int{}
 	for i := 0; i < 40; i++ {
 		if i == 17 {
-			s := testSummary(i)
+			s := uplinktest.Summary(i)
 			s.Meta = map[string]string{"blob": strings.Repeat("x", 8000)}
 			b, _ := ingest.AppendSummary(nil, s)
 			ob.Append(context.Background(), buffer.LaneSummaries, b)
 			continue
 		}
-		ob.Append(context.Background(), buffer.LaneSummaries, mustSummary(t, i))
+		ob.Append(context.Background(), buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
 		want["e1-1-"+strconv.Itoa(i+1)] = i
 	}
 	cfg := mqttCfg(addr)
 	cfg.BatchSize = 20
 	cfg.MaxMessageBytes = 4096
 	cfg.DisableStatus = true
-	u, err := New(cfg, ob, Options{Gateway: "gw-1"})
+	u, err := newUplink(cfg, ob, uplink.Options{Gateway: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUplink(t, u)
-	waitFor(t, "lane drained", func() bool { return ob.count(buffer.LaneSummaries) == 0 })
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "lane drained", func() bool { return ob.Count(buffer.LaneSummaries) == 0 })
 	stop()
-	checkOrder(t, rx.ids(t), want)
+	uplinktest.CheckOrder(t, rx.ids(t), want)
 	for _, m := range rx.snapshot() {
 		if len(m.payload) > 4096 {
 			t.Errorf("message of %d bytes", len(m.payload))
 		}
 	}
-	if st := u.Stats(); st.DeadLettered != 1 || ob.count(buffer.LaneDead) != 1 || st.Acked != 39 {
+	if st := u.Stats(); st.DeadLettered != 1 || ob.Count(buffer.LaneDead) != 1 || st.Acked != 39 {
 		t.Errorf("stats %+v", st)
 	}
 }
