@@ -161,3 +161,31 @@ func TestLastConnAbort(t *testing.T) {
 }
 
 func mqttClientOptions() mqtt.ClientOptions { return *mqtt.NewClientOptions() }
+
+// NewTLS is called at every attempt: a CA file replaced between two
+// connections is used by the second.
+func TestOpenConnectionRebuildsTLS(t *testing.T) {
+	leak.Check(t)
+	p, other := mqtttest.NewPKI(t), mqtttest.NewPKI(t)
+	addr, _ := echoServer(t, &tls.Config{Certificates: []tls.Certificate{p.Server}})
+	cfg := TLS{CAFile: other.CAFile}
+	builds := 0
+	open := OpenConnection(context.Background(), DialOptions{NewTLS: func() (*tls.Config, error) {
+		builds++
+		return cfg.Build("127.0.0.1")
+	}}, nil)
+	uri := &url.URL{Scheme: "ssl", Host: addr}
+	if _, err := open(uri, mqttClientOptions()); err == nil {
+		t.Fatal("handshake with an untrusted server succeeded")
+	}
+	cfg.CAFile = p.CAFile
+	c, err := open(uri, mqttClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c)
+	if builds != 2 {
+		t.Errorf("NewTLS called %d times, want 2", builds)
+	}
+}
