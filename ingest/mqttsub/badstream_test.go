@@ -10,6 +10,7 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/ingest/validate"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // TestMixedBadStream publishes good readings mixed with malformed JSON, a
@@ -18,9 +19,8 @@ import (
 // arrives, every bad one is counted under its reason.
 func TestMixedBadStream(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := validate.NewClock(validate.ClockOptions{
@@ -50,7 +50,7 @@ func TestMixedBadStream(t *testing.T) {
 		<-vdone
 	}()
 	running(t, s, raw)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("site/x/up").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 
 	ms := now.UnixMilli()
 	good := func(id string, i int) string {

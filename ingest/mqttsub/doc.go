@@ -71,7 +71,8 @@
 // connect (a rotated password file is used by the next attempt; if it
 // cannot be read, the last password read is used and the error recorded)
 // and are never logged: Config implements slog.LogValuer and fmt.Stringer
-// without them.
+// without them. The TLS files (tls.ca_file, cert_file, key_file) are
+// read again at every connect too, so renewed certificates need no restart.
 //
 // # Performance
 //

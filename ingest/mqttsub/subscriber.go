@@ -533,8 +533,13 @@ func (s *Subscriber) clientOptions(ctx context.Context, conn *mqttnet.LastConn, 
 	// The dialer honours the proxy environment variables like paho's own,
 	// wraps the connection in an mqttnet.Conn (buffered, coalesced reads
 	// and writes), and aborts a TCP dial when ctx ends, so that Run stops
-	// promptly even while an attempt hangs.
-	o.SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, mqttnet.DialOptions{ReadWait: *s.cfg.ReadCoalesce, Windowed: windowed}, conn))
+	// promptly even while an attempt hangs. The TLS files are read again
+	// at every attempt, like the password, so renewed certificates are used.
+	dial := mqttnet.DialOptions{ReadWait: *s.cfg.ReadCoalesce, Windowed: windowed}
+	if s.tls != nil {
+		dial.NewTLS = func() (*tls.Config, error) { return s.cfg.TLS.Build(s.url.Hostname()) }
+	}
+	o.SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, dial, conn))
 	o.SetClientID(s.cfg.ClientID)
 	o.SetCredentialsProvider(func() (string, string) { return s.cfg.Username, s.currentPassword() })
 	if s.tls != nil {

@@ -49,6 +49,10 @@ type DialOptions struct {
 	// TLS is used for ssl://, tls://, mqtts:// and wss://; nil means the
 	// system roots and the URL's host name.
 	TLS *tls.Config
+	// NewTLS, when set, is called by OpenConnection at every attempt and
+	// its result used instead of TLS, so that renewed certificates and CA
+	// files are picked up without a restart (typically TLS.Build).
+	NewTLS func() (*tls.Config, error)
 	// Timeout bounds the TCP dial and the TLS handshake (0: none, ctx
 	// only) and the whole WebSocket dial.
 	Timeout time.Duration
@@ -112,17 +116,25 @@ func Dial(ctx context.Context, uri *url.URL, o DialOptions) (*Conn, error) {
 	return NewConn(conn, o.ReadWait, o.Windowed), nil
 }
 
-// OpenConnection returns paho's connection function: Dial with the TLS
-// configuration and connect timeout of paho's options unless o sets them,
-// paho's WebSocket settings, and ReadWait and Windowed from o. ctx aborts
-// TCP dials and TLS handshakes (so that a stop is prompt while an attempt hangs); last, if
-// not nil, is given every new connection.
+// OpenConnection returns paho's connection function: Dial with o's
+// ReadWait and Windowed, the TLS configuration of o.NewTLS (else o.TLS,
+// else paho's options), the connect timeout of o (else paho's) and paho's
+// WebSocket settings. ctx aborts TCP dials and TLS handshakes, so that a
+// stop is prompt while an attempt hangs; last, if not nil, is given every
+// new connection.
 func OpenConnection(ctx context.Context, o DialOptions, last *LastConn) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, co mqtt.ClientOptions) (net.Conn, error) {
 		d := o
 		d.TLS, d.Timeout, d.Header, d.Websocket = co.TLSConfig, co.ConnectTimeout, co.HTTPHeaders, co.WebsocketOptions
 		if o.TLS != nil {
 			d.TLS = o.TLS
+		}
+		if o.NewTLS != nil && TLSScheme(uri.Scheme) {
+			tc, err := o.NewTLS()
+			if err != nil {
+				return nil, fmt.Errorf("mqttnet: %w", err)
+			}
+			d.TLS = tc
 		}
 		if o.Timeout > 0 {
 			d.Timeout = o.Timeout

@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // echoServer accepts connections on 127.0.0.1 and echoes what they send,
@@ -53,6 +56,7 @@ func roundTrip(t *testing.T, c net.Conn) {
 }
 
 func TestDialTCP(t *testing.T) {
+	leak.Check(t)
 	addr, _ := echoServer(t, nil)
 	c, err := Dial(context.Background(), &url.URL{Scheme: "tcp", Host: addr}, DialOptions{})
 	if err != nil {
@@ -63,9 +67,10 @@ func TestDialTCP(t *testing.T) {
 }
 
 func TestDialTLSWithALPN(t *testing.T) {
-	p := newTestPKI(t)
-	addr, _ := echoServer(t, &tls.Config{Certificates: []tls.Certificate{p.server}, NextProtos: []string{"x-amzn-mqtt-ca"}})
-	tc, err := TLS{CAFile: p.CA, ALPN: []string{"x-amzn-mqtt-ca"}}.Build("127.0.0.1")
+	leak.Check(t)
+	p := mqtttest.NewPKI(t)
+	addr, _ := echoServer(t, &tls.Config{Certificates: []tls.Certificate{p.Server}, NextProtos: []string{"x-amzn-mqtt-ca"}})
+	tc, err := TLS{CAFile: p.CAFile, ALPN: []string{"x-amzn-mqtt-ca"}}.Build("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +86,9 @@ func TestDialTLSWithALPN(t *testing.T) {
 }
 
 func TestDialTLSUntrusted(t *testing.T) {
-	p, other := newTestPKI(t), newTestPKI(t)
-	addr, _ := echoServer(t, &tls.Config{Certificates: []tls.Certificate{p.server}})
-	tc, err := TLS{CAFile: other.CA}.Build("127.0.0.1")
+	p, other := mqtttest.NewPKI(t), mqtttest.NewPKI(t)
+	addr, _ := echoServer(t, &tls.Config{Certificates: []tls.Certificate{p.Server}})
+	tc, err := TLS{CAFile: other.CAFile}.Build("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +99,7 @@ func TestDialTLSUntrusted(t *testing.T) {
 
 // A handshake that hangs (the server never answers) ends when ctx does.
 func TestDialAbortsOnContext(t *testing.T) {
+	leak.Check(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +144,7 @@ func TestDefaultPort(t *testing.T) {
 }
 
 func TestLastConnAbort(t *testing.T) {
+	leak.Check(t)
 	addr, accepted := echoServer(t, nil)
 	var last LastConn
 	last.Abort() // nothing yet: no panic
@@ -154,3 +161,31 @@ func TestLastConnAbort(t *testing.T) {
 }
 
 func mqttClientOptions() mqtt.ClientOptions { return *mqtt.NewClientOptions() }
+
+// NewTLS is called at every attempt: a CA file replaced between two
+// connections is used by the second.
+func TestOpenConnectionRebuildsTLS(t *testing.T) {
+	leak.Check(t)
+	p, other := mqtttest.NewPKI(t), mqtttest.NewPKI(t)
+	addr, _ := echoServer(t, &tls.Config{Certificates: []tls.Certificate{p.Server}})
+	cfg := TLS{CAFile: other.CAFile}
+	builds := 0
+	open := OpenConnection(context.Background(), DialOptions{NewTLS: func() (*tls.Config, error) {
+		builds++
+		return cfg.Build("127.0.0.1")
+	}}, nil)
+	uri := &url.URL{Scheme: "ssl", Host: addr}
+	if _, err := open(uri, mqttClientOptions()); err == nil {
+		t.Fatal("handshake with an untrusted server succeeded")
+	}
+	cfg.CAFile = p.CAFile
+	c, err := open(uri, mqttClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c)
+	if builds != 2 {
+		t.Errorf("NewTLS called %d times, want 2", builds)
+	}
+}

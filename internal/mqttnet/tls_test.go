@@ -1,77 +1,17 @@
 package mqttnet
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
-// testPKI is a throwaway CA with a server certificate for 127.0.0.1 and
-// "broker.test", and a client certificate; file paths in a temp dir.
-type testPKI struct {
-	CA, ServerCert, ServerKey, ClientCert, ClientKey string
-	server                                           tls.Certificate
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{CA: write("ca.pem", "CERTIFICATE", caDER)}
-	leaf := func(serial int64, usage x509.ExtKeyUsage) ([]byte, []byte) {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		c := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "leaf"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			DNSNames: []string{"broker.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, c, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, _ := x509.MarshalECPrivateKey(k)
-		return der, kd
-	}
-	sd, sk := leaf(2, x509.ExtKeyUsageServerAuth)
-	p.ServerCert, p.ServerKey = write("server.pem", "CERTIFICATE", sd), write("server.key", "EC PRIVATE KEY", sk)
-	cd, ck := leaf(3, x509.ExtKeyUsageClientAuth)
-	p.ClientCert, p.ClientKey = write("client.pem", "CERTIFICATE", cd), write("client.key", "EC PRIVATE KEY", ck)
-	p.server, err = tls.LoadX509KeyPair(p.ServerCert, p.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestTLSBuild(t *testing.T) {
-	p := newTestPKI(t)
-	c, err := TLS{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey, ALPN: []string{"x-amzn-mqtt-ca"}}.Build("h.example")
+	p := mqtttest.NewPKI(t)
+	c, err := TLS{CAFile: p.CAFile, CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile, ALPN: []string{"x-amzn-mqtt-ca"}}.Build("h.example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,17 +28,17 @@ func TestTLSBuild(t *testing.T) {
 }
 
 func TestTLSBuildErrors(t *testing.T) {
-	p := newTestPKI(t)
+	p := mqtttest.NewPKI(t)
 	for _, tc := range []TLS{
 		{CAFile: "/nonexistent/ca.pem"},
-		{CAFile: p.ServerKey}, // not a certificate
-		{CertFile: p.ClientCert, KeyFile: p.ServerKey},
+		{CAFile: p.ServerKeyFile}, // not a certificate
+		{CertFile: p.ClientCertFile, KeyFile: p.ServerKeyFile},
 	} {
 		if _, err := tc.Build("h"); err == nil {
 			t.Errorf("%+v: Build succeeded", tc)
 		}
 	}
-	if _, err := (TLS{CAFile: p.ServerKey}).Build("h"); !errors.Is(err, ErrNoCertificates) {
+	if _, err := (TLS{CAFile: p.ServerKeyFile}).Build("h"); !errors.Is(err, ErrNoCertificates) {
 		t.Errorf("want ErrNoCertificates, got %v", err)
 	}
 }
