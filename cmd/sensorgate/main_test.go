@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,31 +60,13 @@ uplinks:
 `, dir, grace, source, upstream)
 }
 
-// lockedBuffer collects the gateway's log for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testMain is a Main running in-process.
 type testMain struct {
 	t         *testing.T
 	m         *Main
 	dir       string
 	cfgPath   string
-	log       *lockedBuffer
+	log       *mqtttest.SyncBuffer
 	reload    chan os.Signal
 	pipelines chan *pipeline
 	cancel    context.CancelFunc
@@ -98,7 +79,7 @@ type testMain struct {
 func startMain(t *testing.T, mkConfig func(dir string) string, extra func() []namedSource) *testMain {
 	t.Helper()
 	dir := t.TempDir()
-	tm := &testMain{t: t, dir: dir, cfgPath: filepath.Join(dir, "sensorgate.yaml"), log: &lockedBuffer{},
+	tm := &testMain{t: t, dir: dir, cfgPath: filepath.Join(dir, "sensorgate.yaml"), log: &mqtttest.SyncBuffer{},
 		reload: make(chan os.Signal, 1), pipelines: make(chan *pipeline, 4), done: make(chan error, 1)}
 	tm.writeConfig(mkConfig(dir))
 	cfg, err := loadConfig(tm.cfgPath)

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -97,28 +96,10 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // proc is a child process with its output kept in memory.
 type proc struct {
 	cmd  *exec.Cmd
-	out  lockedBuffer // stdout and stderr
+	out  mqtttest.SyncBuffer // stdout and stderr
 	done chan struct{}
 	err  error
 }

@@ -3,6 +3,8 @@ package mqtttest
 import (
 	"fmt"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -57,4 +59,25 @@ func FreePort(tb testing.TB) int {
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	return fmt.Sprintf("127.0.0.1:%d", FreePort(tb))
+}
+
+// SyncBuffer is an io.Writer that is safe for concurrent Write and String:
+// a child process's output or a logger's sink that a test reads while it is
+// still being written.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -221,23 +221,9 @@ func Lines(s string) []string {
 // Discard is a logger that drops everything.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// SyncBuffer is an io.Writer safe for concurrent Write and String.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// SyncBuffer is mqtttest.SyncBuffer, under the name the transports' tests
+// use.
+type SyncBuffer = mqtttest.SyncBuffer
 
 // CheckOrder verifies that every expected id arrived, that first arrivals
 // are in append order within each lane, and reports the duplicates.
