@@ -167,22 +167,10 @@ func (c *collector) summaries() []summaryJSON {
 type gatewayProc struct {
 	t      testing.TB
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	stdout bytes.Buffer
+	stderr mqtttest.SyncBuffer
+	stdout mqtttest.SyncBuffer
 	done   chan struct{}
 	err    error
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 func writeConfig(t testing.TB, dir, body string) string {
@@ -208,8 +196,8 @@ func startGatewayIn(t testing.TB, dir, cfg string, extra ...string) *gatewayProc
 	args := append([]string{"run", "--config", cfg}, extra...)
 	g.cmd = exec.Command(binPath, args...)
 	g.cmd.Dir = dir
-	g.cmd.Stdout = lockedWriter{&g.mu, &g.stdout}
-	g.cmd.Stderr = lockedWriter{&g.mu, &g.stderr}
+	g.cmd.Stdout = &g.stdout
+	g.cmd.Stderr = &g.stderr
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -229,14 +217,10 @@ func startGatewayIn(t testing.TB, dir, cfg string, extra ...string) *gatewayProc
 }
 
 func (g *gatewayProc) logs() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	return g.stderr.String()
 }
 
 func (g *gatewayProc) out() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	return g.stdout.String()
 }
 

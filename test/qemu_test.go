@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
@@ -9,10 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // TestQEMUArmV6 cross-builds sensorgate for linux/arm GOARM=6 (Raspberry Pi
@@ -178,30 +178,18 @@ func qemuBuildARMv6(t *testing.T) string {
 // qemuProc is a process run under qemu.
 type qemuProc struct {
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	errb bytes.Buffer
+	out  mqtttest.SyncBuffer
+	errb mqtttest.SyncBuffer
 	done chan struct{}
 	err  error
-}
-
-type qemuWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w qemuWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 func qemuStart(t *testing.T, qemu, bin string, args ...string) *qemuProc {
 	t.Helper()
 	p := &qemuProc{done: make(chan struct{})}
 	p.cmd = exec.Command(qemu, append([]string{"-cpu", "arm1176", bin}, args...)...)
-	p.cmd.Stdout = qemuWriter{&p.mu, &p.out}
-	p.cmd.Stderr = qemuWriter{&p.mu, &p.errb}
+	p.cmd.Stdout = &p.out
+	p.cmd.Stderr = &p.errb
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -228,13 +216,9 @@ func (p *qemuProc) exited() bool {
 }
 
 func (p *qemuProc) stdout() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.out.String()
 }
 
 func (p *qemuProc) stderr() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.errb.String()
 }

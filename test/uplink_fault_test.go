@@ -270,24 +270,7 @@ func uplNewRig(t *testing.T) *uplRig {
 		t.Fatal(err)
 	}
 	r.u = u
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	var once sync.Once
-	r.stopU = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("Run did not return within 20s")
-			}
-		})
-	}
-	t.Cleanup(r.stopU)
+	r.stopU = mqtttest.Go(t, u.Run)
 	return r
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // waitLimit bounds every wait on an event: a liveness limit for a hung
@@ -33,27 +34,7 @@ func testLogger(t *testing.T) *slog.Logger {
 // cancels it and checks that Run returned nil.
 func running(t *testing.T, s *Subscriber, out chan ingest.Reading) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, out) }()
-	var stopped bool
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return mqtttest.Go(t, func(ctx context.Context) error { return s.Run(ctx, out) })
 }
 
 // collect reads n readings from out, failing after 20 s of silence.

@@ -1,6 +1,7 @@
 package mqtttest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -80,4 +81,31 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Go starts run in the background and returns a stop function that cancels
+// its context, waits for it to return (failing tb if it returns an error or
+// is still running 20 s later) and is safe to call more than once; stop also
+// runs at cleanup. It is how a test runs a part's Run(ctx) method.
+func Go(tb testing.TB, run func(ctx context.Context) error) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("Run returned %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				tb.Errorf("Run did not return within 20s of cancel")
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }

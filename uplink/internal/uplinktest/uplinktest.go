@@ -188,25 +188,7 @@ type Runner interface {
 // that it returned nil; stop also runs at cleanup.
 func Run(t *testing.T, u Runner) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("Run did not return within 20s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return mqtttest.Go(t, u.Run)
 }
 
 // Lines splits s into lines without the trailing newline.
