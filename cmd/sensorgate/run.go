@@ -18,6 +18,7 @@ import (
 	"github.com/sensorgate/sensorgate/drivers"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
 	"github.com/sensorgate/sensorgate/ingest/validate"
 	"github.com/sensorgate/sensorgate/rules"
@@ -299,12 +300,12 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 	}()
 	// One clock for the door and every source, so that arrival stamps taken
 	// before an NTP step can be corrected (see ingest/validate).
-	clock := validate.NewClock(validate.ClockOptions{MinTime: cfg.Validation.MinTime})
+	clk := clock.New(clock.Options{MinTime: cfg.Validation.MinTime})
 	specs := make(map[string]validate.SensorSpec, len(cfg.Sensors))
 	for _, s := range cfg.Sensors {
 		specs[s.ID] = validate.SensorSpec{Ranges: s.Ranges}
 	}
-	v, err := validate.New(cfg.Validation, specs, validate.Options{Logger: logger.With("component", "validate"), Clock: clock})
+	v, err := validate.New(cfg.Validation, specs, validate.Options{Logger: logger.With("component", "validate"), Clock: clk})
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
 	}
@@ -321,7 +322,7 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 			mc.Broker, mc.Username, mc.Password = p.broker.LocalClient()
 			mc.PasswordFile, mc.PasswordEnv = "", ""
 		}
-		s, err := mqttsub.New(mc, mqttsub.Options{Now: clock.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
+		s, err := mqttsub.New(mc, mqttsub.Options{Now: clk.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
 		if err != nil {
 			return nil, fmt.Errorf("sources.mqtt[%d]: %w", i, err)
 		}
@@ -334,7 +335,7 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 		}
 	}
 	if len(sims) > 0 {
-		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Now: clock.Now, Logger: logger.With("component", "simulator")})
+		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Now: clk.Now, Logger: logger.With("component", "simulator")})
 		if err != nil {
 			return nil, fmt.Errorf("simulator: %w", err)
 		}
@@ -353,7 +354,7 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 		if err != nil {
 			return nil, fmt.Errorf("drivers: %w", err)
 		}
-		poller, err := drivers.NewPoller(chips, op, drivers.Options{Now: clock.Now, Logger: logger.With("component", "drivers")})
+		poller, err := drivers.NewPoller(chips, op, drivers.Options{Now: clk.Now, Logger: logger.With("component", "drivers")})
 		if err != nil {
 			return nil, fmt.Errorf("drivers: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/ingest/validate"
 )
@@ -23,20 +24,20 @@ func TestMixedBadStream(t *testing.T) {
 	defer b.Close()
 
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := validate.NewClock(validate.ClockOptions{
+	clk := clock.New(clock.Options{
 		Now:    func() time.Time { return now },
 		Status: func() (bool, bool) { return true, true },
 	})
 	s, err := New(Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{
 		{Topic: "site/+/up", QoS: 1, JSON: decode.JSONMapping{SensorField: "id", TimeField: "ts", TimeFormat: decode.TimeUnixMS}},
-	}}, Options{Logger: testLogger(t), Now: clock.Now})
+	}}, Options{Logger: testLogger(t), Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	max := 85.0
 	v, err := validate.New(validate.Config{KnownSensorsOnly: true}, map[string]validate.SensorSpec{
 		"gh-1": {Ranges: map[string]validate.Range{"temp": {Max: &max}}}, "gh-2": {},
-	}, validate.Options{Clock: clock})
+	}, validate.Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,12 +43,12 @@
 //
 // A Raspberry Pi has no real-time clock: it boots in 1970 (or at
 // fake-hwclock's last saved time) and steps forward when NTP synchronises.
-// [Clock] tells the two states apart: the kernel's adjtimex(2) status
+// [clock.Clock] (package ingest/clock) tells the two states apart: the kernel's adjtimex(2) status
 // (STA_UNSYNC clear, state not TIME_ERROR: set by systemd-timesyncd, chrony
 // or ntpd) and a sanity check (the wall time must be after min_time). It
 // also compares the wall clock with the monotonic clock on every Refresh
 // (Run refreshes every second) and records each step of more than a second
-// as a [Jump].
+// as a [clock.Jump].
 //
 // What happens to readings taken before the clock was synchronised:
 //   - they pass, flagged ingest.QualityClockUnsynced; their arrival stamp
@@ -58,7 +58,7 @@
 //     correct event times;
 //   - when the clock steps out of the unsynchronised state, stamps taken
 //     before the step can be mapped onto the new clock with
-//     [Clock.Correct] (stamp + the size of the step, exact to the monotonic
+//     [clock.Clock.Correct] (stamp + the size of the step, exact to the monotonic
 //     clock). The validator does it for readings still in flight; stages
 //     further down (windows, the outbox) can call Correct on what they hold
 //     from before the jump. Readings already sent upstream keep their flag

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 )
 
 // A gateway whose kernel reports the clock unsynchronised but whose wall
@@ -24,7 +25,7 @@ func TestFutureTimeWhileUnsyncedButPlausible(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mc := &manualClock{wall: tc.wall}
-			v, err := New(Config{}, nil, Options{Clock: NewClock(mc.opts())})
+			v, err := New(Config{}, nil, Options{Clock: clock.New(mc.opts())})
 			if err != nil {
 				t.Fatal(err)
 			}

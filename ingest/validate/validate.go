@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 )
 
 // Reasons a reading is rejected at the door.
@@ -73,7 +74,7 @@ func (c *Config) Defaults() {
 		c.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 	if c.MinTime.IsZero() {
-		c.MinTime = DefaultMinTime()
+		c.MinTime = clock.DefaultMinTime()
 	}
 	if c.OutOfRange == "" {
 		c.OutOfRange = PolicyReject
@@ -134,7 +135,7 @@ type Options struct {
 	// Clock is the gateway clock; nil makes one with default options.
 	// Share it with the sources (as their Now) so that arrival stamps can be
 	// corrected after a jump.
-	Clock *Clock
+	Clock *clock.Clock
 	// Tick drives Clock.Refresh in Run; nil means a 1 s ticker.
 	Tick <-chan time.Time
 }
@@ -168,7 +169,7 @@ type metricRange struct {
 type Validator struct {
 	cfg       Config
 	log       *slog.Logger
-	clock     *Clock
+	clock     *clock.Clock
 	tick      <-chan time.Time
 	sensors   map[string]*sensorRules
 	allowList bool // only sensors with allowed set pass
@@ -196,7 +197,7 @@ func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, e
 		v.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if v.clock == nil {
-		v.clock = NewClock(ClockOptions{MinTime: cfg.MinTime})
+		v.clock = clock.New(clock.Options{MinTime: cfg.MinTime})
 	}
 	var errs []error
 	ids := make([]string, 0, len(sensors))
@@ -246,7 +247,7 @@ func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, e
 }
 
 // Clock returns the clock the Validator uses.
-func (v *Validator) Clock() *Clock { return v.clock }
+func (v *Validator) Clock() *clock.Clock { return v.clock }
 
 // Check validates r in place. It returns ok=false and the reason when r must
 // be dropped; otherwise it may have set quality flags, replaced an
@@ -334,7 +335,7 @@ func (v *Validator) Stats() Stats {
 		Checked: v.checked.Load(), Passed: v.passed.Load(), Rejected: make(map[string]uint64, len(reasons)),
 		FutureTime: v.future.Load(), StaleTime: v.stale.Load(), ClockUnsynced: v.unsynced.Load(),
 		OutOfRange: v.flagged.Load(), Corrected: v.correct.Load(),
-		Synced: v.clock.Synced(), Jumps: v.clock.jumpCount.Load(),
+		Synced: v.clock.Synced(), Jumps: v.clock.JumpCount(),
 	}
 	for i, r := range reasons {
 		s.Rejected[r] = v.rejected[i].Load()

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"math"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 )
 
 // manualClock is a hand-driven wall clock, monotonic clock and sync status.
@@ -23,8 +23,8 @@ func (m *manualClock) advance(d time.Duration) { m.wall = m.wall.Add(d); m.mono 
 // step moves the wall clock only (what NTP does to an unsynced clock).
 func (m *manualClock) step(d time.Duration) { m.wall = m.wall.Add(d) }
 
-func (m *manualClock) opts() ClockOptions {
-	return ClockOptions{
+func (m *manualClock) opts() clock.Options {
+	return clock.Options{
 		Now:    func() time.Time { return m.wall },
 		Mono:   func() time.Duration { return m.mono },
 		Status: func() (bool, bool) { return m.synced, true },
@@ -40,12 +40,12 @@ var (
 
 func TestCheck(t *testing.T) {
 	mc := &manualClock{wall: t2026, synced: true}
-	clock := NewClock(mc.opts())
+	clk := clock.New(mc.opts())
 	sensors := map[string]SensorSpec{
 		"gh-1": {Ranges: map[string]Range{"temperature": {Min: f(-40), Max: f(85)}, "rh": {Max: f(100)}}},
 		"gh-2": {},
 	}
-	v, err := New(Config{Allow: []string{"extra"}, KnownSensorsOnly: true}, sensors, Options{Clock: clock})
+	v, err := New(Config{Allow: []string{"extra"}, KnownSensorsOnly: true}, sensors, Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestCheck(t *testing.T) {
 
 func TestOutOfRangeFlagPolicy(t *testing.T) {
 	mc := &manualClock{wall: t2026, synced: true}
-	v, err := New(Config{OutOfRange: PolicyFlag}, map[string]SensorSpec{"s": {Ranges: map[string]Range{"t": {Min: f(0)}}}}, Options{Clock: NewClock(mc.opts())})
+	v, err := New(Config{OutOfRange: PolicyFlag}, map[string]SensorSpec{"s": {Ranges: map[string]Range{"t": {Min: f(0)}}}}, Options{Clock: clock.New(mc.opts())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,26 +134,26 @@ func TestConfigValidate(t *testing.T) {
 func TestClockUnsyncedBootThenNTPJump(t *testing.T) {
 	boot := time.Unix(0, 0).UTC().Add(5 * time.Second) // kernel starts at the epoch
 	mc := &manualClock{wall: boot}
-	clock := NewClock(mc.opts())
-	if clock.Synced() || clock.EverSynced() {
+	clk := clock.New(mc.opts())
+	if clk.Synced() || clk.EverSynced() {
 		t.Fatal("1970 clock reported synced")
 	}
-	v, err := New(Config{}, nil, Options{Clock: clock})
+	v, err := New(Config{}, nil, Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	mc.advance(30 * time.Second)
-	clock.Refresh()
-	// A reading without a payload time, stamped by the unsynced clock.
-	early := ingest.Reading{Sensor: "s", Metric: "t", Value: 1, Time: clock.Now().UnixNano(), Arrival: clock.Now().UnixNano(), Quality: ingest.QualityNoEventTime}
+	clk.Refresh()
+	// A reading without a payload time, stamped by the unsynced clk.
+	early := ingest.Reading{Sensor: "s", Metric: "t", Value: 1, Time: clk.Now().UnixNano(), Arrival: clk.Now().UnixNano(), Quality: ingest.QualityNoEventTime}
 	held := early // the same reading, still in flight when NTP syncs
 	if ok, _ := v.Check(&early); !ok || !early.Quality.Has(ingest.QualityClockUnsynced) || early.Arrival != early.Time {
 		t.Fatalf("unsynced reading: %+v", early)
 	}
 	// A device with its own good clock sends 2026 times: not "future" while
 	// we are unsynced, but flagged because our arrival stamp is bogus.
-	dev := ingest.Reading{Sensor: "s", Metric: "t", Value: 1, Time: ns26, Arrival: clock.Now().UnixNano()}
+	dev := ingest.Reading{Sensor: "s", Metric: "t", Value: 1, Time: ns26, Arrival: clk.Now().UnixNano()}
 	if ok, _ := v.Check(&dev); !ok || dev.Quality != ingest.QualityClockUnsynced || dev.Time != ns26 {
 		t.Fatalf("device time while unsynced: %+v", dev)
 	}
@@ -162,11 +162,11 @@ func TestClockUnsyncedBootThenNTPJump(t *testing.T) {
 	preJump := mc.wall
 	mc.step(t2026.Sub(mc.wall)) // NTP: 1970 -> 2026
 	mc.synced = true
-	j, jumped := clock.Refresh()
+	j, jumped := clk.Refresh()
 	if !jumped || !j.Unsynced || j.Offset != t2026.Sub(preJump).Nanoseconds() {
 		t.Fatalf("jump %+v %v", j, jumped)
 	}
-	if !clock.Synced() || !clock.EverSynced() {
+	if !clk.Synced() || !clk.EverSynced() {
 		t.Fatal("not synced after NTP")
 	}
 	if ok, _ := v.Check(&held); !ok {
@@ -177,18 +177,18 @@ func TestClockUnsyncedBootThenNTPJump(t *testing.T) {
 		t.Fatalf("corrected reading %+v, want arrival %d", held, want)
 	}
 	// Stamps taken after the jump are not touched.
-	now := clock.Now().UnixNano()
-	if c, moved := clock.Correct(now); moved || c != now {
+	now := clk.Now().UnixNano()
+	if c, moved := clk.Correct(now); moved || c != now {
 		t.Fatalf("post-jump stamp moved: %d -> %d", now, c)
 	}
 	// A small NTP slew-step later while synced is recorded but not used to
 	// move stamps.
 	mc.advance(time.Minute)
 	mc.step(3 * time.Second)
-	if j, jumped := clock.Refresh(); !jumped || j.Unsynced {
+	if j, jumped := clk.Refresh(); !jumped || j.Unsynced {
 		t.Fatalf("second jump %+v %v", j, jumped)
 	}
-	if c, moved := clock.Correct(now); moved {
+	if c, moved := clk.Correct(now); moved {
 		t.Fatalf("synced stamp corrected to %d", c)
 	}
 	if st := v.Stats(); st.Corrected != 1 || st.Jumps != 2 {
@@ -196,37 +196,10 @@ func TestClockUnsyncedBootThenNTPJump(t *testing.T) {
 	}
 }
 
-func TestClockFakeHwclockStaleTimeIsPlausibleButUnsynced(t *testing.T) {
-	// fake-hwclock restores the last shutdown time: plausible year, but the
-	// kernel still says unsynchronised.
-	mc := &manualClock{wall: t2026.Add(-72 * time.Hour)}
-	clock := NewClock(mc.opts())
-	if clock.Synced() {
-		t.Fatal("unsynced kernel clock reported synced")
-	}
-	// A kernel that cannot tell falls back to the year check.
-	c2 := NewClock(ClockOptions{Now: func() time.Time { return t2026 }, Status: func() (bool, bool) { return false, false }})
-	if !c2.Synced() {
-		t.Fatal("plausible time with unknown status should count as synced")
-	}
-	c3 := NewClock(ClockOptions{Now: func() time.Time { return time.Unix(100, 0) }, Status: func() (bool, bool) { return true, true }})
-	if c3.Synced() {
-		t.Fatal("1970 with a synced kernel flag should not count as synced")
-	}
-}
-
-func TestKernelStatusDoesNotFail(t *testing.T) {
-	// On Linux adjtimex(2) read-only works without privileges.
-	_, known := kernelSynced()
-	if runtime.GOOS == "linux" && !known {
-		t.Error("adjtimex status unknown on Linux")
-	}
-}
-
 func TestRunPassesGoodClosesOut(t *testing.T) {
 	mc := &manualClock{wall: t2026, synced: true}
 	tick := make(chan time.Time)
-	v, err := New(Config{}, nil, Options{Clock: NewClock(mc.opts()), Tick: tick})
+	v, err := New(Config{}, nil, Options{Clock: clock.New(mc.opts()), Tick: tick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +228,7 @@ func TestRunPassesGoodClosesOut(t *testing.T) {
 func TestCheckDoesNotAllocate(t *testing.T) {
 	mc := &manualClock{wall: t2026, synced: true}
 	v, _ := New(Config{KnownSensorsOnly: true}, map[string]SensorSpec{"gh-1": {Ranges: map[string]Range{"t": {Min: f(-40), Max: f(85)}}}},
-		Options{Clock: NewClock(mc.opts())})
+		Options{Clock: clock.New(mc.opts())})
 	r0 := ingest.Reading{Sensor: "gh-1", Metric: "t", Value: 20, Time: ns26, Arrival: ns26}
 	allocs := testing.AllocsPerRun(1000, func() {
 		r := r0
@@ -274,7 +247,7 @@ func BenchmarkCheck(b *testing.B) {
 	for i := range 1000 {
 		sensors[string(rune('a'+i%26))+string(rune('0'+i/26%10))+string(rune('A'+i/260))] = SensorSpec{Ranges: map[string]Range{"t": {Min: f(-40), Max: f(85)}}}
 	}
-	v, _ := New(Config{KnownSensorsOnly: true}, sensors, Options{Clock: NewClock(mc.opts())})
+	v, _ := New(Config{KnownSensorsOnly: true}, sensors, Options{Clock: clock.New(mc.opts())})
 	r0 := ingest.Reading{Sensor: "a0A", Metric: "t", Value: 20, Time: ns26, Arrival: ns26}
 	b.ReportAllocs()
 	for b.Loop() {
