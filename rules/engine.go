@@ -36,14 +36,9 @@ type Options struct {
 	Meta func(sensor string) map[string]string
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Admit, when set, is asked about every reading before anything else
-	// and may change it (a door check: flags, a corrected time); false
-	// skips the reading, which Admit's owner counts. It lets a check run in
-	// the engine's goroutine instead of costing a goroutine hop per
-	// reading.
-	// (It takes and returns the reading by value: a pointer handed to an
-	// unknown function would make every reading escape to the heap.)
-	Admit func(r ingest.Reading) (ingest.Reading, bool)
+	// Door builds the engine's door, its first stage (see Door); nil keeps
+	// only the finiteness and time-bounds checks.
+	Door *Door
 }
 
 // Sink receives what the engine emits. Implemented by cmd: it encodes and
@@ -57,7 +52,7 @@ type Sink interface {
 // Stats are the engine's counters since New.
 type Stats struct {
 	Readings  uint64 // readings received by Run
-	Rejected  uint64 // non-finite values and readings refused by range stages
+	Rejected  uint64 // readings refused by the door (DoorStats) and by range stages
 	Filtered  uint64 // dropped by filter, deadband and dedup stages
 	Derived   uint64 // readings made by rate and derive stages
 	Late      uint64 // late readings dropped (late: drop, or past retention)
@@ -88,7 +83,7 @@ type Engine struct {
 	cfg     Config
 	now     func() time.Time
 	tickC   <-chan time.Time
-	admit   func(ingest.Reading) (ingest.Reading, bool)
+	door    *door
 	meta    func(string) map[string]string
 	log     *slog.Logger
 	alertsR []*alertRule
@@ -161,6 +156,7 @@ type route struct {
 	metric string
 	alerts []*alertState
 	wins   []*wkey
+	rng    *Range // the door's range for the sensor and metric (from 0 only)
 }
 
 // New compiles cfg (which must have been defaulted and validated; New
@@ -179,7 +175,6 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		cfg:     cfg,
 		now:     opts.Now,
 		tickC:   opts.Tick,
-		admit:   opts.Admit,
 		meta:    opts.Meta,
 		log:     opts.Logger,
 		routes:  map[routeKey]*route{},
@@ -193,6 +188,11 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	d, err := newDoor(opts.Door, e.log)
+	if err != nil {
+		return nil, err
+	}
+	e.door = d
 	for _, a := range cfg.Alerts {
 		e.alertsR = append(e.alertsR, compileAlert(a))
 	}
@@ -230,6 +230,9 @@ func (e *Engine) Stats() Stats {
 	}
 }
 
+// DoorStats returns the door's counters. Safe to call from any goroutine.
+func (e *Engine) DoorStats() DoorStats { return e.door.stats() }
+
 // Run processes readings until in is closed, then flushes every open window
 // (and pending revision) to sink and returns nil. Cancelling ctx is a hard
 // stop: Run returns ctx.Err() without flushing. An error from sink stops Run
@@ -241,6 +244,12 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 	defer e.running.Store(false)
 	e.ctx, e.sink = ctx, sink
 	defer func() { e.ctx, e.sink = nil, nil }()
+	if e.door.clock != nil {
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); e.door.watch(wctx) }()
+		defer func() { stop(); <-done }()
+	}
 	tick := e.tickC
 	if tick == nil {
 		t := time.NewTicker(DefaultTick)
@@ -296,20 +305,26 @@ func (e *Engine) wrapSink(err error) error {
 	return fmt.Errorf("rules: sink: %w", err)
 }
 
-// process runs one reading through the pipeline.
+// process runs one reading through the pipeline: route, door, stages,
+// alerts, windows.
 func (e *Engine) process(r *ingest.Reading) error {
-	if e.admit != nil {
-		var ok bool
-		if *r, ok = e.admit(*r); !ok {
+	e.readings.Add(1)
+	rt, ok := e.routes[routeKey{r.Sensor, r.Metric, 0}]
+	if ok {
+		rt.used = e.lastTick
+	} else {
+		// A new route: the allowlist is asked before anything is kept for
+		// the sensor, so unknown ids cannot fill the route cache.
+		if !e.door.allows(r.Sensor) {
+			e.door.refuse(r)
+			e.rejected.Add(1)
 			return nil
 		}
+		if rt = e.routeFor(r.Sensor, r.Metric, 0); rt == nil {
+			return nil // over MaxRoutes: counted by routeFor
+		}
 	}
-	e.readings.Add(1)
-	rt := e.routeFor(r.Sensor, r.Metric, 0)
-	if rt == nil {
-		return nil // over MaxRoutes: counted by routeFor
-	}
-	if !finite(r.Value) || r.Time > maxSaneTime || r.Time < -maxSaneTime {
+	if !e.door.check(rt.rng, r) {
 		e.reject(rt)
 		return nil
 	}
@@ -438,6 +453,9 @@ func (e *Engine) newRoute(sensor, metric string, from int) *route {
 		k.refs++
 		rt.wins = append(rt.wins, k)
 	}
+	if from == 0 {
+		rt.rng = e.door.rangeFor(origSensor, origMetric)
+	}
 	rt.key = routeKey{origSensor, origMetric, from}
 	rt.used = e.lastTick
 	e.routes[rt.key] = rt
@@ -446,10 +464,6 @@ func (e *Engine) newRoute(sensor, metric string, from int) *route {
 }
 
 const minTime = -1 << 63
-
-// maxSaneTime bounds the event times the windows accept (about the year
-// 2116 either side of 1970), so that window arithmetic cannot overflow.
-const maxSaneTime = 1 << 62
 
 // tick advances watermarks by the wall clock, emits pending revisions and
 // forgets retained windows past retention.

@@ -20,7 +20,6 @@ import (
 	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/clock"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
-	"github.com/sensorgate/sensorgate/ingest/validate"
 	"github.com/sensorgate/sensorgate/rules"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/uplink"
@@ -265,21 +264,20 @@ func (g *gateway) run(ctx context.Context, cfg *Config, hup <-chan os.Signal) er
 // pipeline is one configuration's sources, rules and uplinks around the
 // long-lived outbox.
 type pipeline struct {
-	cfg       *Config
-	logger    *slog.Logger
-	outbox    *buffer.Outbox
-	broker    *broker.Broker // nil unless broker.enabled
-	sources   []namedSource
-	validator *validate.Validator
-	engine    *rules.Engine
-	uplinks   []*uplink.Uplink
+	cfg     *Config
+	logger  *slog.Logger
+	outbox  *buffer.Outbox
+	broker  *broker.Broker // nil unless broker.enabled
+	sources []namedSource
+	engine  *rules.Engine
+	uplinks []*uplink.Uplink
 
 	readings chan ingest.Reading
 	failed   chan error
 
 	cancelSources, cancelEngine, cancelUplinks, cancelBroker context.CancelFunc
 	sourcesWG, uplinksWG, brokerWG                           sync.WaitGroup
-	engineDone, watchDone                                    chan struct{}
+	engineDone                                               chan struct{}
 }
 
 type namedSource struct {
@@ -299,17 +297,8 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 		}
 	}()
 	// One clock for the door and every source, so that arrival stamps taken
-	// before an NTP step can be corrected (see ingest/validate).
+	// before an NTP step can be corrected (see ingest/clock).
 	clk := clock.New(clock.Options{MinTime: cfg.Validation.MinTime})
-	specs := make(map[string]validate.SensorSpec, len(cfg.Sensors))
-	for _, s := range cfg.Sensors {
-		specs[s.ID] = validate.SensorSpec{Ranges: s.Ranges}
-	}
-	v, err := validate.New(cfg.Validation, specs, validate.Options{Logger: logger.With("component", "validate"), Clock: clk})
-	if err != nil {
-		return nil, fmt.Errorf("validation: %w", err)
-	}
-	p.validator = v
 	if cfg.Broker.Enabled {
 		b, err := broker.New(cfg.Broker, logger.With("component", "broker"))
 		if err != nil {
@@ -361,12 +350,14 @@ func newPipeline(cfg *Config, ob *buffer.Outbox, logger *slog.Logger, stdout io.
 		p.sources = append(p.sources, namedSource{"drivers", poller, func() any { return poller.Stats() }})
 	}
 	meta := sensorMeta(cfg.Sensors)
+	specs := make(map[string]rules.SensorSpec, len(cfg.Sensors))
+	for _, s := range cfg.Sensors {
+		specs[s.ID] = rules.SensorSpec{Ranges: s.Ranges}
+	}
 	eng, err := rules.New(cfg.Rules, rules.Options{
 		Meta:   func(sensor string) map[string]string { return meta[sensor] },
 		Logger: logger.With("component", "rules"),
-		// The door check runs in the engine's goroutine: as a stage of its
-		// own it cost a goroutine hop per reading, 15 times the check.
-		Admit: func(r ingest.Reading) (ingest.Reading, bool) { ok, _ := v.Check(&r); return r, ok },
+		Door:   &rules.Door{Validation: cfg.Validation, Sensors: specs, Clock: clk},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
@@ -406,7 +397,7 @@ func (p *pipeline) register(m *metricsServer) {
 	if p.broker != nil {
 		m.set("broker", func() any { return p.broker.Stats() })
 	}
-	m.set("validate", func() any { return p.validator.Stats() })
+	m.set("validate", func() any { return p.engine.DoorStats() })
 	for _, s := range p.sources {
 		m.set("source_"+s.name, s.stats)
 	}
@@ -430,17 +421,11 @@ func (p *pipeline) start() {
 			}
 		}()
 	}
-	// One channel from every source to the rules; the door check runs
-	// inline in the engine (rules.Options.Admit), its clock kept current
-	// by Watch.
+	// One channel from every source to the rules; the door is the
+	// engine's first stage, and its Run keeps the clock current.
 	p.readings = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
 	ectx, p.cancelEngine = context.WithCancel(context.Background())
 	p.engineDone = make(chan struct{})
-	p.watchDone = make(chan struct{})
-	go func() {
-		defer close(p.watchDone)
-		_ = p.validator.Watch(ectx)
-	}()
 	go func() {
 		defer close(p.engineDone)
 		if err := p.engine.Run(ectx, p.readings, newOutboxSink(p.outbox)); err != nil && ectx.Err() == nil {
@@ -500,7 +485,6 @@ func (p *pipeline) stop(grace time.Duration, handover bool) {
 		<-p.engineDone
 	}
 	p.cancelEngine()
-	<-p.watchDone
 	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if err := p.outbox.Flush(fctx); err != nil {
 		p.logger.Error("outbox flush", "err", err)
