@@ -42,14 +42,13 @@ func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 	for _, w := range e.windows {
 		byName[w.cfg.Name] = w
 	}
-	old.ctx, old.sink = ctx, sink
-	defer func() { old.ctx, old.sink = nil, nil }()
+	em := &emitter{ctx, sink}
 	var flushErr error
 	for _, k := range old.keys {
 		nw := byName[k.w.cfg.Name]
 		if nw == nil || !sameWindow(nw.cfg, k.w.cfg) {
 			if flushErr == nil {
-				flushErr = old.flushKey(k)
+				flushErr = old.flushKey(em, k)
 			}
 			continue
 		}
@@ -84,9 +83,9 @@ func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 }
 
 // flushKey emits every open window and pending revision of k.
-func (e *Engine) flushKey(k *wkey) error {
+func (e *Engine) flushKey(em *emitter, k *wkey) error {
 	if k.w.kind == kindHopping {
-		if err := e.emitHopping(k, k.wm, 1<<63-1); err != nil {
+		if err := e.emitHopping(em, k, k.wm, 1<<63-1); err != nil {
 			return err
 		}
 	}
@@ -94,14 +93,14 @@ func (e *Engine) flushKey(k *wkey) error {
 		b := k.open[0]
 		k.open = k.open[1:]
 		e.openWindows.Add(-1)
-		err := e.emit(k, b)
+		err := e.emit(em, k, b)
 		e.retire(k, b)
 		if err != nil {
 			return err
 		}
 	}
 	k.open = nil
-	return e.revise(k)
+	return e.revise(em, k)
 }
 
 func sameWindow(a, b WindowConfig) bool {

@@ -75,7 +75,7 @@ func (a *alertRule) clears(v float64) bool {
 }
 
 // checkAlert runs the hysteresis state machine of st on r.
-func (e *Engine) checkAlert(st *alertState, r *ingest.Reading) error {
+func (e *Engine) checkAlert(em *emitter, st *alertState, r *ingest.Reading) error {
 	rule := st.rule
 	v := r.Value
 	if st.seen && r.Time < st.lastT {
@@ -101,23 +101,23 @@ func (e *Engine) checkAlert(st *alertState, r *ingest.Reading) error {
 		st.seq = 0
 		st.lastNotify = r.Time
 		st.id = alertID(rule.cfg.ID, st.sensor, st.metric, st.since)
-		return e.sendAlert(st, r, ingest.AlertFire, rule.limit)
+		return e.sendAlert(em, st, r, ingest.AlertFire, rule.limit)
 	}
 	if rule.clears(v) {
 		st.active = false
 		st.pending = false
 		st.seq++
-		return e.sendAlert(st, r, ingest.AlertClear, rule.clearAt)
+		return e.sendAlert(em, st, r, ingest.AlertClear, rule.clearAt)
 	}
 	if rule.renotify > 0 && r.Time-st.lastNotify >= rule.renotify {
 		st.seq++
 		st.lastNotify = r.Time
-		return e.sendAlert(st, r, ingest.AlertFire, rule.limit)
+		return e.sendAlert(em, st, r, ingest.AlertFire, rule.limit)
 	}
 	return nil
 }
 
-func (e *Engine) sendAlert(st *alertState, r *ingest.Reading, state string, threshold float64) error {
+func (e *Engine) sendAlert(em *emitter, st *alertState, r *ingest.Reading, state string, threshold float64) error {
 	rule := st.rule
 	a := &e.alert
 	*a = ingest.Alert{
@@ -140,7 +140,7 @@ func (e *Engine) sendAlert(st *alertState, r *ingest.Reading, state string, thre
 		a.Message = alertMessage(a, rule.high)
 	}
 	e.alerts.Add(1)
-	return e.sink.Alert(e.ctx, a)
+	return em.sink.Alert(em.ctx, a)
 }
 
 func alertMessage(a *ingest.Alert, high bool) string {

@@ -278,13 +278,13 @@ func TestDoorDoesNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ctx, e.sink = context.Background(), discard{}
+	em := &emitter{context.Background(), discard{}}
 	sensors := []string{"gh-1", "gh-2", "gh-3"}
 	var i int64
 	step := func() {
 		r := ingest.Reading{Sensor: sensors[i%3], Metric: "temperature", Value: float64(20 + i%7), Time: ns26 + i*int64(time.Millisecond), Arrival: ns26, Unit: "degC"}
 		i++
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -94,15 +94,13 @@ type Engine struct {
 	handover atomic.Bool // PrepareHandover: no flush when the input closes
 
 	// State owned by the Run goroutine.
-	ctx       context.Context
-	sink      Sink
 	routes    map[routeKey]*route
 	wkeys     map[wkeyID]*wkey
 	keys      []*wkey // creation order, for deterministic ticks and flushes
 	astates   map[alertKey]*alertState
 	derives   map[deriveKey]*deriveState
 	env       evalEnv
-	flushHook func() // tests: called when the flush begins
+	flushHook func(Sink) // tests: called when the flush begins
 	// exprLogged limits expression failure logs to one per stage per tick.
 	exprLogged map[int]bool
 	free       []*bucket
@@ -209,6 +207,14 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	return e, nil
 }
 
+// emitter is where a Run (or an Adopt) sends what the engine emits: the
+// context and the sink of that call, passed down the path of a reading
+// rather than kept in the Engine.
+type emitter struct {
+	ctx  context.Context
+	sink Sink
+}
+
 // Stats returns the counters. Safe to call from any goroutine.
 func (e *Engine) Stats() Stats {
 	return Stats{
@@ -242,8 +248,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 		return ErrRunning
 	}
 	defer e.running.Store(false)
-	e.ctx, e.sink = ctx, sink
-	defer func() { e.ctx, e.sink = nil, nil }()
+	em := &emitter{ctx, sink}
 	if e.door.clock != nil {
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -268,14 +273,14 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 				tick = nil // a closed Options.Tick: no more ticks
 				continue
 			}
-			if err := e.tick(); err != nil {
+			if err := e.tick(em); err != nil {
 				return err
 			}
 		case r, ok := <-in:
 			if !ok {
-				return e.closed()
+				return e.closed(em)
 			}
-			if err := e.process(&r); err != nil {
+			if err := e.process(em, &r); err != nil {
 				return err
 			}
 			// Drain what is queued without going through the full select
@@ -285,9 +290,9 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 				select {
 				case r, ok := <-in:
 					if !ok {
-						return e.closed()
+						return e.closed(em)
 					}
-					if err := e.process(&r); err != nil {
+					if err := e.process(em, &r); err != nil {
 						return err
 					}
 				default:
@@ -298,8 +303,8 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 	}
 }
 
-func (e *Engine) wrapSink(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) && e.ctx.Err() != nil {
+func (e *Engine) wrapSink(em *emitter, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) && em.ctx.Err() != nil {
 		return err
 	}
 	return fmt.Errorf("rules: sink: %w", err)
@@ -307,7 +312,7 @@ func (e *Engine) wrapSink(err error) error {
 
 // process runs one reading through the pipeline: route, door, stages,
 // alerts, windows.
-func (e *Engine) process(r *ingest.Reading) error {
+func (e *Engine) process(em *emitter, r *ingest.Reading) error {
 	e.readings.Add(1)
 	rt, ok := e.routes[routeKey{r.Sensor, r.Metric, 0}]
 	if ok {
@@ -328,7 +333,7 @@ func (e *Engine) process(r *ingest.Reading) error {
 		e.reject(rt)
 		return nil
 	}
-	return e.wrapSink(e.runRoute(rt, r))
+	return e.wrapSink(em, e.runRoute(em, rt, r))
 }
 
 func (e *Engine) reject(rt *route) {
@@ -338,21 +343,21 @@ func (e *Engine) reject(rt *route) {
 	}
 }
 
-func (e *Engine) runRoute(rt *route, r *ingest.Reading) error {
+func (e *Engine) runRoute(em *emitter, rt *route, r *ingest.Reading) error {
 	for i := range rt.steps {
-		keep, err := e.runStep(rt, &rt.steps[i], r)
+		keep, err := e.runStep(em, rt, &rt.steps[i], r)
 		if err != nil || !keep {
 			return err
 		}
 	}
 	r.Sensor, r.Metric = rt.sensor, rt.metric
 	for _, a := range rt.alerts {
-		if err := e.checkAlert(a, r); err != nil {
+		if err := e.checkAlert(em, a, r); err != nil {
 			return err
 		}
 	}
 	for _, k := range rt.wins {
-		if err := e.addWindow(k, r); err != nil {
+		if err := e.addWindow(em, k, r); err != nil {
 			return err
 		}
 	}
@@ -467,7 +472,7 @@ const minTime = -1 << 63
 
 // tick advances watermarks by the wall clock, emits pending revisions and
 // forgets retained windows past retention.
-func (e *Engine) tick() error {
+func (e *Engine) tick(em *emitter) error {
 	now := e.now().UnixNano()
 	if now < e.lastTick {
 		// The wall clock stepped back (NTP step, RTC-less boot): shift the
@@ -486,8 +491,8 @@ func (e *Engine) tick() error {
 	e.lastTick = now
 	clear(e.exprLogged)
 	for _, k := range e.keys {
-		if err := e.tickKey(k, now); err != nil {
-			return e.wrapSink(err)
+		if err := e.tickKey(em, k, now); err != nil {
+			return e.wrapSink(em, err)
 		}
 	}
 	if ttl := int64(e.cfg.KeyTTL); now-e.lastSweep >= min(ttl/4, int64(time.Minute)) || now < e.lastSweep {
@@ -551,13 +556,13 @@ func routeIdle(rt *route) bool {
 	return true
 }
 
-func (e *Engine) tickKey(k *wkey, now int64) error {
+func (e *Engine) tickKey(em *emitter, k *wkey, now int64) error {
 	w := k.w
 	if w.processing {
-		if err := e.advance(k, now-w.lateness); err != nil {
+		if err := e.advance(em, k, now-w.lateness); err != nil {
 			return err
 		}
-		return e.revise(k)
+		return e.revise(em, k)
 	}
 	switch {
 	case k.active:
@@ -574,20 +579,20 @@ func (e *Engine) tickKey(k *wkey, now int64) error {
 	case k.hasMax && now > k.anchorWall:
 		// Idle: the key's event clock moves on with the wall clock, so
 		// silent sensors still close their windows.
-		if err := e.advance(k, k.anchorT+(now-k.anchorWall)-w.lateness); err != nil {
+		if err := e.advance(em, k, k.anchorT+(now-k.anchorWall)-w.lateness); err != nil {
 			return err
 		}
 	}
-	return e.revise(k)
+	return e.revise(em, k)
 }
 
 // closed handles the end of the input: flush, unless a handover was
 // prepared.
-func (e *Engine) closed() error {
+func (e *Engine) closed(em *emitter) error {
 	if e.handover.Load() {
 		return nil
 	}
-	return e.flush()
+	return e.flush(em)
 }
 
 // PrepareHandover makes Run return nil without flushing when its input
@@ -598,13 +603,13 @@ func (e *Engine) PrepareHandover() { e.handover.Store(true) }
 
 // flush emits every open window and pending revision, in key creation
 // order and window start order.
-func (e *Engine) flush() error {
+func (e *Engine) flush(em *emitter) error {
 	if e.flushHook != nil {
-		e.flushHook()
+		e.flushHook(em.sink)
 	}
 	for _, k := range e.keys {
-		if err := e.flushKey(k); err != nil {
-			return e.wrapSink(err)
+		if err := e.flushKey(em, k); err != nil {
+			return e.wrapSink(em, err)
 		}
 	}
 	return nil

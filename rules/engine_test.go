@@ -309,13 +309,13 @@ func TestProcessSteadyStateAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ctx, e.sink = context.Background(), discard{}
+	em := &emitter{context.Background(), discard{}}
 	sensors := []string{"gh-1", "gh-2", "gh-3"}
 	var i int64
 	step := func() {
 		r := ingest.Reading{Sensor: sensors[i%3], Metric: "temperature", Value: float64(20 + i%7), Time: i * int64(time.Millisecond), Unit: "degC"}
 		i++
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -483,15 +483,15 @@ func TestSamplesCap(t *testing.T) {
 		w.maxSamples = 4
 	}
 	sink := &collect{}
-	e.ctx, e.sink = context.Background(), sink
+	em := &emitter{context.Background(), sink}
 	// [0, 10) and its pane [0, 5): 5 readings (over the cap); [10, 20): 3.
 	for i, ts := range []float64{0.5, 1, 2, 3, 4, 11, 12, 13} {
 		r := rd("s", "m", ts, float64(i))
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.flush(); err != nil {
+	if err := e.flush(em); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]ingest.Summary{}

@@ -115,7 +115,7 @@ func runGolden(t *testing.T, dir string) []byte {
 	beforeClose := -1
 	h := newHarness(t, cfg, meta, func(e *Engine) {
 		// Runs on the engine goroutine when the input has closed.
-		e.flushHook = func() { beforeClose = len(e.sink.(*collect).order) }
+		e.flushHook = func(s Sink) { beforeClose = len(s.(*collect).order) }
 	})
 	f, err := os.Open(filepath.Join(dir, "input.jsonl"))
 	if err != nil {

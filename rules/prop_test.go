@@ -119,7 +119,7 @@ func TestAggregatesProperty(t *testing.T) {
 					t.Fatal(err)
 				}
 				sink := &collect{}
-				e.ctx, e.sink = context.Background(), sink
+				em := &emitter{context.Background(), sink}
 
 				n := 1 + rng.IntN(400)
 				// Event times: increasing with random gaps (sometimes equal,
@@ -162,11 +162,11 @@ func TestAggregatesProperty(t *testing.T) {
 				}
 				for _, x := range arr {
 					r := ingest.Reading{Sensor: "s", Metric: "m", Value: x.v, Time: x.t}
-					if err := e.process(&r); err != nil {
+					if err := e.process(em, &r); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if err := e.flush(); err != nil {
+				if err := e.flush(em); err != nil {
 					t.Fatal(err)
 				}
 				// Brute force windows.

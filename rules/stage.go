@@ -336,7 +336,7 @@ func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]strin
 }
 
 // runStep applies one stage to r. keep=false: the reading goes no further.
-func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
+func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
 	st := s.st
 	switch st.kind {
 	case kFilter:
@@ -439,7 +439,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 		if s.hasLast && r.Time > s.lastT {
 			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
 			s.lastV, s.lastT = r.Value, r.Time
-			if err := e.emitDerived(st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
+			if err := e.emitDerived(em, st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
 				return false, err
 			}
 			return true, nil
@@ -473,7 +473,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			e.exprError(st, err)
 			return true, nil
 		}
-		if err := e.emitDerived(st, r, s.out, st.cfg.Unit, v, q); err != nil {
+		if err := e.emitDerived(em, st, r, s.out, st.cfg.Unit, v, q); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -482,7 +482,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 }
 
 // emitDerived sends a reading made by stage st through the stages after it.
-func (e *Engine) emitDerived(st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
+func (e *Engine) emitDerived(em *emitter, st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
 	d := ingest.Reading{Sensor: r.Sensor, Metric: metric, Value: v, Unit: unit, Time: r.Time, Arrival: r.Arrival, Quality: q | ingest.QualityDerived}
 	rt := e.routeFor(d.Sensor, d.Metric, st.idx+1)
 	if rt == nil {
@@ -493,7 +493,7 @@ func (e *Engine) emitDerived(st *stage, r *ingest.Reading, metric, unit string, 
 		return nil
 	}
 	e.derived.Add(1)
-	return e.runRoute(rt, &d)
+	return e.runRoute(em, rt, &d)
 }
 
 // exprError logs an expression failure, at most once per stage per tick.

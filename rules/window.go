@@ -241,7 +241,7 @@ func (e *Engine) freeBucket(b *bucket) {
 }
 
 // addWindow folds r into the windows of k.
-func (e *Engine) addWindow(k *wkey, r *ingest.Reading) error {
+func (e *Engine) addWindow(em *emitter, k *wkey, r *ingest.Reading) error {
 	w := k.w
 	t := r.Time
 	if w.processing {
@@ -302,7 +302,7 @@ func (e *Engine) addWindow(k *wkey, r *ingest.Reading) error {
 		k.maxT = t
 		k.maxArrival = r.Arrival
 	}
-	return e.advance(k, k.maxT-w.lateness)
+	return e.advance(em, k, k.maxT-w.lateness)
 }
 
 // addSession puts t into the open session it extends (merging sessions it
@@ -437,14 +437,14 @@ func (e *Engine) foldLate(k *wkey, r *ingest.Reading, t, start, end int64) bool 
 
 // advance moves the watermark of k to wm (if later) and emits every window
 // that ends at or before it.
-func (e *Engine) advance(k *wkey, wm int64) error {
+func (e *Engine) advance(em *emitter, k *wkey, wm int64) error {
 	if wm <= k.wm {
 		return nil
 	}
 	old := k.wm
 	k.wm = wm
 	if k.w.kind == kindHopping {
-		return e.emitHopping(k, old, wm)
+		return e.emitHopping(em, k, old, wm)
 	}
 	for len(k.open) > 0 && k.open[0].end <= wm {
 		// Sessions are kept ordered by start; their ends are ordered too
@@ -452,7 +452,7 @@ func (e *Engine) advance(k *wkey, wm int64) error {
 		b := k.open[0]
 		k.open = slices.Delete(k.open, 0, 1)
 		e.openWindows.Add(-1)
-		if err := e.emit(k, b); err != nil {
+		if err := e.emit(em, k, b); err != nil {
 			e.retire(k, b)
 			return err
 		}
@@ -466,7 +466,7 @@ func ceilAlign(x, a int64) int64 { return -floorDiv(-x, a) * a }
 // emitHopping emits the hopping windows of k that end in (lo, hi] and hold
 // readings, assembled from their panes, then frees the panes that no
 // window still open needs.
-func (e *Engine) emitHopping(k *wkey, lo, hi int64) error {
+func (e *Engine) emitHopping(em *emitter, k *wkey, lo, hi int64) error {
 	w := k.w
 	next := int64(minTime) // windows before next are done
 	first := ceilAlign(lo-w.size+1, w.slide)
@@ -477,7 +477,7 @@ func (e *Engine) emitHopping(k *wkey, lo, hi int64) error {
 		// Windows containing the pane: s <= p.start, p.start+pane <= s+size.
 		s := max(ceilAlign(p.start+w.pane-w.size, w.slide), next, first)
 		for ; s <= p.start && s+w.size <= hi; s += w.slide {
-			if err := e.emitHop(k, s); err != nil {
+			if err := e.emitHop(em, k, s); err != nil {
 				return err
 			}
 			next = s + w.slide
@@ -499,7 +499,7 @@ func (e *Engine) emitHopping(k *wkey, lo, hi int64) error {
 
 // emitHop assembles the hopping window [s, s+size) of k from its panes and
 // emits it.
-func (e *Engine) emitHop(k *wkey, s int64) error {
+func (e *Engine) emitHop(em *emitter, k *wkey, s int64) error {
 	w := k.w
 	b := e.newBucket(s, s+w.size)
 	for _, p := range k.open {
@@ -513,7 +513,7 @@ func (e *Engine) emitHop(k *wkey, s int64) error {
 		e.freeBucket(b)
 		return nil
 	}
-	err := e.emit(k, b)
+	err := e.emit(em, k, b)
 	e.retire(k, b)
 	return err
 }
@@ -533,7 +533,7 @@ func (e *Engine) retire(k *wkey, b *bucket) {
 
 // revise emits the dirty retained windows of k and forgets those past
 // retention.
-func (e *Engine) revise(k *wkey) error {
+func (e *Engine) revise(em *emitter, k *wkey) error {
 	if len(k.emitted) == 0 {
 		return nil
 	}
@@ -544,7 +544,7 @@ func (e *Engine) revise(k *wkey) error {
 			if b.emitted {
 				b.revision++
 			}
-			err = e.emit(k, b)
+			err = e.emit(em, k, b)
 			b.dirty = false
 		}
 		if b.end+k.w.retention <= k.wm {
@@ -559,7 +559,7 @@ func (e *Engine) revise(k *wkey) error {
 }
 
 // emit sends the summary of b.
-func (e *Engine) emit(k *wkey, b *bucket) error {
+func (e *Engine) emit(em *emitter, k *wkey, b *bucket) error {
 	w := k.w
 	s := &e.sum
 	*s = ingest.Summary{
@@ -642,7 +642,7 @@ func (e *Engine) emit(k *wkey, b *bucket) error {
 		e.revisions.Add(1)
 	}
 	e.summaries.Add(1)
-	return e.sink.Summary(e.ctx, s)
+	return em.sink.Summary(em.ctx, s)
 }
 
 // orderedAggs sorts the samples by time (stable: ties keep arrival order)
