@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // ErrAdopt is returned by Adopt for engines that cannot hand over state.
@@ -35,30 +34,11 @@ func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 	if e.running.Load() || old.running.Load() {
 		return ErrRunning
 	}
-	if len(e.keys) != 0 || len(e.astates) != 0 {
+	if e.win.Stats().Keys != 0 || len(e.astates) != 0 {
 		return fmt.Errorf("%w: the engine already has state", ErrAdopt)
 	}
-	byName := map[string]*window{}
-	for _, w := range e.windows {
-		byName[w.cfg.Name] = w
-	}
-	em := &emitter{ctx, sink}
-	var flushErr error
-	for _, k := range old.keys {
-		nw := byName[k.w.cfg.Name]
-		if nw == nil || !sameWindow(nw.cfg, k.w.cfg) {
-			if flushErr == nil {
-				flushErr = old.flushKey(em, k)
-			}
-			continue
-		}
-		id := wkeyID{win: nw.idx, sensor: k.sensor, group: k.group, metric: k.metric}
-		k.w, k.id, k.refs = nw, id, 0
-		e.wkeys[id] = k
-		e.keys = append(e.keys, k)
-		e.nkeys.Add(1)
-		e.openWindows.Add(int64(len(k.open)))
-	}
+	em := newEmitter(ctx, sink)
+	flushErr := e.win.Adopt(old.win, e.windows, em.summary)
 	rules := map[string]int{}
 	for i, a := range e.alertsR {
 		rules[a.cfg.ID] = i
@@ -72,41 +52,12 @@ func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 		e.astates[st.key] = st
 	}
 	e.lastTick, e.lastSweep = old.lastTick, old.lastSweep
-	old.keys, old.wkeys, old.astates, old.routes = nil, map[wkeyID]*wkey{}, map[alertKey]*alertState{}, map[routeKey]*route{}
-	old.openWindows.Store(0)
-	old.nkeys.Store(0)
+	old.astates, old.routes = map[alertKey]*alertState{}, map[routeKey]*route{}
 	old.nroutes.Store(0)
 	if flushErr != nil {
 		return fmt.Errorf("rules: adopt: flush: %w", flushErr)
 	}
 	return nil
-}
-
-// flushKey emits every open window and pending revision of k.
-func (e *Engine) flushKey(em *emitter, k *wkey) error {
-	if k.w.kind == kindHopping {
-		if err := e.emitHopping(em, k, k.wm, 1<<63-1); err != nil {
-			return err
-		}
-	}
-	for len(k.open) > 0 {
-		b := k.open[0]
-		k.open = k.open[1:]
-		e.openWindows.Add(-1)
-		err := e.emit(em, k, b)
-		e.retire(k, b)
-		if err != nil {
-			return err
-		}
-	}
-	k.open = nil
-	return e.revise(em, k)
-}
-
-func sameWindow(a, b WindowConfig) bool {
-	return a.Name == b.Name && a.Type == b.Type && a.Size == b.Size && a.Slide == b.Slide && a.Gap == b.Gap &&
-		a.Time == b.Time && a.Late == b.Late && a.Retention == b.Retention && a.GroupBy == b.GroupBy &&
-		slices.Equal(a.Aggregates, b.Aggregates) && slices.Equal(a.Quantiles, b.Quantiles) && a.SketchAccuracy == b.SketchAccuracy
 }
 
 func sameAlert(a, b AlertRule) bool {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // The design's workload: 1,000 sensors x 3 metrics, every reading through
@@ -57,7 +58,7 @@ func benchEngine(b *testing.B, cfgYAML string) (*Engine, func(i int)) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	em := &emitter{context.Background(), discard{}}
+	em := newEmitter(context.Background(), discard{})
 	names := benchSensorNames()
 	const keys = benchSensors * benchMetrics
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
@@ -160,7 +161,7 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 				var m0, m1 runtime.MemStats
 				runtime.ReadMemStats(&m0)
 				e, _ := New(cfg, Options{})
-				em := &emitter{context.Background(), discard{}}
+				em := newEmitter(context.Background(), discard{})
 				for j := range 10 { // 10 readings per key, all in one open window
 					for i := range keys {
 						r := ingest.Reading{Sensor: names[i], Metric: "temperature", Value: float64(20 + j + i%50), Time: int64(j) * int64(100*time.Millisecond)}
@@ -191,11 +192,11 @@ func BenchmarkRollUp(b *testing.B) {
 		b.Fatal(err)
 	}
 	var payloads [][]byte
-	em := &emitter{context.Background(), sinkFunc(func(s *ingest.Summary) error {
+	em := newEmitter(context.Background(), sinkFunc(func(s *ingest.Summary) error {
 		p, err := ingest.AppendSummary(nil, s)
 		payloads = append(payloads, p)
 		return err
-	})}
+	}))
 	names := benchSensorNames()[:100]
 	for sec := range 1000 {
 		for i, n := range names {
@@ -214,7 +215,7 @@ func BenchmarkRollUp(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		out, err := RollUp(payloads)
+		out, err := window.RollUp(payloads)
 		if err != nil || len(out) != 100 {
 			b.Fatalf("%v, %d records", err, len(out))
 		}

@@ -40,7 +40,7 @@
 //     re-notify: one [ingest.Alert] when the condition starts to hold
 //     ("fire"), again every re-notify interval, and when it stops ("clear"),
 //     all with the same ID for one firing.
-//  4. Windows ([WindowConfig]), keyed by sensor and metric (or by a tag and
+//  4. Windows ([WindowConfig], package rules/window), keyed by sensor and metric (or by a tag and
 //     metric with group_by): tumbling, hopping or session, in event time
 //     (default) or processing time. A reading may fall into several
 //     windows of several rules. When a window closes, one [ingest.Summary]
@@ -94,8 +94,8 @@
 //
 // # Merging
 //
-// [Merge] folds one summary into another of the same key and a disjoint
-// window; [RollUp] does it for a batch of encoded outbox records, so that
+// [window.Merge] folds one summary into another of the same key and a disjoint
+// window; [window.RollUp] does it for a batch of encoded outbox records, so that
 // the buffer can roll old summaries up into coarser ones instead of
 // dropping them.
 //
@@ -132,7 +132,7 @@
 // validation and late policies.
 //
 // TWA, delta and rate keep the (time, value) samples of an open window
-// (16 bytes each, at most [MaxSamples]; a window that gets more is emitted
+// (16 bytes each, at most [window.MaxSamples]; a window that gets more is emitted
 // without them and counted in [Stats].Capped); quantiles keep a DDSketch per
 // open window (rules/internal/sketch: 8 bytes per bin, the bins grow with
 // the log-range of the values, not their number, up to 2048 per sign).

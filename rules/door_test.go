@@ -278,7 +278,7 @@ func TestDoorDoesNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	em := &emitter{context.Background(), discard{}}
+	em := newEmitter(context.Background(), discard{})
 	sensors := []string{"gh-1", "gh-2", "gh-3"}
 	var i int64
 	step := func() {

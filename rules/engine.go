@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // DefaultTick is how often Run advances the watermarks of idle keys when
@@ -88,54 +89,37 @@ type Engine struct {
 	log     *slog.Logger
 	alertsR []*alertRule
 	stages  []*stage
-	windows []*window
+	windows []*window.Rule
+	win     *window.Keyed // the keyed windows and their state
 
 	running  atomic.Bool
 	handover atomic.Bool // PrepareHandover: no flush when the input closes
 
 	// State owned by the Run goroutine.
 	routes    map[routeKey]*route
-	wkeys     map[wkeyID]*wkey
-	keys      []*wkey // creation order, for deterministic ticks and flushes
 	astates   map[alertKey]*alertState
 	derives   map[deriveKey]*deriveState
 	env       evalEnv
 	flushHook func(Sink) // tests: called when the flush begins
 	// exprLogged limits expression failure logs to one per stage per tick.
 	exprLogged map[int]bool
-	free       []*bucket
 	lastTick   int64
 	lastSweep  int64
-	sum        ingest.Summary
-	quantBuf   []ingest.Quantile // reused for sum.Quantiles
-	sketchBuf  []byte            // reused for sum.Sketch
 	alert      ingest.Alert
 
-	readings    atomic.Uint64
-	rejected    atomic.Uint64
-	filtered    atomic.Uint64
-	derived     atomic.Uint64
-	lateDropped atomic.Uint64
-	lateFolded  atomic.Uint64
-	summaries   atomic.Uint64
-	revisions   atomic.Uint64
-	alerts      atomic.Uint64
-	exprErrors  atomic.Uint64
-	overflow    atomic.Uint64
-	capped      atomic.Uint64
-	openWindows atomic.Int64
-	nkeys       atomic.Int64
-	nroutes     atomic.Int64
+	readings   atomic.Uint64
+	rejected   atomic.Uint64
+	filtered   atomic.Uint64
+	derived    atomic.Uint64
+	alerts     atomic.Uint64
+	exprErrors atomic.Uint64
+	overflow   atomic.Uint64
+	nroutes    atomic.Int64
 }
 
 type routeKey struct {
 	sensor, metric string
 	from           int // index of the first stage to apply
-}
-
-type wkeyID struct {
-	win                   int
-	sensor, group, metric string
 }
 
 type alertKey struct {
@@ -153,7 +137,7 @@ type route struct {
 	sensor string // after renames
 	metric string
 	alerts []*alertState
-	wins   []*wkey
+	wins   []*window.Key
 	rng    *Range // the door's range for the sensor and metric (from 0 only)
 }
 
@@ -176,7 +160,6 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		meta:    opts.Meta,
 		log:     opts.Logger,
 		routes:  map[routeKey]*route{},
-		wkeys:   map[wkeyID]*wkey{},
 		astates: map[alertKey]*alertState{},
 		derives: map[deriveKey]*deriveState{},
 	}
@@ -202,8 +185,9 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		e.stages = append(e.stages, st)
 	}
 	for i, w := range cfg.Windows {
-		e.windows = append(e.windows, compileWindow(i, w))
+		e.windows = append(e.windows, window.Compile(i, w))
 	}
+	e.win = window.NewKeyed(e.now)
 	return e, nil
 }
 
@@ -211,27 +195,33 @@ func New(cfg Config, opts Options) (*Engine, error) {
 // context and the sink of that call, passed down the path of a reading
 // rather than kept in the Engine.
 type emitter struct {
-	ctx  context.Context
-	sink Sink
+	ctx     context.Context
+	sink    Sink
+	summary window.Emit // sink.Summary with ctx, made once per Run
+}
+
+func newEmitter(ctx context.Context, sink Sink) *emitter {
+	return &emitter{ctx: ctx, sink: sink, summary: func(s *ingest.Summary) error { return sink.Summary(ctx, s) }}
 }
 
 // Stats returns the counters. Safe to call from any goroutine.
 func (e *Engine) Stats() Stats {
+	ws := e.win.Stats()
 	return Stats{
 		Readings:    e.readings.Load(),
 		Rejected:    e.rejected.Load(),
 		Filtered:    e.filtered.Load(),
 		Derived:     e.derived.Load(),
-		Late:        e.lateDropped.Load(),
-		Revised:     e.lateFolded.Load(),
-		Summaries:   e.summaries.Load(),
-		Revisions:   e.revisions.Load(),
+		Late:        ws.Late,
+		Revised:     ws.Revised,
+		Summaries:   ws.Summaries,
+		Revisions:   ws.Revisions,
 		Alerts:      e.alerts.Load(),
 		ExprErrors:  e.exprErrors.Load(),
 		Overflow:    e.overflow.Load(),
-		Capped:      e.capped.Load(),
-		OpenWindows: e.openWindows.Load(),
-		Keys:        e.nkeys.Load(),
+		Capped:      ws.Capped,
+		OpenWindows: ws.OpenWindows,
+		Keys:        ws.Keys,
 		Routes:      e.nroutes.Load(),
 	}
 }
@@ -248,7 +238,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 		return ErrRunning
 	}
 	defer e.running.Store(false)
-	em := &emitter{ctx, sink}
+	em := newEmitter(ctx, sink)
 	if e.door.clock != nil {
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -339,7 +329,7 @@ func (e *Engine) process(em *emitter, r *ingest.Reading) error {
 func (e *Engine) reject(rt *route) {
 	e.rejected.Add(1)
 	for _, k := range rt.wins {
-		k.pendRej++
+		k.Reject()
 	}
 }
 
@@ -357,7 +347,7 @@ func (e *Engine) runRoute(em *emitter, rt *route, r *ingest.Reading) error {
 		}
 	}
 	for _, k := range rt.wins {
-		if err := e.addWindow(em, k, r); err != nil {
+		if err := e.win.Add(k, r, em.summary); err != nil {
 			return err
 		}
 	}
@@ -434,28 +424,20 @@ func (e *Engine) newRoute(sensor, metric string, from int) *route {
 		rt.alerts = append(rt.alerts, st)
 	}
 	for _, w := range e.windows {
-		if !match(w.cfg.Sensor, sensor) || !match(w.cfg.Metric, metric) {
+		if c := w.Config(); !match(c.Sensor, sensor) || !match(c.Metric, metric) {
 			continue
 		}
-		id := wkeyID{win: w.idx, sensor: sensor, metric: metric}
+		ksensor, group := sensor, ""
 		kmeta := meta
-		if w.cfg.GroupBy != "" {
-			v, ok := meta[w.cfg.GroupBy]
+		if gb := w.Config().GroupBy; gb != "" {
+			v, ok := meta[gb]
 			if !ok {
 				continue
 			}
-			id.sensor = ""
-			id.group = w.cfg.GroupBy + "=" + v
-			kmeta = map[string]string{w.cfg.GroupBy: v}
+			ksensor, group = "", gb+"="+v
+			kmeta = map[string]string{gb: v}
 		}
-		k := e.wkeys[id]
-		if k == nil {
-			k = &wkey{w: w, sensor: id.sensor, group: id.group, metric: metric, meta: kmeta, wm: minTime, sessEnd: minTime, id: id}
-			e.wkeys[id] = k
-			e.keys = append(e.keys, k)
-			e.nkeys.Add(1)
-		}
-		k.refs++
+		k := e.win.Key(w, ksensor, group, metric, kmeta)
 		rt.wins = append(rt.wins, k)
 	}
 	if from == 0 {
@@ -468,8 +450,6 @@ func (e *Engine) newRoute(sensor, metric string, from int) *route {
 	return rt
 }
 
-const minTime = -1 << 63
-
 // tick advances watermarks by the wall clock, emits pending revisions and
 // forgets retained windows past retention.
 func (e *Engine) tick(em *emitter) error {
@@ -481,19 +461,12 @@ func (e *Engine) tick(em *emitter) error {
 		// back, so nothing is emitted twice.
 		back := e.lastTick - now
 		e.log.Warn("rules: wall clock stepped back", "by", time.Duration(back))
-		for _, k := range e.keys {
-			k.anchorWall -= back
-			if k.maxArrival != 0 {
-				k.maxArrival -= back
-			}
-		}
+		e.win.ShiftBack(back)
 	}
 	e.lastTick = now
 	clear(e.exprLogged)
-	for _, k := range e.keys {
-		if err := e.tickKey(em, k, now); err != nil {
-			return e.wrapSink(em, err)
-		}
+	if err := e.win.Advance(now, em.summary); err != nil {
+		return e.wrapSink(em, err)
 	}
 	if ttl := int64(e.cfg.KeyTTL); now-e.lastSweep >= min(ttl/4, int64(time.Minute)) || now < e.lastSweep {
 		e.lastSweep = now
@@ -514,7 +487,7 @@ func (e *Engine) sweep(before int64) {
 		delete(e.routes, key)
 		e.nroutes.Add(-1)
 		for _, k := range rt.wins {
-			k.refs--
+			k.Release()
 		}
 		for _, a := range rt.alerts {
 			if a.refs--; a.refs == 0 {
@@ -529,22 +502,12 @@ func (e *Engine) sweep(before int64) {
 			}
 		}
 	}
-	keep := e.keys[:0]
-	for _, k := range e.keys {
-		if k.refs > 0 || len(k.open) > 0 || len(k.emitted) > 0 {
-			keep = append(keep, k)
-			continue
-		}
-		delete(e.wkeys, k.id)
-		e.nkeys.Add(-1)
-	}
-	clear(e.keys[len(keep):])
-	e.keys = keep
+	e.win.Sweep()
 }
 
 func routeIdle(rt *route) bool {
 	for _, k := range rt.wins {
-		if len(k.open) > 0 || len(k.emitted) > 0 {
+		if !k.Idle() {
 			return false
 		}
 	}
@@ -554,36 +517,6 @@ func routeIdle(rt *route) bool {
 		}
 	}
 	return true
-}
-
-func (e *Engine) tickKey(em *emitter, k *wkey, now int64) error {
-	w := k.w
-	if w.processing {
-		if err := e.advance(em, k, now-w.lateness); err != nil {
-			return err
-		}
-		return e.revise(em, k)
-	}
-	switch {
-	case k.active:
-		// Anchor the key's event clock to the wall clock: at the arrival
-		// of its newest reading when known, else (conservatively) now.
-		// A key that got readings since the last tick is not idle: its
-		// own watermark closes its windows, and a reading still in flight
-		// gets at least one tick interval of grace.
-		k.active = false
-		k.anchorT, k.anchorWall = k.maxT, now
-		if k.maxArrival != 0 && k.maxArrival < now {
-			k.anchorWall = k.maxArrival
-		}
-	case k.hasMax && now > k.anchorWall:
-		// Idle: the key's event clock moves on with the wall clock, so
-		// silent sensors still close their windows.
-		if err := e.advance(em, k, k.anchorT+(now-k.anchorWall)-w.lateness); err != nil {
-			return err
-		}
-	}
-	return e.revise(em, k)
 }
 
 // closed handles the end of the input: flush, unless a handover was
@@ -607,10 +540,5 @@ func (e *Engine) flush(em *emitter) error {
 	if e.flushHook != nil {
 		e.flushHook(em.sink)
 	}
-	for _, k := range e.keys {
-		if err := e.flushKey(em, k); err != nil {
-			return e.wrapSink(em, err)
-		}
-	}
-	return nil
+	return e.wrapSink(em, e.win.Flush(em.summary))
 }

@@ -29,7 +29,7 @@ func FuzzConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("validated config rejected by New: %v", err)
 		}
-		em := &emitter{t.Context(), discard{}}
+		em := newEmitter(t.Context(), discard{})
 		for i, m := range []string{"temperature", "humidity", "a", "m", "temperature"} {
 			for _, v := range []float64{-1e300, 0, 21.5, math.NaN(), 1e300} {
 				r := ingest.Reading{Sensor: "gh-1", Metric: m, Value: v, Unit: "degC", Time: int64(i) * 1e9}

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.jsonl files of the golden cases")
@@ -216,7 +217,7 @@ func goldenRollUp(t *testing.T, records []any) []any {
 		}
 		payloads = append(payloads, b)
 	}
-	rolled, err := RollUp(payloads)
+	rolled, err := window.RollUp(payloads)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestSketchAccuracyPerWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &collect{}
-	em := &emitter{context.Background(), c}
+	em := newEmitter(context.Background(), c)
 	vals := map[[2]int64][]float64{} // by window [start, end)
 	for i := range int64(200) {
 		v := 10 + float64(i%13)*0.37
@@ -81,7 +81,7 @@ func TestQuantileSteadyStateAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	em := &emitter{context.Background(), discard{}}
+	em := newEmitter(context.Background(), discard{})
 	sensors := []string{"a", "b", "c"}
 	var i int64
 	step := func() {

@@ -58,7 +58,7 @@ type step struct {
 	hasLast  bool
 	lastV    float64
 	lastT    int64
-	ring     []sample
+	ring     []seen
 	ringPos  int
 	convFrom string
 	convA    float64
@@ -330,7 +330,7 @@ func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]strin
 			s.out = expand(c.ToMetric, sensor, metric)
 		}
 	case StageDedup:
-		s.ring = make([]sample, 0, st.dedupLen)
+		s.ring = make([]seen, 0, st.dedupLen)
 	}
 	return s, true
 }
@@ -426,9 +426,9 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 			}
 		}
 		if len(s.ring) < cap(s.ring) {
-			s.ring = append(s.ring, sample{r.Time, r.Value})
+			s.ring = append(s.ring, seen{r.Time, r.Value})
 		} else {
-			s.ring[s.ringPos] = sample{r.Time, r.Value}
+			s.ring[s.ringPos] = seen{r.Time, r.Value}
 			s.ringPos = (s.ringPos + 1) % len(s.ring)
 		}
 		return true, nil
@@ -506,4 +506,10 @@ func (e *Engine) exprError(st *stage, err error) {
 	}
 	e.exprLogged[st.idx] = true
 	e.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
+}
+
+// seen is one (event time, value) pair a dedup stage remembers.
+type seen struct {
+	t int64
+	v float64
 }

@@ -206,7 +206,7 @@ windows:
 	if err != nil {
 		t.Fatal(err)
 	}
-	em := &emitter{t.Context(), discard{}}
+	em := newEmitter(t.Context(), discard{})
 	var i int64
 	sensors := []string{"sa", "sb", "sc", "sd", "se"}
 	step := func() {

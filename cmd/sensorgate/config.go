@@ -16,6 +16,7 @@ import (
 	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
 	"github.com/sensorgate/sensorgate/rules"
+	"github.com/sensorgate/sensorgate/rules/window"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/uplink"
 )
@@ -166,7 +167,7 @@ func (c *Config) defaults() {
 	// The outbox cannot read summaries; the rules merge them. With the hook
 	// always set, a full summaries lane keeps coverage at a coarser
 	// resolution instead of losing the oldest windows.
-	c.Buffer.RollUp = rules.RollUp
+	c.Buffer.RollUp = window.RollUp
 	if c.Buffer.Lanes.Summaries.Policy == "" {
 		c.Buffer.Lanes.Summaries.Policy = buffer.PolicyRollUp
 	}
