@@ -34,35 +34,17 @@ func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 	if e.running.Load() || old.running.Load() {
 		return ErrRunning
 	}
-	if e.win.Stats().Keys != 0 || len(e.astates) != 0 {
+	if e.win.Stats().Keys != 0 || len(e.alerts.states) != 0 {
 		return fmt.Errorf("%w: the engine already has state", ErrAdopt)
 	}
 	em := newEmitter(ctx, sink)
 	flushErr := e.win.Adopt(old.win, e.windows, em.summary)
-	rules := map[string]int{}
-	for i, a := range e.alertsR {
-		rules[a.cfg.ID] = i
-	}
-	for _, st := range old.astates {
-		i, ok := rules[st.rule.cfg.ID]
-		if !ok || !sameAlert(e.alertsR[i].cfg, st.rule.cfg) {
-			continue
-		}
-		st.rule, st.key, st.refs = e.alertsR[i], alertKey{i, st.sensor, st.metric}, 0
-		e.astates[st.key] = st
-	}
+	e.alerts.adopt(old.alerts)
 	e.lastTick, e.lastSweep = old.lastTick, old.lastSweep
-	old.astates, old.routes = map[alertKey]*alertState{}, map[routeKey]*route{}
+	old.routes = map[routeKey]*route{}
 	old.nroutes.Store(0)
 	if flushErr != nil {
 		return fmt.Errorf("rules: adopt: flush: %w", flushErr)
 	}
 	return nil
-}
-
-func sameAlert(a, b AlertRule) bool {
-	eq := func(x, y *float64) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
-	return a.ID == b.ID && a.Sensor == b.Sensor && a.Metric == b.Metric && eq(a.Above, b.Above) && eq(a.Below, b.Below) &&
-		eq(a.ClearBelow, b.ClearBelow) && eq(a.ClearAbove, b.ClearAbove) && a.Hold == b.Hold && a.Renotify == b.Renotify &&
-		a.Severity == b.Severity && a.Message == b.Message
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -87,7 +85,7 @@ type Engine struct {
 	door    *door
 	meta    func(string) map[string]string
 	log     *slog.Logger
-	alertsR []*alertRule
+	alerts  *alertSet
 	stages  []*stage
 	windows []*window.Rule
 	win     *window.Keyed // the keyed windows and their state
@@ -97,7 +95,6 @@ type Engine struct {
 
 	// State owned by the Run goroutine.
 	routes    map[routeKey]*route
-	astates   map[alertKey]*alertState
 	derives   map[deriveKey]*deriveState
 	env       evalEnv
 	flushHook func(Sink) // tests: called when the flush begins
@@ -105,40 +102,14 @@ type Engine struct {
 	exprLogged map[int]bool
 	lastTick   int64
 	lastSweep  int64
-	alert      ingest.Alert
 
 	readings   atomic.Uint64
 	rejected   atomic.Uint64
 	filtered   atomic.Uint64
 	derived    atomic.Uint64
-	alerts     atomic.Uint64
 	exprErrors atomic.Uint64
 	overflow   atomic.Uint64
 	nroutes    atomic.Int64
-}
-
-type routeKey struct {
-	sensor, metric string
-	from           int // index of the first stage to apply
-}
-
-type alertKey struct {
-	rule           int
-	sensor, metric string
-}
-
-// route is what happens to readings of one sensor and metric entering the
-// pipeline at stage `from`: the stages that match, then (under the names
-// the stages gave it) the alerts and windows.
-type route struct {
-	key    routeKey
-	used   int64 // wall clock (last tick) when it was last used
-	steps  []step
-	sensor string // after renames
-	metric string
-	alerts []*alertState
-	wins   []*window.Key
-	rng    *Range // the door's range for the sensor and metric (from 0 only)
 }
 
 // New compiles cfg (which must have been defaulted and validated; New
@@ -160,7 +131,6 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		meta:    opts.Meta,
 		log:     opts.Logger,
 		routes:  map[routeKey]*route{},
-		astates: map[alertKey]*alertState{},
 		derives: map[deriveKey]*deriveState{},
 	}
 	if e.now == nil {
@@ -174,9 +144,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.door = d
-	for _, a := range cfg.Alerts {
-		e.alertsR = append(e.alertsR, compileAlert(a))
-	}
+	e.alerts = newAlertSet(cfg.Alerts)
 	for i := range cfg.Stages {
 		st, err := compileStage(i, &cfg.Stages[i])
 		if err != nil {
@@ -216,7 +184,7 @@ func (e *Engine) Stats() Stats {
 		Revised:     ws.Revised,
 		Summaries:   ws.Summaries,
 		Revisions:   ws.Revisions,
-		Alerts:      e.alerts.Load(),
+		Alerts:      e.alerts.sent.Load(),
 		ExprErrors:  e.exprErrors.Load(),
 		Overflow:    e.overflow.Load(),
 		Capped:      ws.Capped,
@@ -342,7 +310,7 @@ func (e *Engine) runRoute(em *emitter, rt *route, r *ingest.Reading) error {
 	}
 	r.Sensor, r.Metric = rt.sensor, rt.metric
 	for _, a := range rt.alerts {
-		if err := e.checkAlert(em, a, r); err != nil {
+		if err := e.alerts.check(em, a, r); err != nil {
 			return err
 		}
 	}
@@ -352,102 +320,6 @@ func (e *Engine) runRoute(em *emitter, rt *route, r *ingest.Reading) error {
 		}
 	}
 	return nil
-}
-
-// routeFor returns the route of sensor/metric entering at stage from,
-// creating it on first use; nil (counted in Stats.Overflow) when the
-// engine already holds MaxRoutes routes.
-func (e *Engine) routeFor(sensor, metric string, from int) *route {
-	if rt, ok := e.routes[routeKey{sensor, metric, from}]; ok {
-		rt.used = e.lastTick
-		return rt
-	}
-	if len(e.routes) >= e.cfg.MaxRoutes {
-		e.overflow.Add(1)
-		return nil
-	}
-	return e.newRoute(strings.Clone(sensor), strings.Clone(metric), from)
-}
-
-func match(pattern, name string) bool {
-	if pattern == "*" {
-		return true
-	}
-	ok, _ := pathMatch(pattern, name)
-	return ok
-}
-
-func (e *Engine) newRoute(sensor, metric string, from int) *route {
-	rt := &route{}
-	origSensor, origMetric := sensor, metric
-	var meta map[string]string
-	if e.meta != nil {
-		meta = e.meta(sensor)
-	}
-	for _, st := range e.stages[from:] {
-		if !match(st.cfg.Sensor, sensor) || !match(st.cfg.Metric, metric) {
-			continue
-		}
-		if s, ok := e.newStep(st, sensor, metric, meta); ok {
-			rt.steps = append(rt.steps, s)
-		}
-		switch st.cfg.Type {
-		case StageRename:
-			s := rt.steps[len(rt.steps)-1]
-			if s.outS != sensor && e.meta != nil {
-				if m := e.meta(s.outS); m != nil {
-					meta = m
-				}
-			}
-			sensor, metric = s.outS, s.out
-		case StageTag:
-			m := maps.Clone(meta)
-			if m == nil {
-				m = map[string]string{}
-			}
-			maps.Copy(m, st.cfg.Tags)
-			meta = m
-		}
-	}
-	rt.sensor, rt.metric = sensor, metric
-	for i, a := range e.alertsR {
-		if !match(a.cfg.Sensor, sensor) || !match(a.cfg.Metric, metric) {
-			continue
-		}
-		ak := alertKey{i, sensor, metric}
-		st := e.astates[ak]
-		if st == nil {
-			st = &alertState{rule: a, sensor: sensor, metric: metric, meta: meta, key: ak}
-			e.astates[ak] = st
-		}
-		st.refs++
-		rt.alerts = append(rt.alerts, st)
-	}
-	for _, w := range e.windows {
-		if c := w.Config(); !match(c.Sensor, sensor) || !match(c.Metric, metric) {
-			continue
-		}
-		ksensor, group := sensor, ""
-		kmeta := meta
-		if gb := w.Config().GroupBy; gb != "" {
-			v, ok := meta[gb]
-			if !ok {
-				continue
-			}
-			ksensor, group = "", gb+"="+v
-			kmeta = map[string]string{gb: v}
-		}
-		k := e.win.Key(w, ksensor, group, metric, kmeta)
-		rt.wins = append(rt.wins, k)
-	}
-	if from == 0 {
-		rt.rng = e.door.rangeFor(origSensor, origMetric)
-	}
-	rt.key = routeKey{origSensor, origMetric, from}
-	rt.used = e.lastTick
-	e.routes[rt.key] = rt
-	e.nroutes.Add(1)
-	return rt
 }
 
 // tick advances watermarks by the wall clock, emits pending revisions and
@@ -473,50 +345,6 @@ func (e *Engine) tick(em *emitter) error {
 		e.sweep(now - ttl)
 	}
 	return nil
-}
-
-// sweep forgets the routes not used since before (wall clock) whose
-// windows are all closed (and past retention) and whose alerts are clear,
-// and then the window keys, alert and derive states no route leads to.
-// The per-route stage state (deadband, rate, dedup) goes with the route.
-func (e *Engine) sweep(before int64) {
-	for key, rt := range e.routes {
-		if rt.used >= before || !routeIdle(rt) {
-			continue
-		}
-		delete(e.routes, key)
-		e.nroutes.Add(-1)
-		for _, k := range rt.wins {
-			k.Release()
-		}
-		for _, a := range rt.alerts {
-			if a.refs--; a.refs == 0 {
-				delete(e.astates, a.key)
-			}
-		}
-		for _, s := range rt.steps {
-			if s.derive != nil {
-				if s.derive.refs--; s.derive.refs == 0 {
-					delete(e.derives, s.derive.key)
-				}
-			}
-		}
-	}
-	e.win.Sweep()
-}
-
-func routeIdle(rt *route) bool {
-	for _, k := range rt.wins {
-		if !k.Idle() {
-			return false
-		}
-	}
-	for _, a := range rt.alerts {
-		if a.active {
-			return false
-		}
-	}
-	return true
 }
 
 // closed handles the end of the input: flush, unless a handover was
