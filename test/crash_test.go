@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // crashConfig: simulated sensors sampled fast into 100 ms windows and an
@@ -133,8 +134,8 @@ func TestCrashKill9(t *testing.T) {
 	}
 	dir := t.TempDir()
 	upstream := startBroker(t)
-	col := upstream.collect("up/#")
-	cfg := writeConfig(t, dir, crashConfig(dir, upstream.url()))
+	col := collect(upstream, "up/#")
+	cfg := writeConfig(t, dir, crashConfig(dir, upstream.URL()))
 	path := filepath.Join(dir, "outbox.db")
 	rng := rand.New(rand.NewPCG(7, 7))
 	durable := map[string]uint64{}
@@ -143,7 +144,7 @@ func TestCrashKill9(t *testing.T) {
 	for i := 0; i < kills; i++ {
 		g := startGateway(t, cfg)
 		// Let it get going, then kill it at a random moment.
-		waitFor(t, 30*time.Second, "first commit", func() bool { return strings.Contains(g.logs(), `"outbox commit"`) })
+		mqtttest.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(g.logs(), `"outbox commit"`) }, "first commit")
 		time.Sleep(time.Duration(rng.IntN(700)) * time.Millisecond)
 		g.kill()
 
@@ -176,7 +177,7 @@ func TestCrashKill9(t *testing.T) {
 
 	// A clean run delivers everything that was durable.
 	g := startGateway(t, cfg)
-	waitFor(t, 60*time.Second, "outbox drained", func() bool {
+	mqtttest.WaitFor(t, 60*time.Second, func() bool {
 		dl, _ := delivered(col)
 		for lane, top := range durable {
 			for seq := uint64(1); seq <= top; seq++ {
@@ -186,7 +187,8 @@ func TestCrashKill9(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "outbox drained")
+
 	g.terminate()
 	if err := buffer.Check(path); err != nil {
 		t.Fatalf("after clean stop: %v", err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // TestChipsThroughTheBinary runs the real binary with a DS18B20 read through
@@ -27,7 +29,7 @@ func TestChipsThroughTheBinary(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(w1, serial, "w1_slave"), []byte(slave), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mport := freePort(t)
+	mport := mqtttest.FreePort(t)
 	cfg := writeConfig(t, dir, fmt.Sprintf(`gateway: {id: gw-chips, data_dir: %s, shutdown_grace: 5s}
 metrics: {listen: "127.0.0.1:%d"}
 sensors:
@@ -45,10 +47,11 @@ uplinks:
   - {name: console, type: stdout}
 `, dir, mport, w1, serial))
 	g := startGateway(t, cfg)
-	waitFor(t, 30*time.Second, "a DS18B20 summary on stdout", func() bool {
+	mqtttest.WaitFor(t, 30*time.Second, func() bool {
 		return strings.Contains(g.out(), `"sensor":"freezer"`)
-	})
-	waitFor(t, 30*time.Second, "the missing BME280 counted as failing", func() bool {
+	}, "a DS18B20 summary on stdout")
+
+	mqtttest.WaitFor(t, 30*time.Second, func() bool {
 		doc := health(t, mport)
 		comps, _ := doc["components"].(map[string]any)
 		d, _ := comps["source_drivers"].(map[string]any)
@@ -61,7 +64,8 @@ uplinks:
 			}
 		}
 		return false
-	})
+	}, "the missing BME280 counted as failing")
+
 	g.terminate()
 	var n int
 	for _, line := range scanLines(g.out()) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // truth is what the test sent for one sensor+metric.
@@ -181,11 +183,12 @@ func ingested(t testing.TB, port int) float64 {
 func waitIngesting(t testing.TB, local string, port int) {
 	t.Helper()
 	c := client(t, local, fmt.Sprintf("probe-%d", port))
-	waitFor(t, 20*time.Second, "gateway ingesting", func() bool {
+	mqtttest.WaitFor(t, 20*time.Second, func() bool {
 		publish(t, c, "site/"+probeSensor+"/telemetry", 1, fmt.Appendf(nil, `{"ts":%d,"temperature":1}`, time.Now().UnixMilli()))
 		time.Sleep(100 * time.Millisecond)
 		return ingested(t, port) > 0
-	})
+	}, "gateway ingesting")
+
 }
 
 const probeSensor = "probe"
@@ -197,20 +200,21 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	local := startBroker(t)
 	upstream := startBroker(t)
-	col := upstream.collect("up/#")
-	mport := freePort(t)
-	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.url(), upstream.url(), mport, "1s")))
-	waitIngesting(t, local.url(), mport)
+	col := collect(upstream, "up/#")
+	mport := mqtttest.FreePort(t)
+	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.URL(), upstream.URL(), mport, "1s")))
+	waitIngesting(t, local.URL(), mport)
 
-	pubc := client(t, local.url(), "e2e-sensors")
+	pubc := client(t, local.URL(), "e2e-sensors")
 	s := newSender(1)
 	for r := 0; r < 25; r++ {
 		s.round(t, func(topic string, p []byte) { publish(t, pubc, topic, 1, p) }, 20)
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitFor(t, 30*time.Second, fmt.Sprintf("summaries for %d readings upstream", s.total), func() bool {
+	mqtttest.WaitFor(t, 30*time.Second, func() bool {
 		return countOf(col.summaries()) >= s.total
-	})
+	}, fmt.Sprintf("summaries for %d readings upstream", s.total))
+
 	s.check(t, col.summaries())
 	if col.bad > 0 {
 		t.Errorf("%d upstream messages did not decode", col.bad)
@@ -236,11 +240,11 @@ func TestUpstreamOutage(t *testing.T) {
 	dir := t.TempDir()
 	local := startBroker(t)
 	upstream := startBroker(t)
-	col := upstream.collect("up/#")
-	mport := freePort(t)
-	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.url(), upstream.url(), mport, "1s")))
-	waitIngesting(t, local.url(), mport)
-	pubc := client(t, local.url(), "outage-sensors")
+	col := collect(upstream, "up/#")
+	mport := mqtttest.FreePort(t)
+	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.URL(), upstream.URL(), mport, "1s")))
+	waitIngesting(t, local.URL(), mport)
+	pubc := client(t, local.URL(), "outage-sensors")
 	s := newSender(2)
 	pub := func(topic string, p []byte) { publish(t, pubc, topic, 1, p) }
 
@@ -248,23 +252,26 @@ func TestUpstreamOutage(t *testing.T) {
 		s.round(t, pub, 10)
 		time.Sleep(30 * time.Millisecond)
 	}
-	waitFor(t, 30*time.Second, "first summaries upstream", func() bool { return len(col.summaries()) > 0 })
+	mqtttest.WaitFor(t, 30*time.Second, func() bool { return len(col.summaries()) > 0 }, "first summaries upstream")
 
-	upstream.stop()
+	upstream.Stop()
 	before := countOf(col.summaries())
+	emitted := comp(t, mport, "rules", "Summaries")
 	for r := 0; r < 40; r++ {
 		s.round(t, pub, 10)
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // spreads the readings over several 1s windows
 	}
-	// Windows closed during the outage are now waiting in the outbox.
-	time.Sleep(1500 * time.Millisecond)
+	// Windows closed during the outage must wait in the outbox.
+	mqtttest.WaitFor(t, 30*time.Second, func() bool { return comp(t, mport, "rules", "Summaries") > emitted },
+		"a window closed during the outage")
 	if n := countOf(col.summaries()); n != before {
 		t.Fatalf("summaries arrived while upstream was down (%d -> %d)", before, n)
 	}
-	upstream.start()
-	waitFor(t, 60*time.Second, fmt.Sprintf("summaries for all %d readings after the outage", s.total), func() bool {
+	upstream.Start()
+	mqtttest.WaitFor(t, 60*time.Second, func() bool {
 		return countOf(col.summaries()) >= s.total
-	})
+	}, fmt.Sprintf("summaries for all %d readings after the outage", s.total))
+
 	s.check(t, col.summaries())
 	g.terminate()
 	if !strings.Contains(g.logs(), "stopped") {
@@ -278,17 +285,17 @@ func TestShutdownFlushesOpenWindows(t *testing.T) {
 	dir := t.TempDir()
 	local := startBroker(t)
 	upstream := startBroker(t)
-	col := upstream.collect("up/#")
-	mport := freePort(t)
-	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.url(), upstream.url(), mport, "1h")))
-	waitIngesting(t, local.url(), mport)
-	pubc := client(t, local.url(), "flush-sensors")
+	col := collect(upstream, "up/#")
+	mport := mqtttest.FreePort(t)
+	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.URL(), upstream.URL(), mport, "1h")))
+	waitIngesting(t, local.URL(), mport)
+	pubc := client(t, local.URL(), "flush-sensors")
 	s := newSender(3)
 	base := ingested(t, mport)
 	for r := 0; r < 5; r++ {
 		s.round(t, func(topic string, p []byte) { publish(t, pubc, topic, 1, p) }, 8)
 	}
-	waitFor(t, 20*time.Second, "all readings ingested", func() bool { return ingested(t, mport) >= base+float64(s.total) })
+	mqtttest.WaitFor(t, 20*time.Second, func() bool { return ingested(t, mport) >= base+float64(s.total) }, "all readings ingested")
 	if n := len(col.summaries()); n != 0 {
 		t.Fatalf("%d summaries before the 1h windows closed", n)
 	}
@@ -354,9 +361,10 @@ func TestDemo(t *testing.T) {
 	}
 	cfg := writeConfig(t, dir, string(demo))
 	g := startGatewayIn(t, dir, cfg, "--log-level", "debug")
-	waitFor(t, 30*time.Second, "demo summaries on stdout", func() bool {
+	mqtttest.WaitFor(t, 30*time.Second, func() bool {
 		return strings.Contains(g.out(), `"kind":"summary"`)
-	})
+	}, "demo summaries on stdout")
+
 	g.terminate()
 	var n int
 	for _, line := range scanLines(g.out()) {

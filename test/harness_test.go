@@ -5,9 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +15,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // binPath is the sensorgate binary built once for this package's tests.
@@ -46,87 +41,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// broker is an in-process mochi-mqtt broker that can be stopped and started
-// again on the same port, to play a broker outage.
-type broker struct {
-	t    testing.TB
-	port int
-	mu   sync.Mutex
-	srv  *mqtt.Server
-	// inline subscriptions, re-made at every start before the listener
-	// opens, so no publish after a restart can slip past them.
-	subs []inlineSub
-}
-
-type inlineSub struct {
-	filter string
-	fn     func(topic string, payload []byte)
-}
-
-func startBroker(t testing.TB) *broker {
-	t.Helper()
-	b := &broker{t: t, port: freePort(t)}
-	b.start()
-	t.Cleanup(b.stop)
-	return b
-}
-
-func (b *broker) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.port) }
-
-func (b *broker) start() {
-	b.t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.srv != nil {
-		return
-	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		b.t.Fatal(err)
-	}
-	for i, sub := range b.subs {
-		fn := sub.fn
-		if err := srv.Subscribe(sub.filter, i+1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-			fn(pk.TopicName, pk.Payload)
-		}); err != nil {
-			b.t.Fatal(err)
-		}
-	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: fmt.Sprintf("127.0.0.1:%d", b.port)})); err != nil {
-		b.t.Fatal(err)
-	}
-	// The port can linger for a moment after a stop; retry Serve briefly.
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = srv.Serve(); err == nil {
-			b.srv = srv
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.t.Fatalf("broker on port %d: %v", b.port, err)
-}
-
-func (b *broker) stop() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.srv != nil {
-		_ = b.srv.Close()
-		b.srv = nil
-	}
 }
 
 // client connects a paho client to url, failing the test if it cannot.
@@ -177,8 +91,7 @@ type summaryJSON struct {
 	Meta   map[string]string `json:"meta"`
 }
 
-// collector keeps every record published upstream, through an inline
-// subscription inside the upstream broker (it survives broker restarts).
+// collector keeps every record published upstream.
 type collector struct {
 	mu     sync.Mutex
 	msgs   []upstreamMsg
@@ -186,21 +99,18 @@ type collector struct {
 	bad    int
 }
 
-// collect subscribes to filter on b from now on, including after restarts.
-func (b *broker) collect(filter string) *collector {
+// collect keeps what is published on filter on b from now on, including
+// after restarts (an inline subscription inside the broker).
+func collect(b *mqtttest.Broker, filter string) *collector {
 	col := &collector{}
-	b.mu.Lock()
-	b.subs = append(b.subs, inlineSub{filter, func(topic string, p []byte) { col.add(topic, p) }})
-	running := b.srv
-	b.mu.Unlock()
-	if running != nil {
-		if err := running.Subscribe(filter, len(b.subs), func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-			col.add(pk.TopicName, pk.Payload)
-		}); err != nil {
-			b.t.Fatal(err)
-		}
-	}
+	b.Subscribe(filter, func(m mqtttest.Message) { col.add(m.Topic, m.Payload) })
 	return col
+}
+
+// startBroker starts an anonymous in-process broker on a free port.
+func startBroker(t testing.TB) *mqtttest.Broker {
+	t.Helper()
+	return mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
 }
 
 func (c *collector) add(topic string, payload []byte) {
@@ -251,19 +161,6 @@ func (c *collector) summaries() []summaryJSON {
 		out = append(out, s)
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the timeout passes (a liveness bound,
-// not a timing assertion).
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // gatewayProc is a running sensorgate binary.
@@ -346,7 +243,7 @@ func (g *gatewayProc) out() string {
 // waitLog waits until the gateway's log contains s.
 func (g *gatewayProc) waitLog(s string, timeout time.Duration) {
 	g.t.Helper()
-	waitFor(g.t, timeout, "gateway log "+s, func() bool { return strings.Contains(g.logs(), s) })
+	mqtttest.WaitFor(g.t, timeout, func() bool { return strings.Contains(g.logs(), s) }, "gateway log "+s)
 }
 
 // terminate sends SIGTERM and waits for a clean exit.

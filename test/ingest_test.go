@@ -9,6 +9,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	sgbroker "github.com/sensorgate/sensorgate/ingest/broker"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // TestBadInputMixedWithGood: field nodes publish to the gateway's embedded
@@ -19,8 +20,8 @@ import (
 func TestBadInputMixedWithGood(t *testing.T) {
 	dir := t.TempDir()
 	upstream := startBroker(t)
-	col := upstream.collect("up/#")
-	localPort, mport := freePort(t), freePort(t)
+	col := collect(upstream, "up/#")
+	localPort, mport := mqtttest.FreePort(t), mqtttest.FreePort(t)
 	hash1, err := sgbroker.HashPassword("secret-1")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ rules:
     - {name: w, sensor: "*", metric: "*", type: tumbling, size: 1h, lateness: 0s}
 uplinks:
   - {name: cloud, type: mqtt, url: %s, topic: "up/{lane}"}
-`, dir, mport, localPort, hash1, hash9, upstream.url())
+`, dir, mport, localPort, hash1, hash9, upstream.URL())
 	g := startGateway(t, writeConfig(t, dir, cfg))
 	g.waitLog("sensorgate starting", 30*time.Second)
 
@@ -75,11 +76,12 @@ uplinks:
 		good++
 		sum += v
 	}
-	waitFor(t, 20*time.Second, "gateway ingesting", func() bool {
+	mqtttest.WaitFor(t, 20*time.Second, func() bool {
 		pubGood(20)
 		time.Sleep(100 * time.Millisecond)
 		return comp(t, mport, "source_mqtt0", "Readings") > 0
-	})
+	}, "gateway ingesting")
+
 	for i := 0; i < 50; i++ {
 		pubGood(float64(10 + i%7))
 		switch i {
@@ -113,14 +115,15 @@ uplinks:
 			t.Logf("healthz: %v", health(t, mport)["components"])
 		}
 	}()
-	waitFor(t, 20*time.Second, "every message counted", func() bool {
+	mqtttest.WaitFor(t, 20*time.Second, func() bool {
 		return comp(t, mport, "validate", "Rejected", "unknown_sensor") >= 1 &&
 			comp(t, mport, "validate", "Rejected", "out_of_range") >= 1 &&
 			comp(t, mport, "validate", "Rejected", "not_finite") >= 1 &&
 			comp(t, mport, "source_mqtt0", "DecodeErrors", "malformed") >= 1 &&
 			comp(t, mport, "source_mqtt0", "DecodeErrors", "too_large") >= 1 &&
 			comp(t, mport, "validate", "FutureTime") >= 1
-	})
+	}, "every message counted")
+
 	if n := comp(t, mport, "broker", "ACLDenied"); n < 1 {
 		t.Errorf("broker ACLDenied = %v, want >= 1", n)
 	}

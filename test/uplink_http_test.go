@@ -6,18 +6,10 @@ package test
 import (
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,6 +21,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 	"github.com/sensorgate/sensorgate/uplink"
 )
 
@@ -186,10 +179,11 @@ func TestUplinkHTTPFaults(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	uplWait(t, "summaries lane drained", func() bool {
+	mqtttest.WaitFor(t, 30*time.Second, func() bool {
 		recs, err := ob.Read(buffer.LaneSummaries, 0, 1)
 		return err == nil && len(recs) == 0
-	})
+	}, "summaries lane drained")
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
@@ -235,79 +229,19 @@ func TestUplinkHTTPFaults(t *testing.T) {
 
 func itoaUpl(i int) string { return big.NewInt(int64(i)).String() }
 
-// uplPKI writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate as PEM files in dir.
-type uplPKI struct {
-	ca, serverCert, serverKey, clientCert, clientKey string
-	pool                                             *x509.CertPool
-}
-
-func uplNewPKI(t testing.TB, dir, name string) *uplPKI {
-	t.Helper()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(file, typ string, der []byte) string {
-		p := filepath.Join(dir, name+"-"+file)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caKey := key()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &uplPKI{pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.ca = write("ca.pem", "CERTIFICATE", caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
-		k := key()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(cn+".pem", "CERTIFICATE", der), write(cn+".key", "PRIVATE KEY", kder)
-	}
-	p.serverCert, p.serverKey = issue(2, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
-	p.clientCert, p.clientKey = issue(3, "client", x509.ExtKeyUsageClientAuth, nil)
-	return p
-}
-
 // TestUplinkHTTPMutualTLS: an HTTPS endpoint that requires client
 // certificates. The right CA and certificate deliver; a wrong CA or a
 // missing client certificate fail with an error that says so, and nothing
 // leaves the outbox.
 func TestUplinkHTTPMutualTLS(t *testing.T) {
-	dir := t.TempDir()
-	good := uplNewPKI(t, dir, "good")
-	other := uplNewPKI(t, dir, "other")
+	good := mqtttest.NewPKI(t)
+	other := mqtttest.NewPKI(t)
 	var got sync.Map
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got.Store(r.TLS.PeerCertificates[0].Subject.CommonName, true)
 		w.WriteHeader(http.StatusOK)
 	}))
-	cert, err := tls.LoadX509KeyPair(good.serverCert, good.serverKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: good.pool}
+	srv.TLS = good.ServerTLS(true)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	defer srv.Close()
@@ -317,9 +251,9 @@ func TestUplinkHTTPMutualTLS(t *testing.T) {
 		tls     uplink.TLS
 		wantErr string
 	}{
-		{"mutual tls", uplink.TLS{CAFile: good.ca, CertFile: good.clientCert, KeyFile: good.clientKey}, ""},
-		{"wrong CA", uplink.TLS{CAFile: other.ca, CertFile: good.clientCert, KeyFile: good.clientKey}, "certificate signed by unknown authority"},
-		{"missing client certificate", uplink.TLS{CAFile: good.ca}, "set tls.cert_file"},
+		{"mutual tls", uplink.TLS{CAFile: good.CAFile, CertFile: good.ClientCertFile, KeyFile: good.ClientKeyFile}, ""},
+		{"wrong CA", uplink.TLS{CAFile: other.CAFile, CertFile: good.ClientCertFile, KeyFile: good.ClientKeyFile}, "certificate signed by unknown authority"},
+		{"missing client certificate", uplink.TLS{CAFile: good.CAFile}, "set tls.cert_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ob, err := buffer.Open(filepath.Join(t.TempDir(), "outbox.db"), buffer.Config{}, nil)
@@ -340,9 +274,9 @@ func TestUplinkHTTPMutualTLS(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- u.Run(ctx) }()
 			if tc.wantErr == "" {
-				uplWait(t, "delivery", func() bool { return u.Stats().Acked == 1 })
+				mqtttest.WaitFor(t, 30*time.Second, func() bool { return u.Stats().Acked == 1 }, "delivery")
 			} else {
-				uplWait(t, "failed attempts", func() bool { return u.Stats().Errors >= 2 })
+				mqtttest.WaitFor(t, 30*time.Second, func() bool { return u.Stats().Errors >= 2 }, "failed attempts")
 			}
 			cancel()
 			<-done
@@ -359,7 +293,7 @@ func TestUplinkHTTPMutualTLS(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := got.Load("client"); !ok {
+	if _, ok := got.Load(mqtttest.ClientCN); !ok {
 		t.Error("server never saw the client certificate")
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/sensorgate/sensorgate/buffer"
-	"github.com/sensorgate/sensorgate/ingest/mqttconn"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 )
 
 // mqttMsg is one published message: the records it carries.
@@ -200,7 +200,7 @@ type session struct {
 
 	progressed atomic.Bool
 	connMu     sync.Mutex
-	conn       *mqttconn.Conn
+	conn       *mqttnet.Conn
 }
 
 func (s *session) end(err error) {
@@ -256,7 +256,7 @@ func (s *session) dial(tlsc *tls.Config) paho.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		bc := mqttconn.New(conn, 0, false)
+		bc := mqttnet.NewConn(conn, 0, false)
 		s.connMu.Lock()
 		s.conn = bc
 		s.connMu.Unlock()

@@ -2,15 +2,8 @@ package broker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +19,7 @@ import (
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
 	"github.com/sensorgate/sensorgate/test/leak"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 func checkNoLeak(t *testing.T) {
@@ -233,12 +227,9 @@ func TestAuthenticationAndACL(t *testing.T) {
 
 func TestTLSListener(t *testing.T) {
 	checkNoLeak(t)
-	dir := t.TempDir()
-	caPEM, certFile, keyFile := testCA(t, dir)
-	b := start(t, Config{Listen: "127.0.0.1:0", TLS: TLSConfig{CertFile: certFile, KeyFile: keyFile}})
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	c := mustConnect(t, "ssl://"+b.Addr(), "", "", &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	p := mqtttest.NewPKI(t)
+	b := start(t, Config{Listen: "127.0.0.1:0", TLS: TLSConfig{CertFile: p.ServerCertFile, KeyFile: p.ServerKeyFile}})
+	c := mustConnect(t, "ssl://"+b.Addr(), "", "", &tls.Config{RootCAs: p.Pool, ServerName: "localhost"})
 	url, user, pass := b.LocalClient()
 	gw := mustConnect(t, url, user, pass, nil)
 	gw.sub(t, "t", 0)
@@ -337,44 +328,6 @@ func TestConfigValidateUsers(t *testing.T) {
 	}
 }
 
-// testCA writes a CA and a server certificate for localhost/127.0.0.1
-// signed by it; it returns the CA PEM and the server cert and key files.
-func testCA(t *testing.T, dir string) (caPEM []byte, certFile, keyFile string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sensorgate test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certFile, keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return caPEM, certFile, keyFile
-}
-
 // TestGatewayReadsFromLocalBroker wires the gateway's own MQTT source to the
 // local broker through LocalClient, as cmd does: a field node publishes with
 // its credentials, the readings come out of the subscriber.
@@ -395,13 +348,8 @@ func TestGatewayReadsFromLocalBroker(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sub.Run(ctx, out) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !sub.Stats().Connected || b.srv.Info.Clone().Subscriptions == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway subscriber did not connect: %v", sub.LastError())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	mqtttest.WaitFor(t, 20*time.Second, func() bool { return sub.Stats().Connected && b.srv.Info.Clone().Subscriptions > 0 },
+		"the gateway subscriber connected and subscribed")
 	node := mustConnect(t, "tcp://"+b.Addr(), "node-1", "pw", nil)
 	if err := node.pub(t, "sensors/node-1/telemetry", 1, `{"temp":21.5}`); err != nil {
 		t.Fatal(err)

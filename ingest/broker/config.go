@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
 )
 
 // Defaults of Config.
@@ -160,7 +161,7 @@ func validateUsers(path string, users []User) []error {
 		}
 		for j, r := range u.ACL {
 			rp := fmt.Sprintf("%s.acl[%d]", p, j)
-			if err := validFilter(r.Topic); err != nil {
+			if err := mqttnet.ValidFilter(r.Topic); err != nil {
 				errs = append(errs, ingest.Errorf(rp+".topic", "%v", err))
 			}
 			switch r.Access {
@@ -197,24 +198,4 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// validFilter checks an MQTT topic filter.
-func validFilter(f string) error {
-	if f == "" {
-		return errors.New("required")
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		switch {
-		case l == "#":
-			if i != len(levels)-1 {
-				return errors.New("# must be the last level")
-			}
-		case l == "+":
-		case strings.ContainsAny(l, "+#"):
-			return errors.New("wildcards must occupy a whole level")
-		}
-	}
-	return nil
 }

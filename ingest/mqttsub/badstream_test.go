@@ -11,6 +11,7 @@ import (
 	"github.com/sensorgate/sensorgate/ingest/clock"
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/rules"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // TestMixedBadStream publishes good readings mixed with malformed JSON, a
@@ -19,9 +20,8 @@ import (
 // arrives, every bad one is counted under its reason.
 func TestMixedBadStream(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clk := clock.New(clock.Options{
@@ -51,7 +51,7 @@ func TestMixedBadStream(t *testing.T) {
 	vdone := make(chan error, 1)
 	go func() { vdone <- eng.Run(context.Background(), raw, sink) }()
 	stop := running(t, s, raw)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("site/x/up").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 
 	ms := now.UnixMilli()
 	good := func(id string, i int) string {
@@ -75,7 +75,7 @@ func TestMixedBadStream(t *testing.T) {
 		}
 	}
 	// 10 messages, one malformed and one too large: 8 readings at the door.
-	waitFor(t, "the door's checks", func() bool { return eng.DoorStats().Checked == 8 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return eng.DoorStats().Checked == 8 }, "the door's checks")
 	stop()
 	close(raw)
 	if err := <-vdone; err != nil {

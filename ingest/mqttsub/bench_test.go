@@ -5,21 +5,16 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // BenchmarkSubscriberEndToEnd measures one JSON message through an
@@ -30,21 +25,8 @@ import (
 func BenchmarkSubscriberEndToEnd(b *testing.B) {
 	for _, qos := range []byte{0, 1} {
 		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
-			srv := mochi.New(&mochi.Options{InlineClient: true, Logger: quietLogger()})
-			srv.AddHook(new(auth.AllowHook), nil)
-			if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "b", Address: addr})); err != nil {
-				b.Fatal(err)
-			}
-			if err := srv.Serve(); err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
+			srv := mqtttest.StartBroker(b, mqtttest.BrokerOptions{})
+			addr := srv.Addr()
 			s, err := New(Config{Broker: "tcp://" + addr, QueueSize: 4096, Subscriptions: []Subscription{
 				{Topic: "bench/+/t", QoS: qos, JSON: decode.JSONMapping{SensorTopicSegment: intp(1), TimeField: "ts", TimeFormat: decode.TimeUnixMS}},
 			}}, Options{Logger: quietLogger()})
@@ -56,13 +38,7 @@ func BenchmarkSubscriberEndToEnd(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- s.Run(ctx, out) }()
 			defer func() { cancel(); <-done }()
-			deadline := time.Now().Add(20 * time.Second)
-			for len(srv.Topics.Subscribers("bench/x/t").Subscriptions) == 0 {
-				if time.Now().After(deadline) {
-					b.Fatal("no subscription")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			mqtttest.WaitFor(b, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 			payloads := make([][]byte, 100)
 			topics := make([]string, 100)
 			for i := range payloads {
@@ -103,7 +79,7 @@ func BenchmarkSubscriberEndToEnd(b *testing.B) {
 			st := s.Stats()
 			b.ReportMetric(float64(st.Dropped), "dropped")
 			if n != int64(b.N) {
-				b.Fatalf("%d of %d messages delivered (broker dropped %d)", n, b.N, srv.Info.Clone().MessagesDropped)
+				b.Fatalf("%d of %d messages delivered (broker dropped %d)", n, b.N, srv.Server().Info.Clone().MessagesDropped)
 			}
 		})
 	}
@@ -120,9 +96,8 @@ func BenchmarkSubscriberMosquitto(b *testing.B) {
 	}
 	for _, qos := range []byte{0, 1} {
 		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
-			addr := benchFreeAddr(b)
-			stopBroker := benchMosquitto(b, addr)
-			defer stopBroker()
+			m := mqtttest.StartMosquitto(b, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\nmax_queued_messages 0"})
+			addr := m.Addr()
 			s, err := New(Config{Broker: "tcp://" + addr, QueueSize: 4096, Subscriptions: []Subscription{
 				{Topic: "bench/t", QoS: qos, JSON: decode.JSONMapping{SensorField: "id", TimeField: "ts", TimeFormat: decode.TimeUnixMS}},
 			}}, Options{Logger: quietLogger()})
@@ -138,14 +113,7 @@ func BenchmarkSubscriberMosquitto(b *testing.B) {
 			for i := range b.N {
 				fmt.Fprintf(&lines, `{"id":"s%04d","ts":%d,"temperature":%d.25,"humidity":%d}`+"\n", i%1000, 1714564800000+int64(i), i%50, i%100)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for !s.Stats().Connected {
-				if time.Now().After(deadline) {
-					b.Fatal("not connected")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			time.Sleep(100 * time.Millisecond) // SUBACK
+			mqtttest.WaitFor(b, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
 			var received atomic.Int64
 			readerDone := make(chan struct{})
 			go func() {
@@ -199,41 +167,4 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func benchFreeAddr(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// benchMosquitto starts mosquitto for a benchmark and returns its stop
-// function.
-func benchMosquitto(b *testing.B, addr string) func() {
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		b.Skip("needs mosquitto")
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(b.TempDir(), "m.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence false\nuser root\nmax_queued_messages 0\n", port, host)), 0o600)
-	cmd := exec.Command(mosquittoBin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("mosquitto did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return func() { cmd.Process.Kill(); cmd.Wait() }
 }

@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
+	"github.com/sensorgate/sensorgate/internal/secret"
 )
 
 // Defaults applied by [Config.Defaults].
@@ -47,14 +48,16 @@ type Config struct {
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
 	// Password in the file itself is accepted but discouraged; prefer
-	// PasswordFile (first line of the file, trailing newline trimmed) or
-	// PasswordEnv (name of an environment variable). At most one of the
-	// three. The password is never logged.
+	// PasswordFile (first line of the file, white space trimmed, read again
+	// at every connect so a rotated password is used) or PasswordEnv (name
+	// of an environment variable). At most one of the three. The password
+	// is never logged.
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
-	// TLS for ssl://, tls://, mqtts:// and wss:// brokers.
-	TLS TLSConfig `yaml:"tls"`
+	// TLS for ssl://, tls://, mqtts:// and wss:// brokers: ca_file,
+	// cert_file, key_file, server_name, alpn, insecure_skip_verify.
+	TLS mqttnet.TLS `yaml:"tls"`
 	// KeepAlive is the MQTT keepalive interval (default 30s).
 	KeepAlive time.Duration `yaml:"keepalive"`
 	// CleanSession (default true). false asks the broker to keep the
@@ -89,23 +92,6 @@ type Config struct {
 	MaxReconnectInterval time.Duration  `yaml:"max_reconnect_interval"`
 	Subscriptions        []Subscription `yaml:"subscriptions"`
 }
-
-// TLSConfig configures TLS towards the broker.
-type TLSConfig struct {
-	// CAFile is a PEM file of CA certificates to trust instead of the
-	// system pool.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and key, for
-	// brokers that authenticate clients by certificate.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName overrides the name checked in the broker's certificate.
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify disables certificate checks (tests only).
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-func (t TLSConfig) set() bool { return t != TLSConfig{} }
 
 // Subscription is one topic filter and how to decode what arrives on it.
 type Subscription struct {
@@ -195,14 +181,8 @@ func (c Config) Validate() error {
 	if _, err := brokerURL(c.Broker); err != nil {
 		errs = append(errs, ingest.Errorf("broker", "%v", err))
 	}
-	n := 0
-	for _, s := range []string{c.Password, c.PasswordFile, c.PasswordEnv} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 {
-		errs = append(errs, ingest.Errorf("password", "set at most one of password, password_file and password_env"))
+	if err := c.password().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.ClientID) > 65535 {
 		errs = append(errs, ingest.Errorf("client_id", "too long"))
@@ -210,11 +190,11 @@ func (c Config) Validate() error {
 	if c.CleanSession != nil && !*c.CleanSession && c.ClientID == "" {
 		errs = append(errs, ingest.Errorf("client_id", "required when clean_session is false"))
 	}
-	if u, err := brokerURL(c.Broker); err == nil && c.TLS.set() && !tlsScheme(u.Scheme) {
+	if u, err := brokerURL(c.Broker); err == nil && c.TLS.IsSet() && !mqttnet.TLSScheme(u.Scheme) {
 		errs = append(errs, ingest.Errorf("tls", "set for a %s:// broker; use ssl://, tls://, mqtts:// or wss://", u.Scheme))
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		errs = append(errs, ingest.Errorf("tls", "cert_file and key_file go together"))
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, ingest.PrefixErrors("tls", err))
 	}
 	if c.KeepAlive < 0 || (c.KeepAlive > 0 && c.KeepAlive < time.Second) || c.KeepAlive > 65535*time.Second {
 		errs = append(errs, ingest.Errorf("keepalive", "must be 0 or between 1s and 18h12m15s"))
@@ -243,7 +223,7 @@ func (c Config) Validate() error {
 	seen := map[string]int{}
 	for i, s := range c.Subscriptions {
 		p := fmt.Sprintf("subscriptions[%d]", i)
-		if err := validFilter(s.Topic); err != nil {
+		if err := mqttnet.ValidFilter(s.Topic); err != nil {
 			errs = append(errs, ingest.Errorf(p+".topic", "%v", err))
 		} else if j, dup := seen[s.Topic]; dup {
 			errs = append(errs, ingest.Errorf(p+".topic", "same filter as subscriptions[%d]", j))
@@ -290,7 +270,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("broker", c.Broker),
 		slog.String("client_id", c.ClientID),
 		slog.String("username", c.Username),
-		slog.Bool("password_set", c.Password != "" || c.PasswordFile != "" || c.PasswordEnv != ""),
+		slog.Bool("password_set", c.password().IsSet()),
 		slog.Any("topics", topics),
 	)
 }
@@ -318,68 +298,9 @@ func brokerURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func tlsScheme(scheme string) bool {
-	switch scheme {
-	case "ssl", "tls", "mqtts", "wss":
-		return true
-	}
-	return false
-}
-
-// validFilter checks an MQTT topic filter (MQTT 3.1.1 section 4.7).
-func validFilter(f string) error {
-	if f == "" {
-		return errors.New("required")
-	}
-	if strings.ContainsRune(f, 0) {
-		return errors.New("contains NUL")
-	}
-	if rest, ok := strings.CutPrefix(f, "$share/"); ok {
-		group, filter, ok := strings.Cut(rest, "/")
-		if !ok || group == "" || strings.ContainsAny(group, "+#") || filter == "" {
-			return errors.New("shared subscription must be $share/<group>/<filter>")
-		}
-		f = filter
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		switch {
-		case l == "#":
-			if i != len(levels)-1 {
-				return errors.New("# must be the last level")
-			}
-		case l == "+":
-		case strings.ContainsAny(l, "+#"):
-			return errors.New("wildcards must occupy a whole level")
-		}
-	}
-	return nil
-}
-
-// matchFilter reports whether topic matches filter (already validated).
-// Topics beginning with $ do not match filters beginning with a wildcard.
-func matchFilter(filter, topic string) bool {
-	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-		_, filter, _ = strings.Cut(rest, "/")
-	}
-	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(topic, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		if !fmore || !tmore {
-			// "a/#" also matches "a".
-			return fmore == tmore || (!tmore && frest == "#")
-		}
-		filter, topic = frest, trest
-	}
+// password is where the password comes from.
+func (c Config) password() secret.Source {
+	return secret.Source{Key: "password", Inline: c.Password, File: c.PasswordFile, Env: c.PasswordEnv}
 }
 
 // String renders c without its password, so that printing a Config by

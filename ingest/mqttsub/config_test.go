@@ -62,7 +62,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Broker = "tcp://u:p@h" }, []string{"broker"}},
 		{func(c *Config) { c.Broker = "" }, []string{"broker"}},
 		{func(c *Config) { c.Password, c.PasswordFile = "x", "/f" }, []string{"password"}},
-		{func(c *Config) { c.TLS.CertFile = "c.pem" }, []string{"tls", "tls"}},
+		{func(c *Config) { c.TLS.CertFile = "c.pem" }, []string{"tls", "tls.cert_file"}},
 		{func(c *Config) { c.Broker, c.TLS.CAFile = "ssl://h", "ca.pem" }, nil},
 		{func(c *Config) { c.KeepAlive = time.Millisecond }, []string{"keepalive"}},
 		{func(c *Config) { c.QueueSize, c.MaxPayload = -1, -1 }, []string{"queue_size", "max_payload"}},
@@ -94,37 +94,32 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestMatchFilter(t *testing.T) {
-	tests := []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/b", "a/b", true},
-		{"a/b", "a/c", false},
-		{"a/+", "a/b", true},
-		{"a/+", "a/b/c", false},
-		{"a/+", "a", false},
-		{"a/+", "a/", true},
-		{"a/#", "a", true},
-		{"a/#", "a/b/c", true},
-		{"#", "a/b", true},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"$SYS/#", "$SYS/x", true},
-		{"+/+/t", "s/g/t", true},
-		{"$share/grp/s/+", "s/x", true},
-		{"a/b/c", "a/b", false},
-	}
-	for _, tt := range tests {
-		if got := matchFilter(tt.filter, tt.topic); got != tt.want {
-			t.Errorf("matchFilter(%q, %q) = %v", tt.filter, tt.topic, got)
-		}
-	}
-}
-
 func TestLogValueHidesPassword(t *testing.T) {
 	c := Config{Broker: "tcp://h", Username: "u", Password: "s3cret"}
 	if s := fmt.Sprint(c.LogValue()); containsStr(s, "s3cret") {
 		t.Errorf("LogValue shows the password: %s", s)
+	}
+}
+
+// The tls: block takes the keys of the uplink's, alpn included: one type.
+func TestTLSBlockKeys(t *testing.T) {
+	const doc = `
+broker: ssl://broker.example
+tls: {ca_file: ca.pem, cert_file: c.pem, key_file: c.key, server_name: b, alpn: [x-amzn-mqtt-ca], insecure_skip_verify: true}
+subscriptions: [{topic: a/+, json: {sensor_field: id}}]
+`
+	dec := yaml.NewDecoder(stringsReader(doc))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS.CAFile != "ca.pem" || c.TLS.KeyFile != "c.key" || c.TLS.ServerName != "b" ||
+		!slices.Equal(c.TLS.ALPN, []string{"x-amzn-mqtt-ca"}) || !c.TLS.InsecureSkipVerify {
+		t.Errorf("tls = %+v", c.TLS)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Error(err)
 	}
 }

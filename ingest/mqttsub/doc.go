@@ -67,15 +67,19 @@
 // ErrorRefusedNotAuthorised). Run drives reconnection itself instead of
 // paho's AutoReconnect so that cancelling it returns promptly and leaves no
 // goroutine behind. Passwords come from password_file or password_env
-// (password inline works but is discouraged) and are never logged: Config
-// implements slog.LogValuer and fmt.Stringer without them.
+// (password inline works but is discouraged), are read again at every
+// connect (a rotated password file is used by the next attempt; if it
+// cannot be read, the last password read is used and the error recorded)
+// and are never logged: Config implements slog.LogValuer and fmt.Stringer
+// without them. The TLS files (tls.ca_file, cert_file, key_file) are
+// read again at every connect too, so renewed certificates need no restart.
 //
 // # Performance
 //
-// The connection is opened here (tcp:// and ssl:// with proxy environment
-// variables honoured as paho does, ws:// and wss:// by paho's WebSocket
-// dialer) and wrapped in a
-// package mqttconn Conn: reads go through a 32 KiB buffer (paho reads
+// The connection is opened by internal/mqttnet's dialer, shared with the
+// uplink (tcp:// and ssl:// with proxy environment variables honoured as
+// paho does, ws:// and wss:// by paho's WebSocket dialer) and wrapped in
+// an mqttnet.Conn: reads go through a 32 KiB buffer (paho reads
 // every packet header byte by byte), and after a read that brought in
 // little the next one waits read_coalesce (default 5ms) so that messages
 // gather in the socket buffer: at moderate rates one wake-up of paho's

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // Stopping Run must hand on what is already queued: those messages were
@@ -15,19 +16,18 @@ import (
 // at a SIGTERM this way.)
 func TestStopHandsOnWhatIsQueued(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, QueueSize: 32, Subscriptions: []Subscription{jsonSub("q/+", 1, 1)}})
 	out := make(chan ingest.Reading) // stalled until the stop
 	stop := running(t, s, out)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("q/x").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 	for i := range 200 {
 		if err := b.Publish("q/x", payload(1714564800, "v", i), false, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the queue to fill", func() bool { return s.Stats().Queued == 32 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Queued == 32 }, "the queue to fill")
 	// The pipeline behind out keeps reading while the source stops (the
 	// gateway closes it only after every source returned).
 	var got atomic.Int64
@@ -57,13 +57,12 @@ func TestStopHandsOnWhatIsQueued(t *testing.T) {
 // big payloads cannot turn the queue into a memory problem.
 func TestQoS0QueueBytesBound(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, QueueSize: 1000, QueueBytes: 1000, Subscriptions: []Subscription{jsonSub("q/+", 0, 1)}})
 	out := make(chan ingest.Reading)
 	running(t, s, out)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("q/x").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 	big := payload(1714564800, "v", 1, "pad", `"`+strings.Repeat("x", 280)+`"`) // ~300 bytes
 	const n = 20
 	for range n {
@@ -71,7 +70,7 @@ func TestQoS0QueueBytesBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "all messages received", func() bool { return s.Stats().Received == n })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Received == n }, "all messages received")
 	st := s.Stats()
 	if int(st.Queued)*len(big) > 1000 || st.Queued == 0 {
 		t.Fatalf("%d messages of %d bytes queued with queue_bytes 1000", st.Queued, len(big))

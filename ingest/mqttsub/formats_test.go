@@ -7,13 +7,13 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 func TestAllFormats(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{
 		{Topic: "f/json/+", JSON: decode.JSONMapping{SensorTopicSegment: intp(2)}},
 		{Topic: "f/senml/#", QoS: 1, Format: FormatSenML},
@@ -23,7 +23,7 @@ func TestAllFormats(t *testing.T) {
 	}})
 	out := make(chan ingest.Reading, 16)
 	running(t, s, out)
-	waitFor(t, "subscriptions", func() bool { return len(b.Topics.Subscribers("f/num/a/b").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscriptions")
 
 	mp, err := (&ingest.ReadingBatch{Gateway: "gw9", Readings: []ingest.Reading{{Sensor: "m", Metric: "x", Value: 4, Time: 1}}}).MarshalMsg(nil)
 	if err != nil {

@@ -5,31 +5,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
 	"github.com/sensorgate/sensorgate/test/leak"
 )
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// waitLimit bounds every wait on an event: a liveness limit for a hung
+// test, never a timing check.
+const waitLimit = 20 * time.Second
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -39,49 +27,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		return quietLogger()
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// startMochi starts an in-process broker on addr. ledger nil allows all.
-func startMochi(t *testing.T, addr string, ledger *auth.Ledger) *mochi.Server {
-	t.Helper()
-	s := mochi.New(&mochi.Options{InlineClient: true, Logger: quietLogger()})
-	var err error
-	if ledger == nil {
-		err = s.AddHook(new(auth.AllowHook), nil)
-	} else {
-		err = s.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
-		t.Fatal(err)
-	}
-	// The port may still be in TIME_WAIT after a restart: retry briefly.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err = s.Serve()
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// waitFor polls cond until it holds or 20 s passed.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // running starts s.Run in the background and returns a stop function that

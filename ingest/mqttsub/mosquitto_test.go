@@ -1,11 +1,8 @@
 package mqttsub
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -19,69 +16,9 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
-
-const mosquittoBin = "/usr/sbin/mosquitto"
-
-// mosquitto is a Debian mosquitto process started by a test.
-type mosquitto struct {
-	t      *testing.T
-	conf   string
-	addr   string
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-}
-
-// startMosquitto writes conf (plus a listener on addr) into a temporary
-// directory and starts mosquitto with it; it skips the test when the
-// binary is missing.
-func startMosquitto(t *testing.T, addr, conf string) *mosquitto {
-	t.Helper()
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		t.Skipf("interop test needs Debian's mosquitto (%s): %v", mosquittoBin, err)
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	path := filepath.Join(t.TempDir(), "mosquitto.conf")
-	full := fmt.Sprintf("listener %s %s\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nuser root\n%s\n", port, host, conf)
-	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m := &mosquitto{t: t, conf: path, addr: addr}
-	m.start()
-	t.Cleanup(m.stop)
-	return m
-}
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.stderr = new(bytes.Buffer)
-	m.cmd = exec.Command(mosquittoBin, "-c", m.conf)
-	m.cmd.Stderr = m.stderr
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", m.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("mosquitto did not listen on %s: %v\n%s", m.addr, err, m.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (m *mosquitto) stop() {
-	if m.cmd == nil || m.cmd.Process == nil {
-		return
-	}
-	m.cmd.Process.Kill() // the process this test started, by its pid
-	m.cmd.Wait()
-	m.cmd = nil
-}
 
 // publisher is a plain paho client for the tests.
 func publisher(t *testing.T, url, user, pass string) paho.Client {
@@ -109,17 +46,16 @@ func publish(t *testing.T, c paho.Client, topic string, qos byte, payload []byte
 func waitSubscribed(t *testing.T, s *Subscriber, c paho.Client, topic string) {
 	t.Helper()
 	before := s.Stats().Received
-	waitFor(t, "subscription on "+topic, func() bool {
+	mqtttest.WaitFor(t, waitLimit, func() bool {
 		publish(t, c, topic, 0, []byte("probe"))
 		time.Sleep(20 * time.Millisecond)
 		return s.Stats().Received > before
-	})
+	}, "subscription on "+topic)
 }
 
 func TestMosquittoWildcardsAndQoS(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	startMosquitto(t, addr, "allow_anonymous true")
+	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true"}).Addr()
 	cfg := Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{
 		{Topic: "q0/+/json", QoS: 0, Format: FormatJSON, JSON: decode.JSONMapping{SensorTopicSegment: intp(1), TimeField: "ts"}},
 		{Topic: "q1/#", QoS: 1, Format: FormatSenML},
@@ -173,16 +109,15 @@ func mosquittoPasswd(t *testing.T, user, pass string) string {
 
 func TestMosquittoWrongPasswordRefused(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
 	pw := mosquittoPasswd(t, "gw", "s3cret")
-	startMosquitto(t, addr, "allow_anonymous false\npassword_file "+pw)
+	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous false\npassword_file " + pw}).Addr()
 	t.Setenv("SG_TEST_MQTT_PW", "not-it")
 	s := newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordEnv: "SG_TEST_MQTT_PW",
 		ConnectTimeout: 2 * time.Second, MaxReconnectInterval: time.Second,
 		Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
 	out := make(chan ingest.Reading, 1)
 	stop := running(t, s, out)
-	waitFor(t, "a refused connection", func() bool { return s.Stats().ConnectFailures >= 2 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().ConnectFailures >= 2 }, "a refused connection")
 	err := s.LastError()
 	if !errors.Is(err, packets.ErrorRefusedNotAuthorised) && !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 		t.Fatalf("LastError = %v, want a credentials refusal", err)
@@ -196,13 +131,13 @@ func TestMosquittoWrongPasswordRefused(t *testing.T) {
 	s = newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordEnv: "SG_TEST_MQTT_PW",
 		Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
 	running(t, s, out)
-	waitFor(t, "connection with the right password", func() bool { return s.Stats().Connected })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Connected }, "connection with the right password")
 }
 
 func TestMosquittoRestartMidStream(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	m := startMosquitto(t, addr, "allow_anonymous true")
+	m := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true"})
+	addr := m.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, KeepAlive: 2 * time.Second, MaxReconnectInterval: time.Second,
 		Subscriptions: []Subscription{jsonSub("st/+", 1, 1)}})
 	out := make(chan ingest.Reading, 256)
@@ -215,10 +150,12 @@ func TestMosquittoRestartMidStream(t *testing.T) {
 	}
 	collect(t, out, 50)
 
-	m.stop() // the broker goes away mid-stream...
-	waitFor(t, "the subscriber to notice", func() bool { return !s.Stats().Connected })
-	m.start() // ...and comes back empty: no session, no subscriptions
-	waitFor(t, "reconnection", func() bool { return s.Stats().Connected })
+	m.Kill() // the broker goes away mid-stream...
+	mqtttest.WaitFor(t, waitLimit, func() bool { return !s.Stats().Connected }, "the subscriber to notice")
+	if err := m.Restart(); err != nil { // ...and comes back empty: no session, no subscriptions
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Connected }, "reconnection")
 	pub2 := publisher(t, "tcp://"+addr, "", "")
 	waitSubscribed(t, s, pub2, "st/probe")
 	drain(out)
@@ -239,21 +176,20 @@ func TestMosquittoRestartMidStream(t *testing.T) {
 func TestMosquittoMutualTLS(t *testing.T) {
 	checkNoLeak(t)
 	p := newPKI(t)
-	addr := freeAddr(t)
-	startMosquitto(t, addr, fmt.Sprintf("allow_anonymous true\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
-		p.CA, p.ServerCert, p.ServerKey))
+	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: fmt.Sprintf("allow_anonymous true\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
+		p.CAFile, p.ServerCertFile, p.ServerKeyFile)}).Addr()
 	s := newSub(t, Config{Broker: "ssl://" + addr,
-		TLS:           TLSConfig{CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey},
+		TLS:           mqttnet.TLS{CAFile: p.CAFile, CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile},
 		Subscriptions: []Subscription{jsonSub("m/+", 1, 1)}})
 	out := make(chan ingest.Reading, 4)
 	running(t, s, out)
-	waitFor(t, "TLS connection with a client certificate", func() bool { return s.Stats().Connected })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Connected }, "TLS connection with a client certificate")
 
 	// Without a client certificate the broker refuses the handshake.
-	s2 := newSub(t, Config{Broker: "ssl://" + addr, TLS: TLSConfig{CAFile: p.CA}, ConnectTimeout: 2 * time.Second,
+	s2 := newSub(t, Config{Broker: "ssl://" + addr, TLS: mqttnet.TLS{CAFile: p.CAFile}, ConnectTimeout: 2 * time.Second,
 		Subscriptions: []Subscription{jsonSub("m/+", 1, 1)}})
 	running(t, s2, make(chan ingest.Reading))
-	waitFor(t, "refusal without client certificate", func() bool { return s2.Stats().ConnectFailures > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s2.Stats().ConnectFailures > 0 }, "refusal without client certificate")
 	if s2.Stats().Connected {
 		t.Fatal("connected without a client certificate")
 	}
@@ -266,8 +202,7 @@ func TestMosquittoMutualTLS(t *testing.T) {
 // away.
 func TestMosquittoPersistentSessionRedeliversUnacked(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	startMosquitto(t, addr, "allow_anonymous true")
+	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true"}).Addr()
 	no := false
 	cfg := Config{Broker: "tcp://" + addr, ClientID: "gw-persistent", CleanSession: &no,
 		Subscriptions: []Subscription{jsonSub("p/+", 1, 1)}}
@@ -275,11 +210,9 @@ func TestMosquittoPersistentSessionRedeliversUnacked(t *testing.T) {
 	stuck := make(chan ingest.Reading) // nobody reads: the first message cannot be handed on
 	stop := running(t, s, stuck)
 	pub := publisher(t, "tcp://"+addr, "", "")
-	waitFor(t, "subscription", func() bool {
-		publish(t, pub, "p/first", 1, payload(1714564800, "v", 1))
-		time.Sleep(50 * time.Millisecond)
-		return s.Stats().Received > 0
-	})
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
+	publish(t, pub, "p/first", 1, payload(1714564800, "v", 1))
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Received > 0 }, "the first message")
 	stop() // Run ends while the reading is still waiting for out: no PUBACK
 
 	for i := range 5 {
@@ -311,19 +244,17 @@ func TestMosquittoPersistentSessionRedeliversUnacked(t *testing.T) {
 // and everything arrives once the pipeline drains.
 func TestMosquittoHeldAckThrottlesBroker(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	startMosquitto(t, addr, "allow_anonymous true\nmax_inflight_messages 10\nmax_queued_messages 1000")
+	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\nmax_inflight_messages 10\nmax_queued_messages 1000"}).Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, QueueSize: 500, Subscriptions: []Subscription{jsonSub("h/+", 1, 1)}})
 	out := make(chan ingest.Reading) // not read yet
 	running(t, s, out)
 	pub := publisher(t, "tcp://"+addr, "", "")
-	waitFor(t, "connection", func() bool { return s.Stats().Connected })
-	time.Sleep(100 * time.Millisecond) // let the SUBACK arrive before publishing
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
 	const n = 200
 	for i := range n {
 		publish(t, pub, "h/x", 1, payload(1714564800, "v", i))
 	}
-	waitFor(t, "the in-flight window to fill", func() bool { return s.Stats().Received >= 10 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Received >= 10 }, "the in-flight window to fill")
 	time.Sleep(300 * time.Millisecond)
 	if st := s.Stats(); st.Received > 10 {
 		t.Fatalf("broker sent %d unacknowledged messages, window is 10: %+v", st.Received, st)
@@ -370,8 +301,7 @@ func (j *testJournal) commit(err error) int {
 // the broker's in-flight window (2 here) holds the rest back until then.
 func TestMosquittoDurableAcksAfterJournalCommit(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	startMosquitto(t, addr, "allow_anonymous true\nmax_inflight_messages 2")
+	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\nmax_inflight_messages 2"}).Addr()
 	sub := jsonSub("d/+", 1, 1)
 	sub.Durable = true
 	if _, err := New(Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{sub}}, Options{}); !errors.Is(err, ErrNoJournal) {
@@ -385,8 +315,7 @@ func TestMosquittoDurableAcksAfterJournalCommit(t *testing.T) {
 	out := make(chan ingest.Reading, 64)
 	running(t, s, out)
 	pub := publisher(t, "tcp://"+addr, "", "")
-	waitFor(t, "connection", func() bool { return s.Stats().Connected })
-	time.Sleep(100 * time.Millisecond)
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
 	for i := range 6 {
 		publish(t, pub, "d/x", 1, payload(1714564800, "v", i))
 	}
@@ -403,7 +332,7 @@ func TestMosquittoDurableAcksAfterJournalCommit(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	waitFor(t, "the last commits", func() bool { j.commit(nil); return s.Stats().Journaled == 6 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { j.commit(nil); return s.Stats().Journaled == 6 }, "the last commits")
 	for i, r := range got {
 		if r.Value != float64(i) {
 			t.Fatalf("reading %d: %+v", i, r)

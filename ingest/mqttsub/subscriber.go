@@ -3,16 +3,12 @@ package mqttsub
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/url"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +17,10 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/internal/backoff"
+	"github.com/sensorgate/sensorgate/internal/lograte"
+	"github.com/sensorgate/sensorgate/internal/mqttnet"
+	"github.com/sensorgate/sensorgate/internal/secret"
 )
 
 // ErrRunning is returned by Run when the Subscriber is already running.
@@ -80,6 +80,7 @@ type Stats struct {
 	Reconnects               uint64 // connections after the first
 	ConnectFailures          uint64
 	SubscribeFailures        uint64 // filters the broker refused
+	Subscribed               uint64 // SUBACKs received: one per connection that subscribed
 	LastError                string // last connection or subscription error, "" if none
 }
 
@@ -114,7 +115,8 @@ type Subscriber struct {
 	log      *slog.Logger
 	now      func() time.Time
 	url      *url.URL
-	password string
+	secret   secret.Source
+	password atomic.Pointer[string] // the last password read
 	tls      *tls.Config
 	subs     []subscription
 
@@ -127,16 +129,18 @@ type Subscriber struct {
 	journaled, journalErrors  atomic.Uint64
 	connects, connectFailures atomic.Uint64
 	subscribeFailures         atomic.Uint64
+	subscribed                atomic.Uint64
 	connected                 atomic.Bool
 	reasons                   [decode.NumReasons + 1]atomic.Uint64 // + no_subscription
 	lastErr                   atomic.Pointer[string]
 	lastErrVal                atomic.Pointer[error]
 
-	dropLog, decodeLog, connLog rateLimit
+	dropLog, decodeLog, connLog, secretLog lograte.Limiter
 }
 
 // New checks cfg (after applying Defaults to a copy), reads the password
-// file and TLS material, and compiles the decoders. It does not connect.
+// (again at every connect: see password) and the TLS material, and
+// compiles the decoders. It does not connect.
 func New(cfg Config, opts Options) (*Subscriber, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -150,27 +154,16 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 		s.now = time.Now
 	}
 	s.url, _ = brokerURL(cfg.Broker)
-	switch {
-	case cfg.Password != "":
-		s.password = cfg.Password
-	case cfg.PasswordFile != "":
-		b, err := os.ReadFile(cfg.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqttsub: password_file: %w", err)
-		}
-		s.password, _, _ = strings.Cut(string(b), "\n")
-		s.password = strings.TrimRight(s.password, "\r")
-	case cfg.PasswordEnv != "":
-		v, ok := os.LookupEnv(cfg.PasswordEnv)
-		if !ok {
-			return nil, fmt.Errorf("mqttsub: password_env: environment variable %s is not set", cfg.PasswordEnv)
-		}
-		s.password = v
+	s.secret = cfg.password()
+	pw, err := s.secret.Read()
+	if err != nil {
+		return nil, fmt.Errorf("mqttsub: %w", err)
 	}
-	if tlsScheme(s.url.Scheme) || cfg.TLS.set() {
-		tc, err := cfg.TLS.build(s.url.Hostname())
+	s.password.Store(&pw)
+	if mqttnet.TLSScheme(s.url.Scheme) || cfg.TLS.IsSet() {
+		tc, err := cfg.TLS.Build(s.url.Hostname())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mqttsub: %w", err)
 		}
 		s.tls = tc
 	}
@@ -212,30 +205,21 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 	return s, nil
 }
 
-func (t TLSConfig) build(host string) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: t.InsecureSkipVerify}
-	if t.ServerName != "" {
-		tc.ServerName = t.ServerName
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqttsub: tls.ca_file: %w", err)
+// currentPassword re-reads the password for a connection attempt, so that
+// a rotated password file or variable is used without a restart. When it
+// cannot be read the last one read is used, and the failure is recorded
+// and logged (rate-limited; the error never holds the password).
+func (s *Subscriber) currentPassword() string {
+	pw, err := s.secret.Read()
+	if err != nil {
+		s.setErr(fmt.Errorf("mqttsub: %w", err))
+		if s.secretLog.Allow() {
+			s.log.Error("mqttsub: cannot read the password, using the last one read", "broker", s.cfg.Broker, "err", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqttsub: tls.ca_file: no PEM certificates in %s", t.CAFile)
-		}
-		tc.RootCAs = pool
+		return *s.password.Load()
 	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqttsub: tls client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	s.password.Store(&pw)
+	return pw
 }
 
 // Stats returns a snapshot of the counters.
@@ -251,6 +235,7 @@ func (s *Subscriber) Stats() Stats {
 		Connects:          s.connects.Load(),
 		ConnectFailures:   s.connectFailures.Load(),
 		SubscribeFailures: s.subscribeFailures.Load(),
+		Subscribed:        s.subscribed.Load(),
 		DecodeErrors:      make(map[string]uint64, len(s.reasons)),
 	}
 	if st.Connects > 1 {
@@ -315,7 +300,7 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 	var hooks hookGroup
 	dialCtx, cancelDial := context.WithCancel(ctx)
 	defer cancelDial()
-	var conn lastConn
+	var conn mqttnet.LastConn
 	client := mqtt.NewClient(s.clientOptions(dialCtx, &conn, queue, stop, lost, &hooks))
 	s.log.Info("mqttsub: connecting", "config", s.cfg)
 
@@ -324,20 +309,14 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 		connecting <-chan struct{}
 		retry      *time.Timer
 		retryC     <-chan time.Time
-		backoff    time.Duration
+		bo         = backoff.Backoff{Min: time.Second, Max: s.cfg.MaxReconnectInterval}
 	)
 	connect := func() {
 		tok = client.Connect()
 		connecting = tok.Done()
 	}
 	schedule := func() {
-		if backoff == 0 {
-			backoff = time.Second
-		} else if backoff *= 2; backoff > s.cfg.MaxReconnectInterval {
-			backoff = s.cfg.MaxReconnectInterval
-		}
-		d := backoff/2 + rand.N(backoff/2+1) // jitter: [backoff/2, backoff]
-		retry = time.NewTimer(d)
+		retry = time.NewTimer(bo.Next())
 		retryC = retry.C
 	}
 	defer func() {
@@ -347,7 +326,7 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 		}
 		client.Disconnect(250)
 		if connecting != nil { // an attempt in flight: cut it, or it ends within connect_timeout
-			conn.close()
+			conn.Abort()
 			// The Disconnect above already turned the attempt into an
 			// abort; a second Disconnect here could hit a paho race
 			// (Disconnecting reads a nil actionCompleted) and hang.
@@ -384,7 +363,7 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 				schedule()
 				continue
 			}
-			backoff = 0
+			bo.Reset()
 			if !client.IsConnectionOpen() {
 				// Lost again before we got here; its signal may have been
 				// ignored while connecting was pending.
@@ -481,7 +460,7 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 			Msg: fmt.Sprintf("payload of %d bytes over max_payload %d", len(payload), s.cfg.MaxPayload)}
 	case sub == nil:
 		s.count(ReasonNoSubscription)
-		if s.decodeLog.allow() {
+		if s.decodeLog.Allow() {
 			s.log.Warn("mqttsub: message on a topic no subscription matches", "topic", topic)
 		}
 	default:
@@ -494,8 +473,8 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 			reason = de.Reason
 		}
 		s.count(reason)
-		if s.decodeLog.allow() {
-			s.log.Warn("mqttsub: bad payload", "topic", topic, "reason", reason, "err", err, "suppressed", s.decodeLog.takeSuppressed())
+		if s.decodeLog.Allow() {
+			s.log.Warn("mqttsub: bad payload", "topic", topic, "reason", reason, "err", err, "suppressed", s.decodeLog.TakeSuppressed())
 		}
 	}
 	durable := sub != nil && sub.durable && m.Qos() > 0 && len(buf) > 0
@@ -534,27 +513,35 @@ func (s *Subscriber) match(topic string) *subscription {
 		return &s.subs[0] // the broker only sends what we subscribed to
 	}
 	for i := range s.subs {
-		if matchFilter(s.subs[i].filter, topic) {
+		if mqttnet.MatchFilter(s.subs[i].filter, topic) {
 			return &s.subs[i]
 		}
 	}
 	return nil
 }
 
-func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
+func (s *Subscriber) clientOptions(ctx context.Context, conn *mqttnet.LastConn, queue chan item, stop, lost chan struct{}, hooks *hookGroup) *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions()
-	o.AddBroker(defaultPort(s.url).String())
+	o.AddBroker(mqttnet.DefaultPort(s.url).String())
 	// With a QoS 1/2 subscription the broker's in-flight window may hold
 	// messages back until our PUBACKs arrive; the connection then gives
-	// up waiting when waiting does not pay (see mqttconn.Conn.Read).
+	// up waiting when waiting does not pay (see mqttnet.Conn.Read).
 	windowed := false
 	for _, sub := range s.cfg.Subscriptions {
 		windowed = windowed || sub.QoS > 0
 	}
-	o.SetCustomOpenConnectionFn(dialer(ctx, conn, *s.cfg.ReadCoalesce, windowed))
+	// The dialer honours the proxy environment variables like paho's own,
+	// wraps the connection in an mqttnet.Conn (buffered, coalesced reads
+	// and writes), and aborts a TCP dial when ctx ends, so that Run stops
+	// promptly even while an attempt hangs. The TLS files are read again
+	// at every attempt, like the password, so renewed certificates are used.
+	dial := mqttnet.DialOptions{ReadWait: *s.cfg.ReadCoalesce, Windowed: windowed}
+	if s.tls != nil {
+		dial.NewTLS = func() (*tls.Config, error) { return s.cfg.TLS.Build(s.url.Hostname()) }
+	}
+	o.SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, dial, conn))
 	o.SetClientID(s.cfg.ClientID)
-	o.SetUsername(s.cfg.Username)
-	o.SetPassword(s.password)
+	o.SetCredentialsProvider(func() (string, string) { return s.cfg.Username, s.currentPassword() })
 	if s.tls != nil {
 		o.SetTLSConfig(s.tls)
 	}
@@ -588,7 +575,7 @@ func (s *Subscriber) clientOptions(ctx context.Context, conn *lastConn, queue ch
 			s.connectFailures.Add(1)
 			err := fmt.Errorf("mqttsub: connect %s: %w", s.cfg.Broker, f.Reason)
 			s.setErr(err)
-			if s.connLog.allow() {
+			if s.connLog.Allow() {
 				s.log.Error("mqttsub: cannot connect, retrying", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID,
 					"err", f.Reason, "failures", s.connectFailures.Load())
 			}
@@ -633,7 +620,7 @@ func (s *Subscriber) onMessage(m mqtt.Message, queue chan item, stop chan struct
 // queue: the one declared drop point of this source.
 func (s *Subscriber) drop() {
 	s.dropped.Add(1)
-	if s.dropLog.allow() {
+	if s.dropLog.Allow() {
 		s.log.Warn("mqttsub: queue full, dropping QoS 0 messages", "broker", s.cfg.Broker, "dropped", s.dropped.Load())
 	}
 }
@@ -669,38 +656,8 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 			}
 		}
 	}
+	s.subscribed.Add(1)
 	s.log.Info("mqttsub: connected and subscribed", "broker", s.cfg.Broker, "topics", len(filters), "connects", s.connects.Load())
-}
-
-// rateLimit lets one log line through per interval and counts the rest.
-// It uses the monotonic clock, so a wall-clock jump (NTP sync on a board
-// without RTC) does not silence it.
-type rateLimit struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed uint64
-}
-
-const logInterval = 10 * time.Second
-
-func (r *rateLimit) allow() bool {
-	now := time.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Before(r.next) {
-		r.suppressed++
-		return false
-	}
-	r.next = now.Add(logInterval)
-	return true
-}
-
-func (r *rateLimit) takeSuppressed() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.suppressed
-	r.suppressed = 0
-	return n
 }
 
 var _ ingest.Source = (*Subscriber)(nil)

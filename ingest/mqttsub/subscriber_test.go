@@ -14,6 +14,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/decode"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 func newSub(t *testing.T, cfg Config) *Subscriber {
@@ -27,9 +28,8 @@ func newSub(t *testing.T, cfg Config) *Subscriber {
 
 func TestWildcardSubscriptionsAndMappings(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 
 	cfg := Config{
 		Broker: "tcp://" + addr,
@@ -42,10 +42,8 @@ func TestWildcardSubscriptionsAndMappings(t *testing.T) {
 	s := newSub(t, cfg)
 	out := make(chan ingest.Reading, 16)
 	stop := running(t, s, out)
-	waitFor(t, "connection", func() bool { return s.Stats().Connected })
-	waitFor(t, "subscription", func() bool {
-		return len(b.Topics.Subscribers("site/a/telemetry").Subscriptions) > 0 && len(b.Topics.Subscribers("env/x").Subscriptions) > 0
-	})
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Connected }, "connection")
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 
 	ts := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	if err := b.Publish("site/gh-1/telemetry", payload(ts.Unix(), "temp", 21.5), false, 0); err != nil {
@@ -78,9 +76,8 @@ func TestWildcardSubscriptionsAndMappings(t *testing.T) {
 
 func TestBadPayloadsCountedAndSkipped(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	cfg := Config{Broker: "tcp://" + addr, MaxPayload: 1024, Subscriptions: []Subscription{
 		{Topic: "s/+", QoS: 1, JSON: decode.JSONMapping{SensorField: "id", TimeField: "ts",
 			Metrics: map[string]decode.MetricField{"v": {}}}},
@@ -88,7 +85,7 @@ func TestBadPayloadsCountedAndSkipped(t *testing.T) {
 	s := newSub(t, cfg)
 	out := make(chan ingest.Reading, 64)
 	running(t, s, out)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("s/x").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 
 	msgs := []struct {
 		payload string
@@ -116,8 +113,8 @@ func TestBadPayloadsCountedAndSkipped(t *testing.T) {
 	if got[0].Sensor != "a" || got[0].Value != 1 || got[1].Sensor != "b" || got[1].Value != 5 {
 		t.Errorf("readings %+v", got)
 	}
-	waitFor(t, "all messages", func() bool { return s.Stats().Received == uint64(len(msgs)) })
-	waitFor(t, "error counts", func() bool {
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Received == uint64(len(msgs)) }, "all messages")
+	mqtttest.WaitFor(t, waitLimit, func() bool {
 		st := s.Stats()
 		for r, n := range want {
 			if st.DecodeErrors[r] != n {
@@ -125,25 +122,24 @@ func TestBadPayloadsCountedAndSkipped(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "error counts")
 }
 
 func TestQoS0OverloadDropsAndCounts(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, QueueSize: 4, Subscriptions: []Subscription{jsonSub("q/+", 0, 1)}})
 	out := make(chan ingest.Reading) // nobody reads yet: Run blocks on the first reading
 	running(t, s, out)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("q/x").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 	const n = 50
 	for i := range n {
 		if err := b.Publish("q/x", payload(1714564800+int64(i), "v", i), false, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "all messages received", func() bool { return s.Stats().Received == n })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Received == n }, "all messages received")
 	st := s.Stats()
 	if st.Dropped == 0 {
 		t.Fatalf("nothing dropped with a full queue: %+v", st)
@@ -167,13 +163,12 @@ func TestQoS0OverloadDropsAndCounts(t *testing.T) {
 
 func TestQoS1HoldsAckInsteadOfDropping(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, QueueSize: 2, Subscriptions: []Subscription{jsonSub("q/+", 1, 1)}})
 	out := make(chan ingest.Reading)
 	running(t, s, out)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("q/x").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 	const n = 300
 	for i := range n {
 		if err := b.Publish("q/x", payload(1714564800, "v", i), false, 1); err != nil {
@@ -181,7 +176,7 @@ func TestQoS1HoldsAckInsteadOfDropping(t *testing.T) {
 		}
 	}
 	// Let the broker push what it can into the stalled subscriber.
-	waitFor(t, "the queue to fill", func() bool { return s.Stats().Queued == 2 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Queued == 2 }, "the queue to fill")
 	got := collect(t, out, n)
 	seen := map[float64]bool{}
 	for _, r := range got {
@@ -197,12 +192,12 @@ func TestQoS1HoldsAckInsteadOfDropping(t *testing.T) {
 
 func TestBrokerRestartResumes(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, nil)
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	addr := b.Addr()
 	s := newSub(t, Config{Broker: "tcp://" + addr, KeepAlive: 2 * time.Second, Subscriptions: []Subscription{jsonSub("r/+", 1, 1)}})
 	out := make(chan ingest.Reading, 16)
 	running(t, s, out)
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("r/x").Subscriptions) > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 	if err := b.Publish("r/before", payload(1714564800, "v", 1), false, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -210,11 +205,10 @@ func TestBrokerRestartResumes(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 
-	b.Close()
-	waitFor(t, "disconnect", func() bool { return !s.Stats().Connected })
-	b = startMochi(t, addr, nil) // a fresh broker: no session, no subscriptions
-	defer b.Close()
-	waitFor(t, "re-subscription", func() bool { return len(b.Topics.Subscribers("r/x").Subscriptions) > 0 })
+	b.Stop()
+	mqtttest.WaitFor(t, waitLimit, func() bool { return !s.Stats().Connected }, "disconnect")
+	b.Start() // a fresh broker on the same address: no session, no subscriptions
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 1 }, "re-subscription")
 	if err := b.Publish("r/after", payload(1714564801, "v", 2), false, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -228,18 +222,17 @@ func TestBrokerRestartResumes(t *testing.T) {
 
 func TestBrokerDownAtStartKeepsRetrying(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
+	addr := mqtttest.FreeAddr(t)
 	s := newSub(t, Config{Broker: "tcp://" + addr, ConnectTimeout: time.Second, MaxReconnectInterval: time.Second,
 		Subscriptions: []Subscription{jsonSub("d/+", 0, 1)}})
 	out := make(chan ingest.Reading, 16)
 	running(t, s, out)
-	waitFor(t, "a failed attempt", func() bool { return s.Stats().ConnectFailures > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().ConnectFailures > 0 }, "a failed attempt")
 	if s.LastError() == nil {
 		t.Fatal("no LastError after a failed connect")
 	}
-	b := startMochi(t, addr, nil)
-	defer b.Close()
-	waitFor(t, "subscription", func() bool { return len(b.Topics.Subscribers("d/x").Subscriptions) > 0 })
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Addr: addr})
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 	if err := b.Publish("d/late", payload(1714564800, "v", 1), false, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -250,9 +243,8 @@ func TestBrokerDownAtStartKeepsRetrying(t *testing.T) {
 
 func TestWrongPasswordRefused(t *testing.T) {
 	checkNoLeak(t)
-	addr := freeAddr(t)
-	b := startMochi(t, addr, &auth.Ledger{Auth: auth.AuthRules{{Username: "gw", Password: "right", Allow: true}}})
-	defer b.Close()
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Ledger: &auth.Ledger{Auth: auth.AuthRules{{Username: "gw", Password: "right", Allow: true}}}})
+	addr := b.Addr()
 	dir := t.TempDir()
 	pw := dir + "/pw"
 	if err := writeFile(pw, "wrong\n"); err != nil {
@@ -262,7 +254,7 @@ func TestWrongPasswordRefused(t *testing.T) {
 		MaxReconnectInterval: time.Second, Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
 	out := make(chan ingest.Reading, 1)
 	stop := running(t, s, out)
-	waitFor(t, "refusal", func() bool { return s.Stats().ConnectFailures > 0 })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().ConnectFailures > 0 }, "refusal")
 	err := s.LastError()
 	if !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) && !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
 		t.Fatalf("LastError = %v, want a bad-credentials refusal", err)
@@ -277,14 +269,35 @@ func TestWrongPasswordRefused(t *testing.T) {
 	}
 	s = newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordFile: pw, Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
 	running(t, s, out)
-	waitFor(t, "connection with the right password", func() bool { return s.Stats().Connected })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Connected }, "connection with the right password")
+}
+
+// The password file is read again at every connect: a rotated password
+// is used by the next attempt, without a restart.
+func TestRotatedPasswordFile(t *testing.T) {
+	checkNoLeak(t)
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{Ledger: &auth.Ledger{Auth: auth.AuthRules{{Username: "gw", Password: "new", Allow: true}}}})
+	addr := b.Addr()
+	pw := t.TempDir() + "/pw"
+	if err := writeFile(pw, "old\n"); err != nil {
+		t.Fatal(err)
+	}
+	s := newSub(t, Config{Broker: "tcp://" + addr, Username: "gw", PasswordFile: pw, ConnectTimeout: time.Second,
+		MaxReconnectInterval: time.Second, Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
+	out := make(chan ingest.Reading, 1)
+	running(t, s, out)
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().ConnectFailures > 0 }, "refusal of the old password")
+	if err := writeFile(pw, "new\n"); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "connection with the rotated password")
 }
 
 func TestRunTwice(t *testing.T) {
-	s := newSub(t, Config{Broker: "tcp://" + freeAddr(t), Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
+	s := newSub(t, Config{Broker: "tcp://" + mqtttest.FreeAddr(t), Subscriptions: []Subscription{jsonSub("a/+", 0, 1)}})
 	out := make(chan ingest.Reading)
 	running(t, s, out)
-	waitFor(t, "Run to start", func() bool { return s.running.Load() })
+	mqtttest.WaitFor(t, waitLimit, func() bool { return s.running.Load() }, "Run to start")
 	if err := s.Run(t.Context(), out); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/sensorgate/sensorgate/simulator"
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 // maxRate is the --rate passed to simulate for "max": far above what any
@@ -132,8 +133,8 @@ func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed
 	if err != nil {
 		return nil, err
 	}
-	defer mq.close()
-	sub, err := connect(mq.url(), "e2ebench-bare")
+	defer mq.Close()
+	sub, err := connect(mq.URL(), "e2ebench-bare")
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +143,8 @@ func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed
 	if err := subscribe(sub, "sensors/+/telemetry", byte(qos), cnt.handle); err != nil {
 		return nil, err
 	}
-	cpu0, _ := cpuSeconds(mq.p.pid())
-	load, err := e.runLoad(ctx, mq.url(), rate, qos, seed)
+	cpu0, _ := cpuSeconds(mq.Pid())
+	load, err := e.runLoad(ctx, mq.URL(), rate, qos, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +164,7 @@ func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cpu1, _ := cpuSeconds(mq.p.pid())
+	cpu1, _ := cpuSeconds(mq.Pid())
 	bp := &brokerPoint{QoS: qos, Repeat: repeat, Load: *load, Delivered: cnt.n.Load(), DeliveredPS: cnt.rate(),
 		BrokerCPU: cpu1 - cpu0, LoadAvg: loadAvg()}
 	bp.Lost = int64(load.Sent) - int64(bp.Delivered)
@@ -230,9 +231,9 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 	if err != nil {
 		return nil, err
 	}
-	defer mq.close()
+	defer mq.Close()
 	col := newCollector()
-	up, err := connect(mq.url(), "e2ebench-collector")
+	up, err := connect(mq.URL(), "e2ebench-collector")
 	if err != nil {
 		return nil, err
 	}
@@ -243,20 +244,20 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 	if err := subscribe(up, "$SYS/broker/publish/messages/dropped", 0, col.handleSys); err != nil {
 		return nil, err
 	}
-	mport, err := freePort()
+	mport, err := mqtttest.PickPort()
 	if err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "gateway.yaml")
-	upstream, grace := mq.url(), 60*time.Second
+	upstream, grace := mq.URL(), 60*time.Second
 	if e.uplinkDown {
-		dead, err := freePort()
+		dead, err := mqtttest.PickPort()
 		if err != nil {
 			return nil, err
 		}
 		upstream, grace = fmt.Sprintf("tcp://127.0.0.1:%d", dead), time.Second
 	}
-	if err := os.WriteFile(cfg, []byte(gatewayConfig(filepath.Join(dir, "data"), mq.url(), upstream, qos, mport, e.window, e.sourceQueue, e.readingsQueue, e.readCoalesce, grace)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(gatewayConfig(filepath.Join(dir, "data"), mq.URL(), upstream, qos, mport, e.window, e.sourceQueue, e.readingsQueue, e.readCoalesce, grace)), 0o600); err != nil {
 		return nil, err
 	}
 	genv := append([]string(nil), e.gatewayEnv...)
@@ -299,8 +300,8 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 	if err != nil {
 		return nil, err
 	}
-	bcpu0, _ := cpuSeconds(mq.p.pid())
-	load, err := e.runLoad(ctx, mq.url(), rate, qos, seed)
+	bcpu0, _ := cpuSeconds(mq.Pid())
+	load, err := e.runLoad(ctx, mq.URL(), rate, qos, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +337,7 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 	if err != nil {
 		return nil, err
 	}
-	bcpu1, _ := cpuSeconds(mq.p.pid())
+	bcpu1, _ := cpuSeconds(mq.Pid())
 	if m, err := memKB(gw.pid(), "VmHWM", "VmRSS", "RssAnon", "RssFile"); err == nil {
 		gp.PeakRSSKB = m["VmHWM"]
 		gp.EndRSSKB, gp.EndAnonKB, gp.EndFileKB = m["VmRSS"], m["RssAnon"], m["RssFile"]

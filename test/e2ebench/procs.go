@@ -6,27 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-)
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+	"github.com/sensorgate/sensorgate/test/mqtttest"
+)
 
 // clockTicks is the kernel's USER_HZ (the unit of utime/stime in
 // /proc/PID/stat), read once from getconf; 100 when that fails.
@@ -183,54 +173,13 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// mosquitto is a Debian mosquitto on a free loopback port with a generated
-// config: anonymous, no persistence, generous queues, $SYS every second.
-type mosquitto struct {
-	p    *proc
-	port int
+// startMosquitto starts a Debian mosquitto on a free loopback port with a
+// config in dir: anonymous, no persistence, generous queues, $SYS every
+// second.
+func startMosquitto(bin, dir string, maxQueued int) (*mqtttest.Mosquitto, error) {
+	return mqtttest.LaunchMosquitto(mqtttest.MosquittoConfig{Bin: bin, Dir: dir,
+		Conf: fmt.Sprintf("allow_anonymous true\nmax_queued_messages %d\nsys_interval 1\n", maxQueued)})
 }
-
-func startMosquitto(bin, dir string, maxQueued int) (*mosquitto, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	body := fmt.Sprintf(`listener %d 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages %d
-sys_interval 1
-log_dest stderr
-log_type error
-log_type warning
-`, port, maxQueued)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := startProc(bin, []string{"-c", conf}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	m := &mosquitto{p: p, port: port}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			return m, nil
-		}
-		if p.exited() || time.Now().After(deadline) {
-			p.stop(syscall.SIGKILL, time.Second)
-			return nil, fmt.Errorf("mosquitto did not listen on %d: %v\n%s", port, err, tail(p.out.String(), 20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (m *mosquitto) url() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.port) }
-
-func (m *mosquitto) close() { m.p.stop(syscall.SIGTERM, 5*time.Second) }
 
 // health is the part of the gateway's /healthz document the benchmark reads
 // (see cmd/sensorgate/metrics.go and the packages' Stats types).

@@ -1,4 +1,4 @@
-package mqttconn
+package mqttnet
 
 import (
 	"net"
@@ -41,11 +41,11 @@ type Conn struct {
 	closeErr  error
 }
 
-// New wraps c. readWait is how long a read that follows a small read waits
+// NewConn wraps c. readWait is how long a read that follows a small read waits
 // first (0: never). windowed says the peer may hold back until we answer,
 // as a broker's QoS 1/2 in-flight window does: waits that do not pay off
 // are then given up for a while (see Read).
-func New(c net.Conn, readWait time.Duration, windowed bool) *Conn {
+func NewConn(c net.Conn, readWait time.Duration, windowed bool) *Conn {
 	b := &Conn{Conn: c, rbuf: make([]byte, readBufferSize), readWait: readWait, windowed: windowed, done: make(chan struct{})}
 	b.cond = sync.NewCond(&b.mu)
 	go b.flusher()

@@ -1,4 +1,4 @@
-package mqttconn
+package mqttnet
 
 import (
 	"bytes"
@@ -56,7 +56,7 @@ func readSpaced(t *testing.T, chunks int, gap, wait time.Duration) int64 {
 	t.Helper()
 	client, server := tcpPair(t)
 	cc := &countingConn{Conn: client}
-	conn := New(cc, wait, false)
+	conn := NewConn(cc, wait, false)
 	var want bytes.Buffer
 	for i := range chunks {
 		want.Write(bytes.Repeat([]byte{byte(i)}, 40))
@@ -103,7 +103,7 @@ func TestReadWaitGathersSmallWrites(t *testing.T) {
 // a connection that ends mid-stream.
 func TestReadLargePacket(t *testing.T) {
 	client, server := tcpPair(t)
-	conn := New(client, time.Millisecond, false)
+	conn := NewConn(client, time.Millisecond, false)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 3*readBufferSize/16+7)
 	go func() {
 		server.Write(big)
@@ -138,7 +138,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func TestWritesCoalesceAndCloseFlushes(t *testing.T) {
 	client, server := tcpPair(t)
 	cw := &countingWriter{Conn: client}
-	conn := New(cw, 0, false)
+	conn := NewConn(cw, 0, false)
 	const packets = 2000
 	var want bytes.Buffer
 	for i := range packets {
@@ -171,7 +171,7 @@ func TestWritesCoalesceAndCloseFlushes(t *testing.T) {
 // A broken connection is reported by the next Write.
 func TestWriteReportsBrokenConnection(t *testing.T) {
 	client, server := tcpPair(t)
-	conn := New(client, 0, false)
+	conn := NewConn(client, 0, false)
 	server.Close()
 	client.Close() // the flusher's next write fails
 	deadline := time.Now().Add(10 * time.Second)
@@ -193,7 +193,7 @@ func TestWriteReportsBrokenConnection(t *testing.T) {
 // must notice and read eagerly, trying a wait again only now and then.
 func TestReadWaitBacksOffForAWindowBoundPeer(t *testing.T) {
 	client, server := tcpPair(t)
-	conn := New(client, 20*time.Millisecond, true)
+	conn := NewConn(client, 20*time.Millisecond, true)
 	const messages = 300
 	go func() {
 		ack := make([]byte, 1)
