@@ -15,12 +15,12 @@ import (
 	"log/slog"
 	"math"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/clock"
+	"github.com/sensorgate/sensorgate/internal/lograte"
 )
 
 // Reasons a reading is rejected at the door (DoorStats.Rejected).
@@ -199,7 +199,7 @@ type door struct {
 	checked, passed                           atomic.Uint64
 	rejected                                  [len(reasons)]atomic.Uint64
 	future, stale, unsynced, flagged, correct atomic.Uint64
-	logLimit                                  rateLimit
+	logLimit                                  lograte.Limiter
 }
 
 func newDoor(d *Door, log *slog.Logger) (*door, error) {
@@ -366,9 +366,9 @@ func (v *door) checkTime(r *ingest.Reading) {
 
 func (v *door) reject(r *ingest.Reading, i int) {
 	v.rejected[i].Add(1)
-	if v.logLimit.allow() {
+	if v.logLimit.Allow() {
 		v.log.Warn("rules: door: reading rejected", "reason", reasons[i], "sensor", r.Sensor, "metric", r.Metric,
-			"value", r.Value, "suppressed", v.logLimit.takeSuppressed())
+			"value", r.Value, "suppressed", v.logLimit.TakeSuppressed())
 	}
 }
 
@@ -416,32 +416,4 @@ func (v *door) watch(ctx context.Context) {
 			v.log.Info("rules: door: clock synchronisation changed", "synced", s, "now", v.clock.Now().UTC())
 		}
 	}
-}
-
-// rateLimit lets one log line through per 10 s (monotonic) and counts the
-// rest.
-type rateLimit struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed uint64
-}
-
-func (r *rateLimit) allow() bool {
-	now := time.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Before(r.next) {
-		r.suppressed++
-		return false
-	}
-	r.next = now.Add(10 * time.Second)
-	return true
-}
-
-func (r *rateLimit) takeSuppressed() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.suppressed
-	r.suppressed = 0
-	return n
 }
