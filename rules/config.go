@@ -138,8 +138,8 @@ type StageConfig struct {
 	Size int `yaml:"size"`
 }
 
-// Window types, time domains, late policies and aggregate names (package
-// window owns them; repeated here so that a rules config reads alone).
+// Window types, time domains and late policies (package window owns
+// them, and the aggregate names; repeated here for configs built in Go).
 const (
 	Tumbling = window.Tumbling
 	Hopping  = window.Hopping
@@ -150,27 +150,10 @@ const (
 
 	LateDrop   = window.LateDrop
 	LateRevise = window.LateRevise
-
-	AggCount     = window.AggCount
-	AggSum       = window.AggSum
-	AggMin       = window.AggMin
-	AggMax       = window.AggMax
-	AggMean      = window.AggMean
-	AggStddev    = window.AggStddev
-	AggFirst     = window.AggFirst
-	AggLast      = window.AggLast
-	AggTWA       = window.AggTWA
-	AggDelta     = window.AggDelta
-	AggRate      = window.AggRate
-	AggQuantiles = window.AggQuantiles
 )
 
 // WindowConfig declares keyed windows: see window.Config.
 type WindowConfig = window.Config
-
-// DefaultQuantiles returns the quantiles reported when a window asks for
-// quantiles without listing them: 0.5, 0.9, 0.95, 0.99.
-func DefaultQuantiles() []float64 { return window.DefaultQuantiles() }
 
 // Defaults fills the zero fields of the config and of every rule, stage and
 // window with their defaults (max_routes 100000, key_ttl 10m, globs "*", severity "warning", window type tumbling in event time
@@ -263,9 +246,9 @@ func (c *Config) Defaults() {
 		if w.Late == LateRevise && w.Retention == 0 {
 			w.Retention = 10 * w.Size
 		}
-		if w.Has(AggQuantiles) {
+		if w.Has(window.AggQuantiles) {
 			if len(w.Quantiles) == 0 {
-				w.Quantiles = DefaultQuantiles()
+				w.Quantiles = window.DefaultQuantiles()
 			}
 			if w.SketchAccuracy == 0 {
 				w.SketchAccuracy = 0.01
@@ -428,7 +411,7 @@ func (c Config) Validate() error {
 				add(ingest.Errorf(fmt.Sprintf("%s.aggregates[%d]", p, j), "unknown aggregate %q (one of %s)", a, strings.Join(window.AllAggs(), ", ")))
 			}
 		}
-		if w.Has(AggQuantiles) {
+		if w.Has(window.AggQuantiles) {
 			for j, q := range w.Quantiles {
 				if !(q >= 0 && q <= 1) {
 					add(ingest.Errorf(fmt.Sprintf("%s.quantiles[%d]", p, j), "must be in [0, 1]"))

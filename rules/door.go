@@ -1,10 +1,6 @@
 package rules
 
-// The door: the first stage a reading meets in the engine. It rejects what
-// must not go further (unknown sensors, NaN and Inf, values outside the
-// sensor's physical range), flags what it cannot trust (times before
-// min_time, from the far future, taken while the clock was unsynchronised)
-// and corrects arrival stamps taken before a clock jump. It runs in the
+// The door, the engine's first stage (see the package doc). It runs in the
 // engine's goroutine: as a stage of its own it cost a goroutine hop per
 // reading, 15 times the check.
 
