@@ -6,9 +6,74 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/sensorgate/sensorgate/ingest"
 )
+
+// alertSet owns the alert rules and the state of every (rule, sensor,
+// metric) they watch, shared by the routes that lead there.
+type alertSet struct {
+	rules  []*alertRule
+	states map[alertKey]*alertState
+	alert  ingest.Alert // reused for every emission
+	sent   atomic.Uint64
+}
+
+func newAlertSet(cfg []AlertRule) *alertSet {
+	as := &alertSet{states: map[alertKey]*alertState{}}
+	for _, a := range cfg {
+		as.rules = append(as.rules, compileAlert(a))
+	}
+	return as
+}
+
+// attach returns the states of the rules that watch sensor and metric,
+// creating them on first use and taking a reference on each (release
+// gives it back).
+func (as *alertSet) attach(sensor, metric string, meta map[string]string) []*alertState {
+	var out []*alertState
+	for i, a := range as.rules {
+		if !match(a.cfg.Sensor, sensor) || !match(a.cfg.Metric, metric) {
+			continue
+		}
+		ak := alertKey{i, sensor, metric}
+		st := as.states[ak]
+		if st == nil {
+			st = &alertState{rule: a, sensor: sensor, metric: metric, meta: meta, key: ak}
+			as.states[ak] = st
+		}
+		st.refs++
+		out = append(out, st)
+	}
+	return out
+}
+
+// release drops a reference taken by attach; the state goes with the last.
+func (as *alertSet) release(st *alertState) {
+	if st.refs--; st.refs == 0 {
+		delete(as.states, st.key)
+	}
+}
+
+// adopt takes over the states of old for rules with the same id and the
+// same definition; a firing alert of a rule that changed or went away is
+// forgotten without a clear. old is empty afterwards.
+func (as *alertSet) adopt(old *alertSet) {
+	byID := map[string]int{}
+	for i, a := range as.rules {
+		byID[a.cfg.ID] = i
+	}
+	for _, st := range old.states {
+		i, ok := byID[st.rule.cfg.ID]
+		if !ok || !sameAlert(as.rules[i].cfg, st.rule.cfg) {
+			continue
+		}
+		st.rule, st.key, st.refs = as.rules[i], alertKey{i, st.sensor, st.metric}, 0
+		as.states[st.key] = st
+	}
+	old.states = map[alertKey]*alertState{}
+}
 
 // alertRule is a compiled AlertRule.
 type alertRule struct {
@@ -75,7 +140,7 @@ func (a *alertRule) clears(v float64) bool {
 }
 
 // checkAlert runs the hysteresis state machine of st on r.
-func (e *Engine) checkAlert(st *alertState, r *ingest.Reading) error {
+func (as *alertSet) check(em *emitter, st *alertState, r *ingest.Reading) error {
 	rule := st.rule
 	v := r.Value
 	if st.seen && r.Time < st.lastT {
@@ -101,25 +166,25 @@ func (e *Engine) checkAlert(st *alertState, r *ingest.Reading) error {
 		st.seq = 0
 		st.lastNotify = r.Time
 		st.id = alertID(rule.cfg.ID, st.sensor, st.metric, st.since)
-		return e.sendAlert(st, r, ingest.AlertFire, rule.limit)
+		return as.send(em, st, r, ingest.AlertFire, rule.limit)
 	}
 	if rule.clears(v) {
 		st.active = false
 		st.pending = false
 		st.seq++
-		return e.sendAlert(st, r, ingest.AlertClear, rule.clearAt)
+		return as.send(em, st, r, ingest.AlertClear, rule.clearAt)
 	}
 	if rule.renotify > 0 && r.Time-st.lastNotify >= rule.renotify {
 		st.seq++
 		st.lastNotify = r.Time
-		return e.sendAlert(st, r, ingest.AlertFire, rule.limit)
+		return as.send(em, st, r, ingest.AlertFire, rule.limit)
 	}
 	return nil
 }
 
-func (e *Engine) sendAlert(st *alertState, r *ingest.Reading, state string, threshold float64) error {
+func (as *alertSet) send(em *emitter, st *alertState, r *ingest.Reading, state string, threshold float64) error {
 	rule := st.rule
-	a := &e.alert
+	a := &as.alert
 	*a = ingest.Alert{
 		ID:        st.id,
 		Rule:      rule.cfg.ID,
@@ -139,8 +204,8 @@ func (e *Engine) sendAlert(st *alertState, r *ingest.Reading, state string, thre
 	if a.Message == "" {
 		a.Message = alertMessage(a, rule.high)
 	}
-	e.alerts.Add(1)
-	return e.sink.Alert(e.ctx, a)
+	as.sent.Add(1)
+	return em.sink.Alert(em.ctx, a)
 }
 
 func alertMessage(a *ingest.Alert, high bool) string {
@@ -172,4 +237,16 @@ func alertID(rule, sensor, metric string, since int64) string {
 	h.Write(b[:])
 	binary.BigEndian.PutUint64(b[:], h.Sum64())
 	return hex.EncodeToString(b[:])
+}
+
+type alertKey struct {
+	rule           int
+	sensor, metric string
+}
+
+func sameAlert(a, b AlertRule) bool {
+	eq := func(x, y *float64) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
+	return a.ID == b.ID && a.Sensor == b.Sensor && a.Metric == b.Metric && eq(a.Above, b.Above) && eq(a.Below, b.Below) &&
+		eq(a.ClearBelow, b.ClearBelow) && eq(a.ClearAbove, b.ClearAbove) && a.Hold == b.Hold && a.Renotify == b.Renotify &&
+		a.Severity == b.Severity && a.Message == b.Message
 }

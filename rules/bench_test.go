@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // The design's workload: 1,000 sensors x 3 metrics, every reading through
@@ -57,7 +58,7 @@ func benchEngine(b *testing.B, cfgYAML string) (*Engine, func(i int)) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.ctx, e.sink = context.Background(), discard{}
+	em := newEmitter(context.Background(), discard{})
 	names := benchSensorNames()
 	const keys = benchSensors * benchMetrics
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
@@ -72,7 +73,7 @@ func benchEngine(b *testing.B, cfgYAML string) (*Engine, func(i int)) {
 			Unit:   "degC",
 			Time:   base + round*int64(time.Second) + int64(k)*1000,
 		}
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -160,11 +161,11 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 				var m0, m1 runtime.MemStats
 				runtime.ReadMemStats(&m0)
 				e, _ := New(cfg, Options{})
-				e.ctx, e.sink = context.Background(), discard{}
+				em := newEmitter(context.Background(), discard{})
 				for j := range 10 { // 10 readings per key, all in one open window
 					for i := range keys {
 						r := ingest.Reading{Sensor: names[i], Metric: "temperature", Value: float64(20 + j + i%50), Time: int64(j) * int64(100*time.Millisecond)}
-						if err := e.process(&r); err != nil {
+						if err := e.process(em, &r); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -191,21 +192,21 @@ func BenchmarkRollUp(b *testing.B) {
 		b.Fatal(err)
 	}
 	var payloads [][]byte
-	e.ctx, e.sink = context.Background(), sinkFunc(func(s *ingest.Summary) error {
+	em := newEmitter(context.Background(), sinkFunc(func(s *ingest.Summary) error {
 		p, err := ingest.AppendSummary(nil, s)
 		payloads = append(payloads, p)
 		return err
-	})
+	}))
 	names := benchSensorNames()[:100]
 	for sec := range 1000 {
 		for i, n := range names {
 			r := ingest.Reading{Sensor: n, Metric: "m", Value: float64(sec%37 + i), Time: int64(sec) * int64(time.Second)}
-			if err := e.process(&r); err != nil {
+			if err := e.process(em, &r); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	if err := e.flush(); err != nil {
+	if err := e.flush(em); err != nil {
 		b.Fatal(err)
 	}
 	if len(payloads) != 10_000 {
@@ -214,7 +215,7 @@ func BenchmarkRollUp(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		out, err := RollUp(payloads)
+		out, err := window.RollUp(payloads)
 		if err != nil || len(out) != 100 {
 			b.Fatalf("%v, %d records", err, len(out))
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // Config is the `rules:` section of the gateway configuration.
@@ -137,81 +138,22 @@ type StageConfig struct {
 	Size int `yaml:"size"`
 }
 
-// Window types, time domains and late policies.
+// Window types, time domains and late policies (package window owns
+// them, and the aggregate names; repeated here for configs built in Go).
 const (
-	Tumbling = "tumbling"
-	Hopping  = "hopping"
-	Session  = "session"
+	Tumbling = window.Tumbling
+	Hopping  = window.Hopping
+	Session  = window.Session
 
-	EventTime      = "event"
-	ProcessingTime = "processing"
+	EventTime      = window.EventTime
+	ProcessingTime = window.ProcessingTime
 
-	LateDrop   = "drop"
-	LateRevise = "revise"
+	LateDrop   = window.LateDrop
+	LateRevise = window.LateRevise
 )
 
-// Aggregate names for WindowConfig.Aggregates.
-const (
-	AggCount     = "count"
-	AggSum       = "sum"
-	AggMin       = "min"
-	AggMax       = "max"
-	AggMean      = "mean"
-	AggStddev    = "stddev"
-	AggFirst     = "first"
-	AggLast      = "last"
-	AggTWA       = "twa"
-	AggDelta     = "delta"
-	AggRate      = "rate"
-	AggQuantiles = "quantiles"
-)
-
-var allAggs = []string{AggCount, AggSum, AggMin, AggMax, AggMean, AggStddev, AggFirst, AggLast, AggTWA, AggDelta, AggRate, AggQuantiles}
-
-// WindowConfig declares keyed windows:
-//
-//	{name: 10s, sensor: "*", metric: "*", type: tumbling, size: 10s, lateness: 2s}
-type WindowConfig struct {
-	Name   string `yaml:"name"`   // default: the size ("10s"); unique
-	Sensor string `yaml:"sensor"` // glob, default "*"
-	Metric string `yaml:"metric"` // glob, default "*"
-	// GroupBy keys the window by a tag (from Options.Meta and tag stages)
-	// instead of the sensor: all sensors with the same tag value are
-	// aggregated together, Summary.Group is "tag=value". Sensors without
-	// the tag are not windowed by this rule.
-	GroupBy string `yaml:"group_by"`
-	Type    string `yaml:"type"` // tumbling (default) | hopping | session
-	// Size is the window length (tumbling, hopping); Slide the hop
-	// (hopping, 0 < slide <= size); Gap closes a session after this much
-	// silence (session).
-	Size  time.Duration `yaml:"size"`
-	Slide time.Duration `yaml:"slide"`
-	Gap   time.Duration `yaml:"gap"`
-	// Lateness is how far behind the key's newest event time a reading may
-	// be and still count.
-	Lateness time.Duration `yaml:"lateness"`
-	// Time is the time domain: event (default; the reading's Time) or
-	// processing (the gateway clock when the reading is processed).
-	Time string `yaml:"time"`
-	// Late is the policy for readings of a window already emitted: drop
-	// (default; counted) or revise (fold them in and emit the summary again
-	// with a higher revision, while the window is within Retention).
-	Late      string        `yaml:"late"`
-	Retention time.Duration `yaml:"retention"` // revise: default 10 x size (session: not supported)
-	// Aggregates to compute besides the basic ones (count, sum, min, max,
-	// mean, stddev, first, last are always computed): twa, delta, rate
-	// (these keep the window's samples), quantiles (a DDSketch).
-	Aggregates []string `yaml:"aggregates"`
-	// Quantiles are reported when the quantiles aggregate is on; default
-	// 0.5, 0.9, 0.95, 0.99.
-	Quantiles []float64 `yaml:"quantiles"`
-	// SketchAccuracy is the DDSketch relative accuracy; default 0.01.
-	SketchAccuracy float64 `yaml:"sketch_accuracy"`
-}
-
-// DefaultQuantiles returns the quantiles reported when a window asks for
-// quantiles without listing them: 0.5, 0.9, 0.95, 0.99.
-func DefaultQuantiles() []float64 { return []float64{0.5, 0.9, 0.95, 0.99} }
+// WindowConfig declares keyed windows: see window.Config.
+type WindowConfig = window.Config
 
 // Defaults fills the zero fields of the config and of every rule, stage and
 // window with their defaults (max_routes 100000, key_ttl 10m, globs "*", severity "warning", window type tumbling in event time
@@ -304,9 +246,9 @@ func (c *Config) Defaults() {
 		if w.Late == LateRevise && w.Retention == 0 {
 			w.Retention = 10 * w.Size
 		}
-		if w.has(AggQuantiles) {
+		if w.Has(window.AggQuantiles) {
 			if len(w.Quantiles) == 0 {
-				w.Quantiles = DefaultQuantiles()
+				w.Quantiles = window.DefaultQuantiles()
 			}
 			if w.SketchAccuracy == 0 {
 				w.SketchAccuracy = 0.01
@@ -314,8 +256,6 @@ func (c *Config) Defaults() {
 		}
 	}
 }
-
-func (w *WindowConfig) has(agg string) bool { return slices.Contains(w.Aggregates, agg) }
 
 func checkGlob(p, path string) error {
 	if p == "" {
@@ -467,11 +407,11 @@ func (c Config) Validate() error {
 			add(ingest.Errorf(p+".group_by", "bad tag name %q", w.GroupBy))
 		}
 		for j, a := range w.Aggregates {
-			if !slices.Contains(allAggs, a) {
-				add(ingest.Errorf(fmt.Sprintf("%s.aggregates[%d]", p, j), "unknown aggregate %q (one of %s)", a, strings.Join(allAggs, ", ")))
+			if !slices.Contains(window.AllAggs(), a) {
+				add(ingest.Errorf(fmt.Sprintf("%s.aggregates[%d]", p, j), "unknown aggregate %q (one of %s)", a, strings.Join(window.AllAggs(), ", ")))
 			}
 		}
-		if w.has(AggQuantiles) {
+		if w.Has(window.AggQuantiles) {
 			for j, q := range w.Quantiles {
 				if !(q >= 0 && q <= 1) {
 					add(ingest.Errorf(fmt.Sprintf("%s.quantiles[%d]", p, j), "must be in [0, 1]"))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -30,7 +31,7 @@ windows:
 	if w[1].Name != "session-1m0s" {
 		t.Errorf("session name %q", w[1].Name)
 	}
-	if w[2].Slide != time.Minute || w[2].Retention != 10*time.Minute || !slices.Equal(w[2].Quantiles, DefaultQuantiles()) || w[2].SketchAccuracy != 0.01 {
+	if w[2].Slide != time.Minute || w[2].Retention != 10*time.Minute || !slices.Equal(w[2].Quantiles, window.DefaultQuantiles()) || w[2].SketchAccuracy != 0.01 {
 		t.Errorf("hopping defaults %+v", w[2])
 	}
 }

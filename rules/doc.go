@@ -8,8 +8,22 @@
 // [Sink] (the command encodes it into the outbox). For every reading, in
 // this order:
 //
-//  1. Readings with a non-finite value (or an event time beyond ±2^62 ns)
-//     are rejected and counted (they never poison a window).
+//  1. The door (door.go; built from [Options].Door: the `validation:`
+//     section, the sensors' ranges and the gateway clock): the allowlist,
+//     asked once per new route so that unknown ids never fill the route
+//     cache (reason unknown_sensor); NaN and ±Inf (not_finite); the
+//     sensor's physical range for the metric, resolved once per route
+//     (out_of_range, or flagged with out_of_range: flag); then the time
+//     checks, which never reject: stale and future payload times are
+//     replaced by the arrival time and flagged, arrival stamps taken
+//     before a jump of the unsynchronised clock are corrected, readings
+//     taken while it is unsynchronised are flagged. An event time beyond
+//     ±2^62 ns is rejected too (window arithmetic needs the bound).
+//     Rejections are counted by reason ([DoorStats], also in
+//     [Stats].Rejected) and reported with the key's next summary
+//     (Summary.Rejected), logged at most every 10 s. Run refreshes the
+//     clock every second while it runs. Without Options.Door only the
+//     finiteness and time-bound checks apply.
 //  2. The stages run in the order declared, each on the readings whose
 //     sensor and metric match its globs (path.Match syntax; after the
 //     renames of earlier stages): filter, range, calibrate, convert,
@@ -26,7 +40,7 @@
 //     re-notify: one [ingest.Alert] when the condition starts to hold
 //     ("fire"), again every re-notify interval, and when it stops ("clear"),
 //     all with the same ID for one firing.
-//  4. Windows ([WindowConfig]), keyed by sensor and metric (or by a tag and
+//  4. Windows ([WindowConfig], package rules/window), keyed by sensor and metric (or by a tag and
 //     metric with group_by): tumbling, hopping or session, in event time
 //     (default) or processing time. A reading may fall into several
 //     windows of several rules. When a window closes, one [ingest.Summary]
@@ -80,8 +94,8 @@
 //
 // # Merging
 //
-// [Merge] folds one summary into another of the same key and a disjoint
-// window; [RollUp] does it for a batch of encoded outbox records, so that
+// [window.Merge] folds one summary into another of the same key and a disjoint
+// window; [window.RollUp] does it for a batch of encoded outbox records, so that
 // the buffer can roll old summaries up into coarser ones instead of
 // dropping them.
 //
@@ -118,7 +132,7 @@
 // validation and late policies.
 //
 // TWA, delta and rate keep the (time, value) samples of an open window
-// (16 bytes each, at most [MaxSamples]; a window that gets more is emitted
+// (16 bytes each, at most [window.MaxSamples]; a window that gets more is emitted
 // without them and counted in [Stats].Capped); quantiles keep a DDSketch per
 // open window (rules/internal/sketch: 8 bytes per bin, the bins grow with
 // the log-range of the values, not their number, up to 2048 per sign).

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // DefaultTick is how often Run advances the watermarks of idle keys when
@@ -36,14 +35,9 @@ type Options struct {
 	Meta func(sensor string) map[string]string
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Admit, when set, is asked about every reading before anything else
-	// and may change it (a door check: flags, a corrected time); false
-	// skips the reading, which Admit's owner counts. It lets a check run in
-	// the engine's goroutine instead of costing a goroutine hop per
-	// reading.
-	// (It takes and returns the reading by value: a pointer handed to an
-	// unknown function would make every reading escape to the heap.)
-	Admit func(r ingest.Reading) (ingest.Reading, bool)
+	// Door builds the engine's door, its first stage (see Door); nil keeps
+	// only the finiteness and time-bounds checks.
+	Door *Door
 }
 
 // Sink receives what the engine emits. Implemented by cmd: it encodes and
@@ -57,7 +51,7 @@ type Sink interface {
 // Stats are the engine's counters since New.
 type Stats struct {
 	Readings  uint64 // readings received by Run
-	Rejected  uint64 // non-finite values and readings refused by range stages
+	Rejected  uint64 // readings refused by the door (DoorStats) and by range stages
 	Filtered  uint64 // dropped by filter, deadband and dedup stages
 	Derived   uint64 // readings made by rate and derive stages
 	Late      uint64 // late readings dropped (late: drop, or past retention)
@@ -88,79 +82,34 @@ type Engine struct {
 	cfg     Config
 	now     func() time.Time
 	tickC   <-chan time.Time
-	admit   func(ingest.Reading) (ingest.Reading, bool)
+	door    *door
 	meta    func(string) map[string]string
 	log     *slog.Logger
-	alertsR []*alertRule
+	alerts  *alertSet
 	stages  []*stage
-	windows []*window
+	windows []*window.Rule
+	win     *window.Keyed // the keyed windows and their state
 
 	running  atomic.Bool
 	handover atomic.Bool // PrepareHandover: no flush when the input closes
 
 	// State owned by the Run goroutine.
-	ctx       context.Context
-	sink      Sink
 	routes    map[routeKey]*route
-	wkeys     map[wkeyID]*wkey
-	keys      []*wkey // creation order, for deterministic ticks and flushes
-	astates   map[alertKey]*alertState
 	derives   map[deriveKey]*deriveState
 	env       evalEnv
-	flushHook func() // tests: called when the flush begins
+	flushHook func(Sink) // tests: called when the flush begins
 	// exprLogged limits expression failure logs to one per stage per tick.
 	exprLogged map[int]bool
-	free       []*bucket
 	lastTick   int64
 	lastSweep  int64
-	sum        ingest.Summary
-	quantBuf   []ingest.Quantile // reused for sum.Quantiles
-	sketchBuf  []byte            // reused for sum.Sketch
-	alert      ingest.Alert
 
-	readings    atomic.Uint64
-	rejected    atomic.Uint64
-	filtered    atomic.Uint64
-	derived     atomic.Uint64
-	lateDropped atomic.Uint64
-	lateFolded  atomic.Uint64
-	summaries   atomic.Uint64
-	revisions   atomic.Uint64
-	alerts      atomic.Uint64
-	exprErrors  atomic.Uint64
-	overflow    atomic.Uint64
-	capped      atomic.Uint64
-	openWindows atomic.Int64
-	nkeys       atomic.Int64
-	nroutes     atomic.Int64
-}
-
-type routeKey struct {
-	sensor, metric string
-	from           int // index of the first stage to apply
-}
-
-type wkeyID struct {
-	win                   int
-	sensor, group, metric string
-}
-
-type alertKey struct {
-	rule           int
-	sensor, metric string
-}
-
-// route is what happens to readings of one sensor and metric entering the
-// pipeline at stage `from`: the stages that match, then (under the names
-// the stages gave it) the alerts and windows.
-type route struct {
-	key    routeKey
-	used   int64 // wall clock (last tick) when it was last used
-	steps  []step
-	sensor string // after renames
-	metric string
-	alerts []*alertState
-	wins   []*wkey
+	readings   atomic.Uint64
+	rejected   atomic.Uint64
+	filtered   atomic.Uint64
+	derived    atomic.Uint64
+	exprErrors atomic.Uint64
+	overflow   atomic.Uint64
+	nroutes    atomic.Int64
 }
 
 // New compiles cfg (which must have been defaulted and validated; New
@@ -179,12 +128,9 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		cfg:     cfg,
 		now:     opts.Now,
 		tickC:   opts.Tick,
-		admit:   opts.Admit,
 		meta:    opts.Meta,
 		log:     opts.Logger,
 		routes:  map[routeKey]*route{},
-		wkeys:   map[wkeyID]*wkey{},
-		astates: map[alertKey]*alertState{},
 		derives: map[deriveKey]*deriveState{},
 	}
 	if e.now == nil {
@@ -193,9 +139,12 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	for _, a := range cfg.Alerts {
-		e.alertsR = append(e.alertsR, compileAlert(a))
+	d, err := newDoor(opts.Door, e.log)
+	if err != nil {
+		return nil, err
 	}
+	e.door = d
+	e.alerts = newAlertSet(cfg.Alerts)
 	for i := range cfg.Stages {
 		st, err := compileStage(i, &cfg.Stages[i])
 		if err != nil {
@@ -204,31 +153,49 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		e.stages = append(e.stages, st)
 	}
 	for i, w := range cfg.Windows {
-		e.windows = append(e.windows, compileWindow(i, w))
+		e.windows = append(e.windows, window.Compile(i, w))
 	}
+	e.win = window.NewKeyed(e.now)
 	return e, nil
+}
+
+// emitter is where a Run (or an Adopt) sends what the engine emits: the
+// context and the sink of that call, passed down the path of a reading
+// rather than kept in the Engine.
+type emitter struct {
+	ctx     context.Context
+	sink    Sink
+	summary window.Emit // sink.Summary with ctx, made once per Run
+}
+
+func newEmitter(ctx context.Context, sink Sink) *emitter {
+	return &emitter{ctx: ctx, sink: sink, summary: func(s *ingest.Summary) error { return sink.Summary(ctx, s) }}
 }
 
 // Stats returns the counters. Safe to call from any goroutine.
 func (e *Engine) Stats() Stats {
+	ws := e.win.Stats()
 	return Stats{
 		Readings:    e.readings.Load(),
 		Rejected:    e.rejected.Load(),
 		Filtered:    e.filtered.Load(),
 		Derived:     e.derived.Load(),
-		Late:        e.lateDropped.Load(),
-		Revised:     e.lateFolded.Load(),
-		Summaries:   e.summaries.Load(),
-		Revisions:   e.revisions.Load(),
-		Alerts:      e.alerts.Load(),
+		Late:        ws.Late,
+		Revised:     ws.Revised,
+		Summaries:   ws.Summaries,
+		Revisions:   ws.Revisions,
+		Alerts:      e.alerts.sent.Load(),
 		ExprErrors:  e.exprErrors.Load(),
 		Overflow:    e.overflow.Load(),
-		Capped:      e.capped.Load(),
-		OpenWindows: e.openWindows.Load(),
-		Keys:        e.nkeys.Load(),
+		Capped:      ws.Capped,
+		OpenWindows: ws.OpenWindows,
+		Keys:        ws.Keys,
 		Routes:      e.nroutes.Load(),
 	}
 }
+
+// DoorStats returns the door's counters. Safe to call from any goroutine.
+func (e *Engine) DoorStats() DoorStats { return e.door.stats() }
 
 // Run processes readings until in is closed, then flushes every open window
 // (and pending revision) to sink and returns nil. Cancelling ctx is a hard
@@ -239,8 +206,13 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 		return ErrRunning
 	}
 	defer e.running.Store(false)
-	e.ctx, e.sink = ctx, sink
-	defer func() { e.ctx, e.sink = nil, nil }()
+	em := newEmitter(ctx, sink)
+	if e.door.clock != nil {
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); e.door.watch(wctx) }()
+		defer func() { stop(); <-done }()
+	}
 	tick := e.tickC
 	if tick == nil {
 		t := time.NewTicker(DefaultTick)
@@ -259,14 +231,14 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 				tick = nil // a closed Options.Tick: no more ticks
 				continue
 			}
-			if err := e.tick(); err != nil {
+			if err := e.tick(em); err != nil {
 				return err
 			}
 		case r, ok := <-in:
 			if !ok {
-				return e.closed()
+				return e.closed(em)
 			}
-			if err := e.process(&r); err != nil {
+			if err := e.process(em, &r); err != nil {
 				return err
 			}
 			// Drain what is queued without going through the full select
@@ -276,9 +248,9 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 				select {
 				case r, ok := <-in:
 					if !ok {
-						return e.closed()
+						return e.closed(em)
 					}
-					if err := e.process(&r); err != nil {
+					if err := e.process(em, &r); err != nil {
 						return err
 					}
 				default:
@@ -289,171 +261,70 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 	}
 }
 
-func (e *Engine) wrapSink(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) && e.ctx.Err() != nil {
+func (e *Engine) wrapSink(em *emitter, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) && em.ctx.Err() != nil {
 		return err
 	}
 	return fmt.Errorf("rules: sink: %w", err)
 }
 
-// process runs one reading through the pipeline.
-func (e *Engine) process(r *ingest.Reading) error {
-	if e.admit != nil {
-		var ok bool
-		if *r, ok = e.admit(*r); !ok {
+// process runs one reading through the pipeline: route, door, stages,
+// alerts, windows.
+func (e *Engine) process(em *emitter, r *ingest.Reading) error {
+	e.readings.Add(1)
+	rt, ok := e.routes[routeKey{r.Sensor, r.Metric, 0}]
+	if ok {
+		rt.used = e.lastTick
+	} else {
+		// A new route: the allowlist is asked before anything is kept for
+		// the sensor, so unknown ids cannot fill the route cache.
+		if !e.door.allows(r.Sensor) {
+			e.door.refuse(r)
+			e.rejected.Add(1)
 			return nil
 		}
+		if rt = e.routeFor(r.Sensor, r.Metric, 0); rt == nil {
+			return nil // over MaxRoutes: counted by routeFor
+		}
 	}
-	e.readings.Add(1)
-	rt := e.routeFor(r.Sensor, r.Metric, 0)
-	if rt == nil {
-		return nil // over MaxRoutes: counted by routeFor
-	}
-	if !finite(r.Value) || r.Time > maxSaneTime || r.Time < -maxSaneTime {
+	if !e.door.check(rt.rng, r) {
 		e.reject(rt)
 		return nil
 	}
-	return e.wrapSink(e.runRoute(rt, r))
+	return e.wrapSink(em, e.runRoute(em, rt, r))
 }
 
 func (e *Engine) reject(rt *route) {
 	e.rejected.Add(1)
 	for _, k := range rt.wins {
-		k.pendRej++
+		k.Reject()
 	}
 }
 
-func (e *Engine) runRoute(rt *route, r *ingest.Reading) error {
+func (e *Engine) runRoute(em *emitter, rt *route, r *ingest.Reading) error {
 	for i := range rt.steps {
-		keep, err := e.runStep(rt, &rt.steps[i], r)
+		keep, err := e.runStep(em, rt, &rt.steps[i], r)
 		if err != nil || !keep {
 			return err
 		}
 	}
 	r.Sensor, r.Metric = rt.sensor, rt.metric
 	for _, a := range rt.alerts {
-		if err := e.checkAlert(a, r); err != nil {
+		if err := e.alerts.check(em, a, r); err != nil {
 			return err
 		}
 	}
 	for _, k := range rt.wins {
-		if err := e.addWindow(k, r); err != nil {
+		if err := e.win.Add(k, r, em.summary); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// routeFor returns the route of sensor/metric entering at stage from,
-// creating it on first use; nil (counted in Stats.Overflow) when the
-// engine already holds MaxRoutes routes.
-func (e *Engine) routeFor(sensor, metric string, from int) *route {
-	if rt, ok := e.routes[routeKey{sensor, metric, from}]; ok {
-		rt.used = e.lastTick
-		return rt
-	}
-	if len(e.routes) >= e.cfg.MaxRoutes {
-		e.overflow.Add(1)
-		return nil
-	}
-	return e.newRoute(strings.Clone(sensor), strings.Clone(metric), from)
-}
-
-func match(pattern, name string) bool {
-	if pattern == "*" {
-		return true
-	}
-	ok, _ := pathMatch(pattern, name)
-	return ok
-}
-
-func (e *Engine) newRoute(sensor, metric string, from int) *route {
-	rt := &route{}
-	origSensor, origMetric := sensor, metric
-	var meta map[string]string
-	if e.meta != nil {
-		meta = e.meta(sensor)
-	}
-	for _, st := range e.stages[from:] {
-		if !match(st.cfg.Sensor, sensor) || !match(st.cfg.Metric, metric) {
-			continue
-		}
-		if s, ok := e.newStep(st, sensor, metric, meta); ok {
-			rt.steps = append(rt.steps, s)
-		}
-		switch st.cfg.Type {
-		case StageRename:
-			s := rt.steps[len(rt.steps)-1]
-			if s.outS != sensor && e.meta != nil {
-				if m := e.meta(s.outS); m != nil {
-					meta = m
-				}
-			}
-			sensor, metric = s.outS, s.out
-		case StageTag:
-			m := maps.Clone(meta)
-			if m == nil {
-				m = map[string]string{}
-			}
-			maps.Copy(m, st.cfg.Tags)
-			meta = m
-		}
-	}
-	rt.sensor, rt.metric = sensor, metric
-	for i, a := range e.alertsR {
-		if !match(a.cfg.Sensor, sensor) || !match(a.cfg.Metric, metric) {
-			continue
-		}
-		ak := alertKey{i, sensor, metric}
-		st := e.astates[ak]
-		if st == nil {
-			st = &alertState{rule: a, sensor: sensor, metric: metric, meta: meta, key: ak}
-			e.astates[ak] = st
-		}
-		st.refs++
-		rt.alerts = append(rt.alerts, st)
-	}
-	for _, w := range e.windows {
-		if !match(w.cfg.Sensor, sensor) || !match(w.cfg.Metric, metric) {
-			continue
-		}
-		id := wkeyID{win: w.idx, sensor: sensor, metric: metric}
-		kmeta := meta
-		if w.cfg.GroupBy != "" {
-			v, ok := meta[w.cfg.GroupBy]
-			if !ok {
-				continue
-			}
-			id.sensor = ""
-			id.group = w.cfg.GroupBy + "=" + v
-			kmeta = map[string]string{w.cfg.GroupBy: v}
-		}
-		k := e.wkeys[id]
-		if k == nil {
-			k = &wkey{w: w, sensor: id.sensor, group: id.group, metric: metric, meta: kmeta, wm: minTime, sessEnd: minTime, id: id}
-			e.wkeys[id] = k
-			e.keys = append(e.keys, k)
-			e.nkeys.Add(1)
-		}
-		k.refs++
-		rt.wins = append(rt.wins, k)
-	}
-	rt.key = routeKey{origSensor, origMetric, from}
-	rt.used = e.lastTick
-	e.routes[rt.key] = rt
-	e.nroutes.Add(1)
-	return rt
-}
-
-const minTime = -1 << 63
-
-// maxSaneTime bounds the event times the windows accept (about the year
-// 2116 either side of 1970), so that window arithmetic cannot overflow.
-const maxSaneTime = 1 << 62
-
 // tick advances watermarks by the wall clock, emits pending revisions and
 // forgets retained windows past retention.
-func (e *Engine) tick() error {
+func (e *Engine) tick(em *emitter) error {
 	now := e.now().UnixNano()
 	if now < e.lastTick {
 		// The wall clock stepped back (NTP step, RTC-less boot): shift the
@@ -462,19 +333,12 @@ func (e *Engine) tick() error {
 		// back, so nothing is emitted twice.
 		back := e.lastTick - now
 		e.log.Warn("rules: wall clock stepped back", "by", time.Duration(back))
-		for _, k := range e.keys {
-			k.anchorWall -= back
-			if k.maxArrival != 0 {
-				k.maxArrival -= back
-			}
-		}
+		e.win.ShiftBack(back)
 	}
 	e.lastTick = now
 	clear(e.exprLogged)
-	for _, k := range e.keys {
-		if err := e.tickKey(k, now); err != nil {
-			return e.wrapSink(err)
-		}
+	if err := e.win.Advance(now, em.summary); err != nil {
+		return e.wrapSink(em, err)
 	}
 	if ttl := int64(e.cfg.KeyTTL); now-e.lastSweep >= min(ttl/4, int64(time.Minute)) || now < e.lastSweep {
 		e.lastSweep = now
@@ -483,97 +347,13 @@ func (e *Engine) tick() error {
 	return nil
 }
 
-// sweep forgets the routes not used since before (wall clock) whose
-// windows are all closed (and past retention) and whose alerts are clear,
-// and then the window keys, alert and derive states no route leads to.
-// The per-route stage state (deadband, rate, dedup) goes with the route.
-func (e *Engine) sweep(before int64) {
-	for key, rt := range e.routes {
-		if rt.used >= before || !routeIdle(rt) {
-			continue
-		}
-		delete(e.routes, key)
-		e.nroutes.Add(-1)
-		for _, k := range rt.wins {
-			k.refs--
-		}
-		for _, a := range rt.alerts {
-			if a.refs--; a.refs == 0 {
-				delete(e.astates, a.key)
-			}
-		}
-		for _, s := range rt.steps {
-			if s.derive != nil {
-				if s.derive.refs--; s.derive.refs == 0 {
-					delete(e.derives, s.derive.key)
-				}
-			}
-		}
-	}
-	keep := e.keys[:0]
-	for _, k := range e.keys {
-		if k.refs > 0 || len(k.open) > 0 || len(k.emitted) > 0 {
-			keep = append(keep, k)
-			continue
-		}
-		delete(e.wkeys, k.id)
-		e.nkeys.Add(-1)
-	}
-	clear(e.keys[len(keep):])
-	e.keys = keep
-}
-
-func routeIdle(rt *route) bool {
-	for _, k := range rt.wins {
-		if len(k.open) > 0 || len(k.emitted) > 0 {
-			return false
-		}
-	}
-	for _, a := range rt.alerts {
-		if a.active {
-			return false
-		}
-	}
-	return true
-}
-
-func (e *Engine) tickKey(k *wkey, now int64) error {
-	w := k.w
-	if w.processing {
-		if err := e.advance(k, now-w.lateness); err != nil {
-			return err
-		}
-		return e.revise(k)
-	}
-	switch {
-	case k.active:
-		// Anchor the key's event clock to the wall clock: at the arrival
-		// of its newest reading when known, else (conservatively) now.
-		// A key that got readings since the last tick is not idle: its
-		// own watermark closes its windows, and a reading still in flight
-		// gets at least one tick interval of grace.
-		k.active = false
-		k.anchorT, k.anchorWall = k.maxT, now
-		if k.maxArrival != 0 && k.maxArrival < now {
-			k.anchorWall = k.maxArrival
-		}
-	case k.hasMax && now > k.anchorWall:
-		// Idle: the key's event clock moves on with the wall clock, so
-		// silent sensors still close their windows.
-		if err := e.advance(k, k.anchorT+(now-k.anchorWall)-w.lateness); err != nil {
-			return err
-		}
-	}
-	return e.revise(k)
-}
-
 // closed handles the end of the input: flush, unless a handover was
 // prepared.
-func (e *Engine) closed() error {
+func (e *Engine) closed(em *emitter) error {
 	if e.handover.Load() {
 		return nil
 	}
-	return e.flush()
+	return e.flush(em)
 }
 
 // PrepareHandover makes Run return nil without flushing when its input
@@ -584,14 +364,9 @@ func (e *Engine) PrepareHandover() { e.handover.Store(true) }
 
 // flush emits every open window and pending revision, in key creation
 // order and window start order.
-func (e *Engine) flush() error {
+func (e *Engine) flush(em *emitter) error {
 	if e.flushHook != nil {
-		e.flushHook()
+		e.flushHook(em.sink)
 	}
-	for _, k := range e.keys {
-		if err := e.flushKey(k); err != nil {
-			return e.wrapSink(err)
-		}
-	}
-	return nil
+	return e.wrapSink(em, e.win.Flush(em.summary))
 }

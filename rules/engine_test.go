@@ -3,7 +3,6 @@ package rules
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -309,13 +308,13 @@ func TestProcessSteadyStateAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ctx, e.sink = context.Background(), discard{}
+	em := newEmitter(context.Background(), discard{})
 	sensors := []string{"gh-1", "gh-2", "gh-3"}
 	var i int64
 	step := func() {
 		r := ingest.Reading{Sensor: sensors[i%3], Metric: "temperature", Value: float64(20 + i%7), Time: i * int64(time.Millisecond), Unit: "degC"}
 		i++
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -470,48 +469,5 @@ func TestClosedTickChannel(t *testing.T) {
 	sink := &collect{}
 	if err := e.Run(context.Background(), in, sink); err != nil || len(sink.summaries) != 1 {
 		t.Fatalf("Run = %v, %d summaries", err, len(sink.summaries))
-	}
-}
-
-func TestSamplesCap(t *testing.T) {
-	cfg := parseConfig(t, "windows:\n  - {name: w, size: 10s, aggregates: [twa, delta]}\n  - {name: h, type: hopping, size: 10s, slide: 5s, aggregates: [rate]}\n")
-	e, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range e.windows {
-		w.maxSamples = 4
-	}
-	sink := &collect{}
-	e.ctx, e.sink = context.Background(), sink
-	// [0, 10) and its pane [0, 5): 5 readings (over the cap); [10, 20): 3.
-	for i, ts := range []float64{0.5, 1, 2, 3, 4, 11, 12, 13} {
-		r := rd("s", "m", ts, float64(i))
-		if err := e.process(&r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.flush(); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]ingest.Summary{}
-	for _, s := range sink.summaries {
-		got[fmt.Sprintf("%s/%d", s.Window, s.Start/1e9)] = s
-	}
-	if s := got["w/0"]; s.Count != 5 || s.TWA != 0 || s.Delta != 0 || s.Sum != 10 {
-		t.Errorf("capped window %+v", s)
-	}
-	if s := got["w/10"]; s.Count != 3 || s.Delta != 2 || s.TWA != 5.5 {
-		t.Errorf("window under the cap %+v", s)
-	}
-	// Hopping: panes of 5 s; [0, 10) includes the capped pane [0, 5).
-	if s := got["h/0"]; s.Count != 5 || s.Rate != 0 {
-		t.Errorf("capped hopping window %+v", s)
-	}
-	if s := got["h/10"]; s.Count != 3 || s.Rate != 1 {
-		t.Errorf("hopping window under the cap %+v", s)
-	}
-	if st := e.Stats(); st.Capped == 0 {
-		t.Errorf("stats %+v", st)
 	}
 }

@@ -29,19 +29,19 @@ func FuzzConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("validated config rejected by New: %v", err)
 		}
-		e.ctx, e.sink = t.Context(), discard{}
+		em := newEmitter(t.Context(), discard{})
 		for i, m := range []string{"temperature", "humidity", "a", "m", "temperature"} {
 			for _, v := range []float64{-1e300, 0, 21.5, math.NaN(), 1e300} {
 				r := ingest.Reading{Sensor: "gh-1", Metric: m, Value: v, Unit: "degC", Time: int64(i) * 1e9}
-				if err := e.process(&r); err != nil {
+				if err := e.process(em, &r); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		if err := e.tick(); err != nil {
+		if err := e.tick(em); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.flush(); err != nil {
+		if err := e.flush(em); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected.jsonl files of the golden cases")
@@ -115,7 +116,7 @@ func runGolden(t *testing.T, dir string) []byte {
 	beforeClose := -1
 	h := newHarness(t, cfg, meta, func(e *Engine) {
 		// Runs on the engine goroutine when the input has closed.
-		e.flushHook = func() { beforeClose = len(e.sink.(*collect).order) }
+		e.flushHook = func(s Sink) { beforeClose = len(s.(*collect).order) }
 	})
 	f, err := os.Open(filepath.Join(dir, "input.jsonl"))
 	if err != nil {
@@ -216,7 +217,7 @@ func goldenRollUp(t *testing.T, records []any) []any {
 		}
 		payloads = append(payloads, b)
 	}
-	rolled, err := RollUp(payloads)
+	rolled, err := window.RollUp(payloads)
 	if err != nil {
 		t.Fatal(err)
 	}

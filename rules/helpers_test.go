@@ -61,11 +61,11 @@ func (c *collect) Alert(_ context.Context, a *ingest.Alert) error {
 	return nil
 }
 
-// clock is a settable wall clock for Options.Now.
-type clock struct{ ns atomic.Int64 }
+// wallClock is a settable wall clock for Options.Now.
+type wallClock struct{ ns atomic.Int64 }
 
-func (c *clock) Now() time.Time  { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+func (c *wallClock) Now() time.Time  { return time.Unix(0, c.ns.Load()) }
+func (c *wallClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
 // parseConfig decodes YAML the way the command does (unknown keys are
 // errors), applies defaults and validates.
@@ -93,7 +93,7 @@ func decodeConfig(b []byte) (Config, error) {
 type harness struct {
 	t    testing.TB
 	e    *Engine
-	clk  *clock
+	clk  *wallClock
 	in   chan ingest.Reading
 	tick chan time.Time
 	sink *collect
@@ -103,7 +103,7 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg Config, meta func(string) map[string]string, prestart ...func(*Engine)) *harness {
 	t.Helper()
-	h := &harness{t: t, clk: &clock{}, in: make(chan ingest.Reading), tick: make(chan time.Time), sink: &collect{}, done: make(chan error, 1)}
+	h := &harness{t: t, clk: &wallClock{}, in: make(chan ingest.Reading), tick: make(chan time.Time), sink: &collect{}, done: make(chan error, 1)}
 	h.clk.Set(time.Unix(0, 0))
 	e, err := New(cfg, Options{Now: h.clk.Now, Tick: h.tick, Meta: meta})
 	if err != nil {

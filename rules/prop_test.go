@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // bruteWindow is the brute-force expectation for one window.
@@ -119,7 +120,7 @@ func TestAggregatesProperty(t *testing.T) {
 					t.Fatal(err)
 				}
 				sink := &collect{}
-				e.ctx, e.sink = context.Background(), sink
+				em := newEmitter(context.Background(), sink)
 
 				n := 1 + rng.IntN(400)
 				// Event times: increasing with random gaps (sometimes equal,
@@ -162,15 +163,15 @@ func TestAggregatesProperty(t *testing.T) {
 				}
 				for _, x := range arr {
 					r := ingest.Reading{Sensor: "s", Metric: "m", Value: x.v, Time: x.t}
-					if err := e.process(&r); err != nil {
+					if err := e.process(em, &r); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if err := e.flush(); err != nil {
+				if err := e.flush(em); err != nil {
 					t.Fatal(err)
 				}
 				// Brute force windows.
-				w := e.windows[0]
+				w := propWindow(e.windows[0].Config())
 				var want []*bruteWindow
 				switch w.kind {
 				case kindSession:
@@ -235,7 +236,7 @@ func TestAggregatesProperty(t *testing.T) {
 						}
 						m := got[want[i].start]
 						m.Sketch = slices.Clone(m.Sketch)
-						if err := Merge(&m, ptr(got[want[i+1].start])); err != nil {
+						if err := window.Merge(&m, ptr(got[want[i+1].start])); err != nil {
 							t.Fatal(err)
 						}
 						union := &bruteWindow{start: want[i].start, end: want[i+1].end,
@@ -251,7 +252,7 @@ func TestAggregatesProperty(t *testing.T) {
 					for _, s := range sink.summaries {
 						payloads = append(payloads, enc(t, &s))
 					}
-					rolled, err := RollUp(payloads)
+					rolled, err := window.RollUp(payloads)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -277,3 +278,57 @@ func TestAggregatesProperty(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// sample is one (event time, value) pair of the brute-force windows.
+type sample struct {
+	t int64
+	v float64
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+const (
+	kindTumbling uint8 = iota
+	kindHopping
+	kindSession
+)
+
+// propWin is what the brute force needs of a window rule.
+type propWin struct {
+	kind             uint8
+	size, slide, gap int64
+}
+
+func propWindow(c WindowConfig) propWin {
+	w := propWin{size: int64(c.Size), slide: int64(c.Slide), gap: int64(c.Gap)}
+	switch c.Type {
+	case Hopping:
+		w.kind = kindHopping
+	case Session:
+		w.kind = kindSession
+	default:
+		w.slide = w.size
+	}
+	return w
+}
+
+func enc(t testing.TB, s *ingest.Summary) []byte {
+	b, err := ingest.AppendSummary(nil, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+func decSum(t testing.TB, b []byte) *ingest.Summary {
+	r, err := ingest.DecodeRecord(b)
+	if err != nil || r.Summary == nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return r.Summary
+}

@@ -25,13 +25,13 @@ func TestSketchAccuracyPerWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &collect{}
-	e.ctx, e.sink = context.Background(), c
+	em := newEmitter(context.Background(), c)
 	vals := map[[2]int64][]float64{} // by window [start, end)
 	for i := range int64(200) {
 		v := 10 + float64(i%13)*0.37
 		ts := i * int64(100*time.Millisecond)
 		r := ingest.Reading{Sensor: "s", Metric: "m", Value: v, Time: ts}
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 		for _, size := range []int64{1, 2} {
@@ -41,7 +41,7 @@ func TestSketchAccuracyPerWindow(t *testing.T) {
 			}
 		}
 	}
-	if err := e.flush(); err != nil {
+	if err := e.flush(em); err != nil {
 		t.Fatal(err)
 	}
 	acc := map[string]float64{"coarse": 0.2, "fine": 0.001, "hop": 0.05}
@@ -81,13 +81,13 @@ func TestQuantileSteadyStateAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ctx, e.sink = context.Background(), discard{}
+	em := newEmitter(context.Background(), discard{})
 	sensors := []string{"a", "b", "c"}
 	var i int64
 	step := func() {
 		r := ingest.Reading{Sensor: sensors[i%3], Metric: "m", Value: float64(i%101) - 30, Time: i * int64(time.Millisecond)}
 		i++
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 	}

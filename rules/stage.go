@@ -58,7 +58,7 @@ type step struct {
 	hasLast  bool
 	lastV    float64
 	lastT    int64
-	ring     []sample
+	ring     []seen
 	ringPos  int
 	convFrom string
 	convA    float64
@@ -330,13 +330,13 @@ func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]strin
 			s.out = expand(c.ToMetric, sensor, metric)
 		}
 	case StageDedup:
-		s.ring = make([]sample, 0, st.dedupLen)
+		s.ring = make([]seen, 0, st.dedupLen)
 	}
 	return s, true
 }
 
 // runStep applies one stage to r. keep=false: the reading goes no further.
-func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
+func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
 	st := s.st
 	switch st.kind {
 	case kFilter:
@@ -426,9 +426,9 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			}
 		}
 		if len(s.ring) < cap(s.ring) {
-			s.ring = append(s.ring, sample{r.Time, r.Value})
+			s.ring = append(s.ring, seen{r.Time, r.Value})
 		} else {
-			s.ring[s.ringPos] = sample{r.Time, r.Value}
+			s.ring[s.ringPos] = seen{r.Time, r.Value}
 			s.ringPos = (s.ringPos + 1) % len(s.ring)
 		}
 		return true, nil
@@ -439,7 +439,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 		if s.hasLast && r.Time > s.lastT {
 			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
 			s.lastV, s.lastT = r.Value, r.Time
-			if err := e.emitDerived(st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
+			if err := e.emitDerived(em, st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
 				return false, err
 			}
 			return true, nil
@@ -473,7 +473,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 			e.exprError(st, err)
 			return true, nil
 		}
-		if err := e.emitDerived(st, r, s.out, st.cfg.Unit, v, q); err != nil {
+		if err := e.emitDerived(em, st, r, s.out, st.cfg.Unit, v, q); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -482,7 +482,7 @@ func (e *Engine) runStep(rt *route, s *step, r *ingest.Reading) (keep bool, err 
 }
 
 // emitDerived sends a reading made by stage st through the stages after it.
-func (e *Engine) emitDerived(st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
+func (e *Engine) emitDerived(em *emitter, st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
 	d := ingest.Reading{Sensor: r.Sensor, Metric: metric, Value: v, Unit: unit, Time: r.Time, Arrival: r.Arrival, Quality: q | ingest.QualityDerived}
 	rt := e.routeFor(d.Sensor, d.Metric, st.idx+1)
 	if rt == nil {
@@ -493,7 +493,7 @@ func (e *Engine) emitDerived(st *stage, r *ingest.Reading, metric, unit string, 
 		return nil
 	}
 	e.derived.Add(1)
-	return e.runRoute(rt, &d)
+	return e.runRoute(em, rt, &d)
 }
 
 // exprError logs an expression failure, at most once per stage per tick.
@@ -506,4 +506,10 @@ func (e *Engine) exprError(st *stage, err error) {
 	}
 	e.exprLogged[st.idx] = true
 	e.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
+}
+
+// seen is one (event time, value) pair a dedup stage remembers.
+type seen struct {
+	t int64
+	v float64
 }

@@ -206,7 +206,7 @@ windows:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ctx, e.sink = t.Context(), discard{}
+	em := newEmitter(t.Context(), discard{})
 	var i int64
 	sensors := []string{"sa", "sb", "sc", "sd", "se"}
 	step := func() {
@@ -216,7 +216,7 @@ windows:
 		}
 		r := ingest.Reading{Sensor: sensors[i%5], Metric: m, Value: float64(20 + i%7), Time: i * 1e7, Unit: "degC"}
 		i++
-		if err := e.process(&r); err != nil {
+		if err := e.process(em, &r); err != nil {
 			t.Fatal(err)
 		}
 	}

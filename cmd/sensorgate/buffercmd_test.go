@@ -14,7 +14,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
-	"github.com/sensorgate/sensorgate/rules"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // makeOutbox writes a closed outbox in a temp dir: 3 summaries, 1 alert,
@@ -221,12 +221,12 @@ func splitLines(s string) []string {
 }
 
 // TestOutboxRollUpWithRulesHook checks the roll-up contract with the real
-// hook the command wires (rules.RollUp): a full summaries lane keeps every
+// hook the command wires (window.RollUp): a full summaries lane keeps every
 // reading's count at a coarser resolution instead of losing windows.
 func TestOutboxRollUpWithRulesHook(t *testing.T) {
 	ctx := context.Background()
 	cfg := buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db"), CommitDelay: time.Millisecond}
-	opts := buffer.Options{RollUp: rules.RollUp}
+	opts := buffer.Options{RollUp: window.RollUp}
 	cfg.Lanes.Summaries.Policy = buffer.PolicyRollUp
 	cfg.Lanes.Summaries.RollUpBatch = 16
 	const sensors, windows = 20, 30
@@ -297,7 +297,7 @@ func TestOutboxRollUpWithRulesHook(t *testing.T) {
 		t.Fatalf("readings covered %d, want %d (dropped %d summaries)", total, want, lost)
 	}
 	if lost != 0 {
-		t.Errorf("rules.RollUp could not keep coverage: %d summaries dropped; stats %+v", lost, st)
+		t.Errorf("window.RollUp could not keep coverage: %d summaries dropped; stats %+v", lost, st)
 	}
 	t.Logf("depth %d bytes %d (cap %d), rolled up %d into %d", st.Depth, st.Bytes, cfg.Lanes.Summaries.MaxBytes, st.RolledUpIn, st.RolledUpOut)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
-	"github.com/sensorgate/sensorgate/ingest/validate"
 	"github.com/sensorgate/sensorgate/rules"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/uplink"
@@ -25,16 +24,16 @@ import (
 // type only composes them and checks what spans sections (unique sensor ids,
 // lane routing).
 type Config struct {
-	Gateway    GatewayConfig   `yaml:"gateway"`
-	Log        LogConfig       `yaml:"log"`
-	Broker     broker.Config   `yaml:"broker"`
-	Sources    SourcesConfig   `yaml:"sources"`
-	Sensors    []SensorConfig  `yaml:"sensors"`
-	Validation validate.Config `yaml:"validation"`
-	Rules      rules.Config    `yaml:"rules"`
-	Buffer     buffer.Config   `yaml:"buffer"`
-	Uplinks    []uplink.Config `yaml:"uplinks"`
-	Metrics    MetricsConfig   `yaml:"metrics"`
+	Gateway    GatewayConfig    `yaml:"gateway"`
+	Log        LogConfig        `yaml:"log"`
+	Broker     broker.Config    `yaml:"broker"`
+	Sources    SourcesConfig    `yaml:"sources"`
+	Sensors    []SensorConfig   `yaml:"sensors"`
+	Validation rules.Validation `yaml:"validation"`
+	Rules      rules.Config     `yaml:"rules"`
+	Buffer     buffer.Config    `yaml:"buffer"`
+	Uplinks    []uplink.Config  `yaml:"uplinks"`
+	Metrics    MetricsConfig    `yaml:"metrics"`
 
 	// localSources marks the sources.mqtt entries with `broker: local`,
 	// which read from the embedded broker through its private listener.
@@ -98,7 +97,7 @@ type SensorConfig struct {
 	Tags     map[string]string `yaml:"tags"`
 	// Ranges are the physical limits per metric; readings outside are
 	// rejected at the door and counted.
-	Ranges map[string]validate.Range `yaml:"ranges"`
+	Ranges map[string]rules.Range `yaml:"ranges"`
 	// Sim configures a sensor of type sim; Device a chip on the board
 	// (types bme280, ds18b20, ads1115, sht3x, ... see the drivers package).
 	Sim    *simulator.SensorConfig `yaml:"sim"`

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/sensorgate/sensorgate/buffer"
-	"github.com/sensorgate/sensorgate/rules"
+	"github.com/sensorgate/sensorgate/rules/window"
 )
 
 // Main is the gateway: what lives across config reloads (the outbox and
@@ -48,7 +48,7 @@ type Main struct {
 // summaries; the rules merge them, so a full summaries lane with the
 // rollup policy keeps coverage at a coarser resolution.
 func outboxOptions(logger *slog.Logger) buffer.Options {
-	return buffer.Options{Logger: logger.With("component", "outbox"), RollUp: rules.RollUp}
+	return buffer.Options{Logger: logger.With("component", "outbox"), RollUp: window.RollUp}
 }
 
 // Open applies the memory limit, opens the outbox and starts serving

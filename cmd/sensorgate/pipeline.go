@@ -10,8 +10,8 @@ import (
 	"github.com/sensorgate/sensorgate/drivers"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 	"github.com/sensorgate/sensorgate/ingest/mqttsub"
-	"github.com/sensorgate/sensorgate/ingest/validate"
 	"github.com/sensorgate/sensorgate/rules"
 	"github.com/sensorgate/sensorgate/simulator"
 	"github.com/sensorgate/sensorgate/uplink"
@@ -20,14 +20,13 @@ import (
 // pipeline is one configuration's sources, rules and uplinks around the
 // long-lived outbox.
 type pipeline struct {
-	cfg       *Config
-	logger    *slog.Logger
-	outbox    *buffer.Outbox
-	broker    *broker.Broker // nil unless broker.enabled
-	sources   []namedSource
-	validator *validate.Validator
-	engine    *rules.Engine
-	uplinks   []*uplink.Uplink
+	cfg     *Config
+	logger  *slog.Logger
+	outbox  *buffer.Outbox
+	broker  *broker.Broker // nil unless broker.enabled
+	sources []namedSource
+	engine  *rules.Engine
+	uplinks []*uplink.Uplink
 
 	readings chan ingest.Reading
 	failed   chan error
@@ -55,17 +54,8 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		}
 	}()
 	// One clock for the door and every source, so that arrival stamps taken
-	// before an NTP step can be corrected (see ingest/validate).
-	clock := validate.NewClock(validate.ClockOptions{MinTime: cfg.Validation.MinTime})
-	specs := make(map[string]validate.SensorSpec, len(cfg.Sensors))
-	for _, s := range cfg.Sensors {
-		specs[s.ID] = validate.SensorSpec{Ranges: s.Ranges}
-	}
-	v, err := validate.New(cfg.Validation, specs, validate.Options{Logger: logger.With("component", "validate"), Clock: clock})
-	if err != nil {
-		return nil, fmt.Errorf("validation: %w", err)
-	}
-	p.validator = v
+	// before an NTP step can be corrected (see ingest/clock).
+	clk := clock.New(clock.Options{MinTime: cfg.Validation.MinTime})
 	if cfg.Broker.Enabled {
 		b, err := broker.New(cfg.Broker, logger.With("component", "broker"))
 		if err != nil {
@@ -78,7 +68,7 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 			mc.Broker, mc.Username, mc.Password = p.broker.LocalClient()
 			mc.PasswordFile, mc.PasswordEnv = "", ""
 		}
-		s, err := mqttsub.New(mc, mqttsub.Options{Now: clock.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
+		s, err := mqttsub.New(mc, mqttsub.Options{Now: clk.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
 		if err != nil {
 			return nil, fmt.Errorf("sources.mqtt[%d]: %w", i, err)
 		}
@@ -91,7 +81,7 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		}
 	}
 	if len(sims) > 0 {
-		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Now: clock.Now, Logger: logger.With("component", "simulator")})
+		sim, err := simulator.New(sims, simulator.Options{Seed: 1, Now: clk.Now, Logger: logger.With("component", "simulator")})
 		if err != nil {
 			return nil, fmt.Errorf("simulator: %w", err)
 		}
@@ -110,7 +100,7 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("drivers: %w", err)
 		}
-		poller, err := drivers.NewPoller(chips, op, drivers.Options{Now: clock.Now, Logger: logger.With("component", "drivers")})
+		poller, err := drivers.NewPoller(chips, op, drivers.Options{Now: clk.Now, Logger: logger.With("component", "drivers")})
 		if err != nil {
 			return nil, fmt.Errorf("drivers: %w", err)
 		}
@@ -120,12 +110,14 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		p.sources = append(p.sources, m.extraSources()...)
 	}
 	meta := sensorMeta(cfg.Sensors)
+	specs := make(map[string]rules.SensorSpec, len(cfg.Sensors))
+	for _, s := range cfg.Sensors {
+		specs[s.ID] = rules.SensorSpec{Ranges: s.Ranges}
+	}
 	eng, err := rules.New(cfg.Rules, rules.Options{
 		Meta:   func(sensor string) map[string]string { return meta[sensor] },
 		Logger: logger.With("component", "rules"),
-		// The door check runs in the engine's goroutine: as a stage of its
-		// own it cost a goroutine hop per reading, 15 times the check.
-		Admit: func(r ingest.Reading) (ingest.Reading, bool) { ok, _ := v.Check(&r); return r, ok },
+		Door:   &rules.Door{Validation: cfg.Validation, Sensors: specs, Clock: clk},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
@@ -165,7 +157,7 @@ func (p *pipeline) register(m *metricsServer) {
 	if p.broker != nil {
 		m.set("broker", func() any { return p.broker.Stats() })
 	}
-	m.set("validate", func() any { return p.validator.Stats() })
+	m.set("validate", func() any { return p.engine.DoorStats() })
 	for _, s := range p.sources {
 		m.set("source_"+s.name, s.stats)
 	}
@@ -184,15 +176,9 @@ func (p *pipeline) start() {
 	for i, u := range p.uplinks {
 		up.run("uplink "+p.cfg.Uplinks[i].Name, u.Run)
 	}
-	// One channel from every source to the rules; the door check runs
-	// inline in the engine (rules.Options.Admit), its clock kept current
-	// by Watch.
+	// One channel from every source to the rules; the door is the
+	// engine's first stage, and its Run keeps the clock current.
 	p.readings = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
-	door := p.stages.add(nil)
-	door.run("validate", func(ctx context.Context) error {
-		_ = p.validator.Watch(ctx)
-		return nil
-	})
 	eng := p.stages.add(p.drainRules)
 	eng.run("rules", func(ctx context.Context) error {
 		return p.engine.Run(ctx, p.readings, newOutboxSink(p.outbox))

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/clock"
 	"github.com/sensorgate/sensorgate/ingest/decode"
-	"github.com/sensorgate/sensorgate/ingest/validate"
+	"github.com/sensorgate/sensorgate/rules"
 	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
@@ -23,33 +24,33 @@ func TestMixedBadStream(t *testing.T) {
 	addr := b.Addr()
 
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := validate.NewClock(validate.ClockOptions{
+	clk := clock.New(clock.Options{
 		Now:    func() time.Time { return now },
 		Status: func() (bool, bool) { return true, true },
 	})
 	s, err := New(Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{
 		{Topic: "site/+/up", QoS: 1, JSON: decode.JSONMapping{SensorField: "id", TimeField: "ts", TimeFormat: decode.TimeUnixMS}},
-	}}, Options{Logger: testLogger(t), Now: clock.Now})
+	}}, Options{Logger: testLogger(t), Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	max := 85.0
-	v, err := validate.New(validate.Config{KnownSensorsOnly: true}, map[string]validate.SensorSpec{
-		"gh-1": {Ranges: map[string]validate.Range{"temp": {Max: &max}}}, "gh-2": {},
-	}, validate.Options{Clock: clock})
+	// The door is the rules engine's first stage: the readings go through
+	// an engine whose one window (a day, holding every reading here) shows
+	// what passed, and how.
+	eng, err := rules.New(rules.Config{Windows: []rules.WindowConfig{{Name: "day", Sensor: "*", Metric: "*", Type: rules.Tumbling,
+		Size: 24 * time.Hour, Time: rules.EventTime, Late: rules.LateDrop}}},
+		rules.Options{Door: &rules.Door{Validation: rules.Validation{KnownSensorsOnly: true}, Sensors: map[string]rules.SensorSpec{
+			"gh-1": {Ranges: map[string]rules.Range{"temp": {Max: &max}}}, "gh-2": {},
+		}, Clock: clk}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw := make(chan ingest.Reading, 16)
-	out := make(chan ingest.Reading, 16)
-	ctx, cancel := context.WithCancel(context.Background())
+	sink := &summarySink{}
 	vdone := make(chan error, 1)
-	go func() { vdone <- v.Run(ctx, raw, out) }()
-	defer func() {
-		cancel()
-		<-vdone
-	}()
-	running(t, s, raw)
+	go func() { vdone <- eng.Run(context.Background(), raw, sink) }()
+	stop := running(t, s, raw)
 	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "subscription")
 
 	ms := now.UnixMilli()
@@ -73,34 +74,50 @@ func TestMixedBadStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := collect(t, out, 5)
-	var future int
-	for i, r := range got {
-		switch {
-		case r.Quality.Has(ingest.QualityFutureTime):
-			future++
-			if r.Sensor != "gh-2" || r.Time != now.UnixNano() || r.OrigTime != time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano() {
-				t.Errorf("future reading %+v", r)
+	// 10 messages, one malformed and one too large: 8 readings at the door.
+	mqtttest.WaitFor(t, waitLimit, func() bool { return eng.DoorStats().Checked == 8 }, "the door's checks")
+	stop()
+	close(raw)
+	if err := <-vdone; err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.s) != 2 {
+		t.Fatalf("summaries %+v", sink.s)
+	}
+	for _, sm := range sink.s {
+		switch sm.Sensor {
+		case "gh-1":
+			if sm.Count != 2 || sm.Min != 20 || sm.Max != 22 || sm.Quality != 0 || sm.Rejected != 2 {
+				t.Errorf("gh-1 summary %+v", sm)
 			}
-		case r.Quality != 0 || r.Value < 20 || r.Value > 23:
-			t.Errorf("reading %d: %+v", i, r)
+		case "gh-2":
+			// The future reading got the arrival time and its flag.
+			if sm.Count != 3 || sm.Min != 5 || sm.Max != 23 || sm.Quality != ingest.QualityFutureTime || sm.LastTime != now.UnixNano() {
+				t.Errorf("gh-2 summary %+v", sm)
+			}
+		default:
+			t.Errorf("summary of %q", sm.Sensor)
 		}
-	}
-	if future != 1 {
-		t.Errorf("%d future readings, want 1", future)
-	}
-	select {
-	case r := <-out:
-		t.Fatalf("unexpected extra reading %+v", r)
-	case <-time.After(200 * time.Millisecond):
 	}
 	st := s.Stats()
 	if st.DecodeErrors[decode.ReasonMalformed] != 1 || st.DecodeErrors[decode.ReasonTooLarge] != 1 || st.Received != uint64(len(msgs)) {
 		t.Errorf("subscriber stats %+v", st)
 	}
-	vs := v.Stats()
-	if vs.Rejected[validate.ReasonNotFinite] != 1 || vs.Rejected[validate.ReasonUnknownSensor] != 1 ||
-		vs.Rejected[validate.ReasonOutOfRange] != 1 || vs.FutureTime != 1 || vs.Passed != 5 {
+	vs := eng.DoorStats()
+	if vs.Rejected[rules.ReasonNotFinite] != 1 || vs.Rejected[rules.ReasonUnknownSensor] != 1 ||
+		vs.Rejected[rules.ReasonOutOfRange] != 1 || vs.FutureTime != 1 || vs.Passed != 5 {
 		t.Errorf("validator stats %+v", vs)
 	}
 }
+
+// summarySink keeps copies of the summaries of an engine.
+type summarySink struct{ s []ingest.Summary }
+
+func (k *summarySink) Summary(_ context.Context, s *ingest.Summary) error {
+	cp := *s
+	cp.Quantiles, cp.Sketch = nil, nil
+	k.s = append(k.s, cp)
+	return nil
+}
+
+func (k *summarySink) Alert(context.Context, *ingest.Alert) error { return nil }

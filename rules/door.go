@@ -1,21 +1,25 @@
-package validate
+package rules
+
+// The door, the engine's first stage (see the package doc). It runs in the
+// engine's goroutine: as a stage of its own it cost a goroutine hop per
+// reading, 15 times the check.
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/ingest/clock"
+	"github.com/sensorgate/sensorgate/internal/lograte"
 )
 
-// Reasons a reading is rejected at the door.
+// Reasons a reading is rejected at the door (DoorStats.Rejected).
 const (
 	ReasonNotFinite     = "not_finite"     // NaN or ±Inf
 	ReasonOutOfRange    = "out_of_range"   // outside the sensor's configured physical range
@@ -45,8 +49,9 @@ const (
 // DefaultMaxFutureSkew is the default of Config.MaxFutureSkew.
 const DefaultMaxFutureSkew = 5 * time.Minute
 
-// Config is the door-validation section.
-type Config struct {
+// Validation is the `validation:` section of the gateway configuration:
+// what the door checks.
+type Validation struct {
 	// MaxFutureSkew: a payload timestamp further than this ahead of the
 	// gateway's (synchronised) clock is not trusted: the reading gets the
 	// arrival time, the payload's value in OrigTime and
@@ -54,7 +59,7 @@ type Config struct {
 	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
 	// MinTime: payload timestamps before it come from a device whose own
 	// clock was never set (or a bug) and are treated like future ones, with
-	// ingest.QualityStaleTime. Default 2025-01-01T00:00:00Z (DefaultMinTime()).
+	// ingest.QualityStaleTime. Default 2025-01-01T00:00:00Z (clock.DefaultMinTime()).
 	MinTime time.Time `yaml:"min_time"`
 	// OutOfRange is reject (default: dropped and counted) or flag (kept with
 	// ingest.QualityOutOfRange).
@@ -63,25 +68,27 @@ type Config struct {
 	// KnownSensorsOnly is set.
 	Allow []string `yaml:"allow"`
 	// KnownSensorsOnly accepts only sensors present in the sensors section
-	// of the configuration (the map given to New), plus Allow.
+	// of the configuration (Door.Sensors), plus Allow.
 	KnownSensorsOnly bool `yaml:"known_sensors_only"`
 }
 
-// Defaults fills zero fields.
-func (c *Config) Defaults() {
+// Defaults fills zero fields (max_future_skew 5m, min_time
+// clock.DefaultMinTime(), out_of_range reject).
+func (c *Validation) Defaults() {
 	if c.MaxFutureSkew == 0 {
 		c.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 	if c.MinTime.IsZero() {
-		c.MinTime = DefaultMinTime()
+		c.MinTime = clock.DefaultMinTime()
 	}
 	if c.OutOfRange == "" {
 		c.OutOfRange = PolicyReject
 	}
 }
 
-// Validate checks c after Defaults.
-func (c Config) Validate() error {
+// Validate checks c after Defaults; error paths are relative to the
+// section ("max_future_skew").
+func (c Validation) Validate() error {
 	var errs []error
 	if c.MaxFutureSkew < 0 {
 		errs = append(errs, ingest.Errorf("max_future_skew", "must be >= 0"))
@@ -121,26 +128,32 @@ func (r Range) Validate() error {
 	return nil
 }
 
-// SensorSpec is what validation needs to know of a configured sensor.
+// SensorSpec is what the door needs to know of a configured sensor.
 type SensorSpec struct {
 	// Ranges maps metric names to their physical range.
 	Ranges map[string]Range
 }
 
-// Options are the run-time inputs of a Validator.
-type Options struct {
-	// Logger gets rate-limited rejection messages; nil discards.
-	Logger *slog.Logger
-	// Clock is the gateway clock; nil makes one with default options.
-	// Share it with the sources (as their Now) so that arrival stamps can be
-	// corrected after a jump.
-	Clock *Clock
-	// Tick drives Clock.Refresh in Run; nil means a 1 s ticker.
+// Door is what the engine's door is built from: the `validation:` section,
+// the sensors section and the gateway clock. A nil Options.Door keeps only
+// the checks the windows need (finite values, event times within about the
+// year 2116 either side of 1970), with no allowlist, ranges or time flags.
+type Door struct {
+	// Validation is the `validation:` section; New applies its defaults.
+	Validation Validation
+	// Sensors is the sensors section (id -> spec): the ranges and, with
+	// KnownSensorsOnly, the allowlist.
+	Sensors map[string]SensorSpec
+	// Clock is the gateway clock; nil makes one with Validation.MinTime.
+	// Share it with the sources (as their Now) so that arrival stamps can
+	// be corrected after a jump. Run refreshes it.
+	Clock *clock.Clock
+	// Tick drives the clock refresh in Run; nil means a 1 s ticker.
 	Tick <-chan time.Time
 }
 
-// Stats is a snapshot of a Validator's counters.
-type Stats struct {
+// DoorStats is a snapshot of the door's counters.
+type DoorStats struct {
 	Checked  uint64
 	Passed   uint64
 	Rejected map[string]uint64 // by reason
@@ -152,8 +165,7 @@ type Stats struct {
 	Jumps     uint64
 }
 
-// sensorRules is what Check needs of one sensor: looked up once per
-// reading, with the few metric ranges scanned linearly.
+// sensorRules is what the door knows of one sensor.
 type sensorRules struct {
 	allowed bool
 	ranges  []metricRange
@@ -164,11 +176,15 @@ type metricRange struct {
 	r      Range
 }
 
-// Validator is the door-validation stage between the sources and the rules.
-type Validator struct {
-	cfg       Config
+// door owns the door's configuration, clock and counters. Its check is
+// split in two so that the route cache carries the per-sensor lookups: the
+// allowlist is asked once per new route (allows), the sensor's range for
+// the metric is resolved once per route (rangeFor), and only check runs
+// per reading.
+type door struct {
+	full      bool // built from an Options.Door: time checks, flags
 	log       *slog.Logger
-	clock     *Clock
+	clock     *clock.Clock
 	tick      <-chan time.Time
 	sensors   map[string]*sensorRules
 	allowList bool // only sensors with allowed set pass
@@ -179,28 +195,27 @@ type Validator struct {
 	checked, passed                           atomic.Uint64
 	rejected                                  [len(reasons)]atomic.Uint64
 	future, stale, unsynced, flagged, correct atomic.Uint64
-	logLimit                                  rateLimit
+	logLimit                                  lograte.Limiter
 }
 
-// New builds a Validator. sensors is the sensors section (id -> spec); it
-// gives the ranges and, with KnownSensorsOnly, the allowlist.
-func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, error) {
+func newDoor(d *Door, log *slog.Logger) (*door, error) {
+	if d == nil {
+		return &door{log: log, sensors: map[string]*sensorRules{}}, nil
+	}
+	cfg := d.Validation
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("validate: config: %w", err)
+		return nil, fmt.Errorf("rules: door: config: %w", err)
 	}
-	v := &Validator{cfg: cfg, log: opts.Logger, clock: opts.Clock, tick: opts.Tick,
+	v := &door{full: true, log: log, clock: d.Clock, tick: d.Tick,
 		sensors: map[string]*sensorRules{}, flagRange: cfg.OutOfRange == PolicyFlag,
 		skew: int64(cfg.MaxFutureSkew), minTime: cfg.MinTime.UnixNano()}
-	if v.log == nil {
-		v.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	if v.clock == nil {
-		v.clock = NewClock(ClockOptions{MinTime: cfg.MinTime})
+		v.clock = clock.New(clock.Options{MinTime: cfg.MinTime})
 	}
 	var errs []error
-	ids := make([]string, 0, len(sensors))
-	for id := range sensors {
+	ids := make([]string, 0, len(d.Sensors))
+	for id := range d.Sensors {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
@@ -213,15 +228,15 @@ func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, e
 		return sr
 	}
 	for _, id := range ids {
-		metrics := make([]string, 0, len(sensors[id].Ranges))
-		for m := range sensors[id].Ranges {
+		metrics := make([]string, 0, len(d.Sensors[id].Ranges))
+		for m := range d.Sensors[id].Ranges {
 			metrics = append(metrics, m)
 		}
 		sort.Strings(metrics)
 		for _, m := range metrics {
-			r := sensors[id].Ranges[m]
+			r := d.Sensors[id].Ranges[m]
 			if err := r.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("validate: sensor %q metric %q: %w", id, m, err))
+				errs = append(errs, fmt.Errorf("rules: door: sensor %q metric %q: %w", id, m, err))
 				continue
 			}
 			sr := rules(id)
@@ -245,45 +260,72 @@ func New(cfg Config, sensors map[string]SensorSpec, opts Options) (*Validator, e
 	return v, nil
 }
 
-// Clock returns the clock the Validator uses.
-func (v *Validator) Clock() *Clock { return v.clock }
-
-// Check validates r in place. It returns ok=false and the reason when r must
-// be dropped; otherwise it may have set quality flags, replaced an
-// untrusted event time with the arrival time (keeping the payload's in
-// OrigTime), or corrected an arrival stamp taken before a clock jump.
-//
-// The order of the checks: allowlist, finiteness, range, then time.
-func (v *Validator) Check(r *ingest.Reading) (ok bool, reason string) {
-	v.checked.Add(1)
-	sr := v.sensors[r.Sensor]
-	if v.allowList && (sr == nil || !sr.allowed) {
-		return v.reject(r, idxUnknownSensor)
+// allows reports whether the allowlist lets sensor in; a refusal is
+// counted and logged by refuse.
+func (v *door) allows(sensor string) bool {
+	if !v.allowList {
+		return true
 	}
-	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
-		return v.reject(r, idxNotFinite)
-	}
-	if sr != nil {
-		for i := range sr.ranges {
-			if sr.ranges[i].metric != r.Metric {
-				continue
-			}
-			if !sr.ranges[i].r.Contains(r.Value) {
-				if !v.flagRange {
-					return v.reject(r, idxOutOfRange)
-				}
-				r.Quality |= ingest.QualityOutOfRange
-				v.flagged.Add(1)
-			}
-			break
-		}
-	}
-	v.checkTime(r)
-	v.passed.Add(1)
-	return true, ""
+	sr := v.sensors[sensor]
+	return sr != nil && sr.allowed
 }
 
-func (v *Validator) checkTime(r *ingest.Reading) {
+// refuse counts a reading of a sensor the allowlist does not know.
+func (v *door) refuse(r *ingest.Reading) {
+	v.checked.Add(1)
+	v.reject(r, idxUnknownSensor)
+}
+
+// rangeFor returns the physical range of sensor's metric, nil if none.
+// The pointer stays valid for the door's life.
+func (v *door) rangeFor(sensor, metric string) *Range {
+	sr := v.sensors[sensor]
+	if sr == nil {
+		return nil
+	}
+	for i := range sr.ranges {
+		if sr.ranges[i].metric == metric {
+			return &sr.ranges[i].r
+		}
+	}
+	return nil
+}
+
+// check decides on r, of an allowed sensor whose range for r's metric is
+// rng (nil: none), and may change it: quality flags, an untrusted event
+// time replaced with the arrival time (the payload's kept in OrigTime), an
+// arrival stamp taken before a clock jump corrected. false drops it.
+//
+// The order of the checks: (allowlist, done by allows), finiteness, range,
+// then time.
+func (v *door) check(rng *Range, r *ingest.Reading) bool {
+	v.checked.Add(1)
+	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+		v.reject(r, idxNotFinite)
+		return false
+	}
+	if rng != nil && !rng.Contains(r.Value) {
+		if !v.flagRange {
+			v.reject(r, idxOutOfRange)
+			return false
+		}
+		r.Quality |= ingest.QualityOutOfRange
+		v.flagged.Add(1)
+	}
+	if v.full {
+		v.checkTime(r)
+	}
+	v.passed.Add(1)
+	// Not a door policy but what window arithmetic needs, so not a reason:
+	// counted in Stats.Rejected only.
+	return r.Time <= maxSaneTime && r.Time >= -maxSaneTime
+}
+
+// maxSaneTime bounds the event times the windows accept (about the year
+// 2116 either side of 1970), so that window arithmetic cannot overflow.
+const maxSaneTime = 1 << 62
+
+func (v *door) checkTime(r *ingest.Reading) {
 	// An arrival stamped before a jump of the unsynchronised clock: move it
 	// (and an event time that was only the arrival time) onto the new clock.
 	if a, moved := v.clock.Correct(r.Arrival); moved {
@@ -318,23 +360,22 @@ func (v *Validator) checkTime(r *ingest.Reading) {
 	}
 }
 
-func (v *Validator) reject(r *ingest.Reading, i int) (bool, string) {
+func (v *door) reject(r *ingest.Reading, i int) {
 	v.rejected[i].Add(1)
-	reason := reasons[i]
-	if v.logLimit.allow() {
-		v.log.Warn("validate: reading rejected", "reason", reason, "sensor", r.Sensor, "metric", r.Metric,
-			"value", r.Value, "suppressed", v.logLimit.takeSuppressed())
+	if v.logLimit.Allow() {
+		v.log.Warn("rules: door: reading rejected", "reason", reasons[i], "sensor", r.Sensor, "metric", r.Metric,
+			"value", r.Value, "suppressed", v.logLimit.TakeSuppressed())
 	}
-	return false, reason
 }
 
-// Stats returns a snapshot of the counters.
-func (v *Validator) Stats() Stats {
-	s := Stats{
+func (v *door) stats() DoorStats {
+	s := DoorStats{
 		Checked: v.checked.Load(), Passed: v.passed.Load(), Rejected: make(map[string]uint64, len(reasons)),
 		FutureTime: v.future.Load(), StaleTime: v.stale.Load(), ClockUnsynced: v.unsynced.Load(),
 		OutOfRange: v.flagged.Load(), Corrected: v.correct.Load(),
-		Synced: v.clock.Synced(), Jumps: v.clock.jumpCount.Load(),
+	}
+	if v.clock != nil {
+		s.Synced, s.Jumps = v.clock.Synced(), v.clock.JumpCount()
 	}
 	for i, r := range reasons {
 		s.Rejected[r] = v.rejected[i].Load()
@@ -342,108 +383,33 @@ func (v *Validator) Stats() Stats {
 	return s
 }
 
-// Run checks every reading from in and passes the good ones to out, until
-// in is closed or ctx is cancelled; it then closes out and returns nil. It
-// refreshes the clock on every tick and logs clock jumps and the first sync.
-func (v *Validator) Run(ctx context.Context, in <-chan ingest.Reading, out chan<- ingest.Reading) error {
-	defer close(out)
-	w := v.newWatcher()
-	defer w.stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.tick:
-			w.refresh()
-		case r, ok := <-in:
-			if !ok {
-				return nil
-			}
-			if ok, _ := v.Check(&r); !ok {
-				continue
-			}
-			select {
-			case out <- r:
-			case <-ctx.Done():
-				return nil
-			}
-		}
-	}
-}
-
-// Watch keeps the clock current (a Refresh every tick) and logs its jumps
-// and changes of synchronisation, until ctx is done; it returns nil then.
-// It is the clock half of Run, for callers that call Check inline (in the
-// goroutine that consumes the readings) instead of running a stage: a
-// goroutine hop per reading costs far more than the check.
-func (v *Validator) Watch(ctx context.Context) error {
-	w := v.newWatcher()
-	defer w.stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.tick:
-			w.refresh()
-		}
-	}
-}
-
-type watcher struct {
-	v         *Validator
-	tick      <-chan time.Time
-	stop      func()
-	wasSynced bool
-}
-
-func (v *Validator) newWatcher() *watcher {
-	w := &watcher{v: v, tick: v.tick, stop: func() {}, wasSynced: v.clock.Synced()}
-	if w.tick == nil {
+// watch keeps the clock current (a Refresh every tick) and logs its jumps
+// and changes of synchronisation, until ctx is done. Run starts it when the
+// door has a clock.
+func (v *door) watch(ctx context.Context) {
+	tick := v.tick
+	if tick == nil {
 		t := time.NewTicker(time.Second)
-		w.tick, w.stop = t.C, t.Stop
+		defer t.Stop()
+		tick = t.C
 	}
-	if !w.wasSynced {
-		v.log.Warn("validate: the gateway clock is not synchronised; readings are flagged clock_unsynced until it is",
+	wasSynced := v.clock.Synced()
+	if !wasSynced {
+		v.log.Warn("rules: door: the gateway clock is not synchronised; readings are flagged clock_unsynced until it is",
 			"now", v.clock.Now().UTC())
 	}
-	return w
-}
-
-func (w *watcher) refresh() {
-	v := w.v
-	if j, jumped := v.clock.Refresh(); jumped {
-		v.log.Warn("validate: clock jumped", "by", time.Duration(j.Offset), "was_unsynced", j.Unsynced)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		if j, jumped := v.clock.Refresh(); jumped {
+			v.log.Warn("rules: door: clock jumped", "by", time.Duration(j.Offset), "was_unsynced", j.Unsynced)
+		}
+		if s := v.clock.Synced(); s != wasSynced {
+			wasSynced = s
+			v.log.Info("rules: door: clock synchronisation changed", "synced", s, "now", v.clock.Now().UTC())
+		}
 	}
-	if s := v.clock.Synced(); s != w.wasSynced {
-		w.wasSynced = s
-		v.log.Info("validate: clock synchronisation changed", "synced", s, "now", v.clock.Now().UTC())
-	}
-}
-
-// rateLimit lets one log line through per 10 s (monotonic) and counts the
-// rest.
-type rateLimit struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed uint64
-}
-
-func (r *rateLimit) allow() bool {
-	now := time.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Before(r.next) {
-		r.suppressed++
-		return false
-	}
-	r.next = now.Add(10 * time.Second)
-	return true
-}
-
-func (r *rateLimit) takeSuppressed() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.suppressed
-	r.suppressed = 0
-	return n
 }

@@ -1,4 +1,4 @@
-package rules
+package window
 
 import (
 	"cmp"
@@ -14,8 +14,8 @@ import (
 
 // Errors of Merge.
 var (
-	ErrMergeKey     = errors.New("rules: merge: summaries of different keys")
-	ErrMergeOverlap = errors.New("rules: merge: windows overlap")
+	ErrMergeKey     = errors.New("window: merge: summaries of different keys")
+	ErrMergeOverlap = errors.New("window: merge: windows overlap")
 )
 
 // Merge folds src into dst, so that dst summarises the readings of both.

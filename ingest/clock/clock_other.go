@@ -1,6 +1,6 @@
 //go:build !linux
 
-package validate
+package clock
 
 // kernelSynced cannot tell on this platform; only the MinTime check applies.
 func kernelSynced() (synced, known bool) { return false, false }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package validate
+package clock
 
 import "golang.org/x/sys/unix"
 

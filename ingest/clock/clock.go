@@ -1,4 +1,4 @@
-package validate
+package clock
 
 import (
 	"sync"
@@ -19,8 +19,8 @@ const jumpThreshold = time.Second
 // maxJumps bounds the jump history kept for corrections.
 const maxJumps = 8
 
-// ClockOptions are the inputs of a Clock. Every field is optional.
-type ClockOptions struct {
+// Options are the inputs of a Clock. Every field is optional.
+type Options struct {
 	// Now is the wall clock; nil means time.Now.
 	Now func() time.Time
 	// Mono is a monotonic clock (time since an arbitrary origin); nil means
@@ -53,7 +53,7 @@ type Jump struct {
 // notices when the clock jumps (NTP sync after a boot in 1970 or at
 // fake-hwclock's stale time) and can correct stamps taken before a jump.
 //
-// Refresh must be called periodically (the validation stage does it every
+// Refresh must be called periodically (the rules engine's door does it every
 // second); Now, Synced and Correct only read state and are cheap. A Clock
 // is safe for concurrent use.
 type Clock struct {
@@ -75,7 +75,7 @@ type Clock struct {
 }
 
 // NewClock returns a Clock and takes a first reading of the clock.
-func NewClock(opts ClockOptions) *Clock {
+func New(opts Options) *Clock {
 	c := &Clock{now: opts.Now, mono: opts.Mono, status: opts.Status, minTime: opts.MinTime.UnixNano()}
 	if c.now == nil {
 		c.now = time.Now
@@ -180,3 +180,7 @@ func (c *Clock) Correct(stamp int64) (int64, bool) {
 	}
 	return stamp, corrected
 }
+
+// JumpCount returns how many jumps were seen since New (Jumps keeps only
+// the last few).
+func (c *Clock) JumpCount() uint64 { return c.jumpCount.Load() }
