@@ -86,7 +86,7 @@ type Engine struct {
 	meta    func(string) map[string]string
 	log     *slog.Logger
 	alerts  *alertSet
-	stages  []*stage
+	chain   *stageChain // the stages and their state
 	windows []*window.Rule
 	win     *window.Keyed // the keyed windows and their state
 
@@ -95,21 +95,14 @@ type Engine struct {
 
 	// State owned by the Run goroutine.
 	routes    map[routeKey]*route
-	derives   map[deriveKey]*deriveState
-	env       evalEnv
 	flushHook func(Sink) // tests: called when the flush begins
-	// exprLogged limits expression failure logs to one per stage per tick.
-	exprLogged map[int]bool
-	lastTick   int64
-	lastSweep  int64
+	lastTick  int64
+	lastSweep int64
 
-	readings   atomic.Uint64
-	rejected   atomic.Uint64
-	filtered   atomic.Uint64
-	derived    atomic.Uint64
-	exprErrors atomic.Uint64
-	overflow   atomic.Uint64
-	nroutes    atomic.Int64
+	readings atomic.Uint64
+	rejected atomic.Uint64
+	overflow atomic.Uint64
+	nroutes  atomic.Int64
 }
 
 // New compiles cfg (which must have been defaulted and validated; New
@@ -125,13 +118,12 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		cfg.KeyTTL = DefaultKeyTTL
 	}
 	e := &Engine{
-		cfg:     cfg,
-		now:     opts.Now,
-		tickC:   opts.Tick,
-		meta:    opts.Meta,
-		log:     opts.Logger,
-		routes:  map[routeKey]*route{},
-		derives: map[deriveKey]*deriveState{},
+		cfg:    cfg,
+		now:    opts.Now,
+		tickC:  opts.Tick,
+		meta:   opts.Meta,
+		log:    opts.Logger,
+		routes: map[routeKey]*route{},
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -145,12 +137,8 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	}
 	e.door = d
 	e.alerts = newAlertSet(cfg.Alerts)
-	for i := range cfg.Stages {
-		st, err := compileStage(i, &cfg.Stages[i])
-		if err != nil {
-			return nil, fmt.Errorf("rules: %w", err)
-		}
-		e.stages = append(e.stages, st)
+	if e.chain, err = newStageChain(cfg.Stages, e, e.log); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
 	}
 	for i, w := range cfg.Windows {
 		e.windows = append(e.windows, window.Compile(i, w))
@@ -178,14 +166,14 @@ func (e *Engine) Stats() Stats {
 	return Stats{
 		Readings:    e.readings.Load(),
 		Rejected:    e.rejected.Load(),
-		Filtered:    e.filtered.Load(),
-		Derived:     e.derived.Load(),
+		Filtered:    e.chain.filtered.Load(),
+		Derived:     e.chain.derived.Load(),
 		Late:        ws.Late,
 		Revised:     ws.Revised,
 		Summaries:   ws.Summaries,
 		Revisions:   ws.Revisions,
 		Alerts:      e.alerts.sent.Load(),
-		ExprErrors:  e.exprErrors.Load(),
+		ExprErrors:  e.chain.exprErrors.Load(),
 		Overflow:    e.overflow.Load(),
 		Capped:      ws.Capped,
 		OpenWindows: ws.OpenWindows,
@@ -303,7 +291,7 @@ func (e *Engine) reject(rt *route) {
 
 func (e *Engine) runRoute(em *emitter, rt *route, r *ingest.Reading) error {
 	for i := range rt.steps {
-		keep, err := e.runStep(em, rt, &rt.steps[i], r)
+		keep, err := e.chain.runStep(em, rt, &rt.steps[i], r)
 		if err != nil || !keep {
 			return err
 		}
@@ -336,7 +324,7 @@ func (e *Engine) tick(em *emitter) error {
 		e.win.ShiftBack(back)
 	}
 	e.lastTick = now
-	clear(e.exprLogged)
+	e.chain.tick()
 	if err := e.win.Advance(now, em.summary); err != nil {
 		return e.wrapSink(em, err)
 	}

@@ -60,11 +60,11 @@ func (e *Engine) newRoute(sensor, metric string, from int) *route {
 	if e.meta != nil {
 		meta = e.meta(sensor)
 	}
-	for _, st := range e.stages[from:] {
+	for _, st := range e.chain.stages[from:] {
 		if !match(st.cfg.Sensor, sensor) || !match(st.cfg.Metric, metric) {
 			continue
 		}
-		if s, ok := e.newStep(st, sensor, metric, meta); ok {
+		if s, ok := e.chain.newStep(st, sensor, metric, meta); ok {
 			rt.steps = append(rt.steps, s)
 		}
 		switch st.cfg.Type {
@@ -131,13 +131,7 @@ func (e *Engine) sweep(before int64) {
 		for _, a := range rt.alerts {
 			e.alerts.release(a)
 		}
-		for _, s := range rt.steps {
-			if s.derive != nil {
-				if s.derive.refs--; s.derive.refs == 0 {
-					delete(e.derives, s.derive.key)
-				}
-			}
-		}
+		e.chain.release(rt.steps)
 	}
 	e.win.Sweep()
 }

@@ -3,9 +3,11 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sensorgate/sensorgate/ingest"
 )
@@ -296,38 +298,84 @@ func expand(tmpl, sensor, metric string) string {
 	return strings.NewReplacer("{sensor}", sensor, "{metric}", metric).Replace(tmpl)
 }
 
+// stageChain is the compiled stages and the state they keep across
+// readings: each route's step state lives in its steps; what spans routes
+// (derive inputs per sensor, the expression environment, the expression
+// log limiter) and the stage counters live here. A derived reading goes on
+// through the engine's routes (eng), which is the one thing the chain does
+// not own.
+type stageChain struct {
+	stages     []*stage
+	derives    map[deriveKey]*deriveState
+	env        evalEnv
+	exprLogged map[int]bool // expression failure logs: one per stage per tick
+	log        *slog.Logger
+	eng        *Engine
+
+	filtered   atomic.Uint64
+	derived    atomic.Uint64
+	exprErrors atomic.Uint64
+}
+
+// newStageChain compiles the stages of cfg.
+func newStageChain(cfg []StageConfig, eng *Engine, log *slog.Logger) (*stageChain, error) {
+	c := &stageChain{derives: map[deriveKey]*deriveState{}, log: log, eng: eng}
+	for i := range cfg {
+		st, err := compileStage(i, &cfg[i])
+		if err != nil {
+			return nil, err
+		}
+		c.stages = append(c.stages, st)
+	}
+	return c, nil
+}
+
+// tick starts a new period of the expression log limiter.
+func (c *stageChain) tick() { clear(c.exprLogged) }
+
+// release drops a swept route's share of the derive state.
+func (c *stageChain) release(steps []step) {
+	for _, s := range steps {
+		if s.derive != nil {
+			if s.derive.refs--; s.derive.refs == 0 {
+				delete(c.derives, s.derive.key)
+			}
+		}
+	}
+}
+
 // newStep prepares stage st for the route of sensor/metric; ok=false when
 // the stage has nothing to do on it.
-func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]string) (step, bool) {
+func (c *stageChain) newStep(st *stage, sensor, metric string, meta map[string]string) (step, bool) {
 	s := step{st: st, sensor: sensor, metric: metric, meta: meta}
-	c := &st.cfg
-	switch c.Type {
+	sc := &st.cfg
+	switch sc.Type {
 	case StageTag:
 		return s, false // applied to the route's metadata
 	case StageRate:
-		s.out = expand(c.Output, sensor, metric)
+		s.out = expand(sc.Output, sensor, metric)
 	case StageDerive:
-		s.slot = slices.Index(c.Inputs, metric)
+		s.slot = slices.Index(sc.Inputs, metric)
 		if s.slot < 0 {
 			return s, false
 		}
-		s.out = expand(c.Output, sensor, metric)
+		s.out = expand(sc.Output, sensor, metric)
 		dk := deriveKey{st.idx, sensor}
-		ds := e.derives[dk]
+		ds := c.derives[dk]
 		if ds == nil {
-			n := len(c.Inputs)
+			n := len(sc.Inputs)
 			ds = &deriveState{vals: make([]float64, n), times: make([]int64, n), quality: make([]ingest.Quality, n), have: make([]bool, n), key: dk}
-			e.derives[dk] = ds
+			c.derives[dk] = ds
 		}
 		ds.refs++
 		s.derive = ds
 	case StageRename:
 		s.outS, s.out = sensor, metric
-		if c.ToSensor != "" {
-			s.outS = expand(c.ToSensor, sensor, metric)
+		if sc.ToSensor != "" {
+			s.outS = expand(sc.ToSensor, sensor, metric)
 		}
-		if c.ToMetric != "" {
-			s.out = expand(c.ToMetric, sensor, metric)
+		if sc.ToMetric != "" {
+			s.out = expand(sc.ToMetric, sensor, metric)
 		}
 	case StageDedup:
 		s.ring = make([]seen, 0, st.dedupLen)
@@ -336,20 +384,20 @@ func (e *Engine) newStep(st *stage, sensor, metric string, meta map[string]strin
 }
 
 // runStep applies one stage to r. keep=false: the reading goes no further.
-func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
+func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (keep bool, err error) {
 	st := s.st
 	switch st.kind {
 	case kFilter:
-		e.env.r = *r
-		e.env.meta = s.meta
-		ok, err := st.prog.evalBool(&e.env)
+		c.env.r = *r
+		c.env.meta = s.meta
+		ok, err := st.prog.evalBool(&c.env)
 		if err != nil {
-			e.exprErrors.Add(1)
-			e.exprError(st, err)
+			c.exprErrors.Add(1)
+			c.exprError(st, err)
 			ok = false
 		}
 		if !ok {
-			e.filtered.Add(1)
+			c.filtered.Add(1)
 		}
 		return ok, nil
 	case kRange:
@@ -363,7 +411,7 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 		case "flag":
 			r.Quality |= ingest.QualityOutOfRange
 		default:
-			e.reject(rt)
+			c.eng.reject(rt)
 			return false, nil
 		}
 		return true, nil
@@ -378,7 +426,7 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 			r.Value = r.Value*st.scale + st.offset
 		}
 		if !finite(r.Value) {
-			e.reject(rt)
+			c.eng.reject(rt)
 			return false, nil
 		}
 		if st.cfg.Unit != "" {
@@ -397,11 +445,11 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 			a, b, err := conversion(from, st.cfg.To)
 			s.convA, s.convB, s.convErr = a, b, err != nil
 			if err != nil {
-				e.log.Warn("rules: cannot convert", "stage", st.idx, "sensor", r.Sensor, "metric", r.Metric, "err", err)
+				c.log.Warn("rules: cannot convert", "stage", st.idx, "sensor", r.Sensor, "metric", r.Metric, "err", err)
 			}
 		}
 		if s.convErr {
-			e.reject(rt)
+			c.eng.reject(rt)
 			return false, nil
 		}
 		if s.convA != 1 || s.convB != 0 {
@@ -413,7 +461,7 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 	case kDeadband:
 		if s.hasLast && math.Abs(r.Value-s.lastV) <= st.cfg.Delta &&
 			(st.silence == 0 || r.Time-s.lastT < st.silence) {
-			e.filtered.Add(1)
+			c.filtered.Add(1)
 			return false, nil
 		}
 		s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
@@ -421,7 +469,7 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 	case kDedup:
 		for _, p := range s.ring {
 			if p.t == r.Time && p.v == r.Value {
-				e.filtered.Add(1)
+				c.filtered.Add(1)
 				return false, nil
 			}
 		}
@@ -439,7 +487,7 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 		if s.hasLast && r.Time > s.lastT {
 			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
 			s.lastV, s.lastT = r.Value, r.Time
-			if err := e.emitDerived(em, st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
+			if err := c.emitDerived(em, st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
 				return false, err
 			}
 			return true, nil
@@ -463,17 +511,17 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 		if hi-lo > st.maxAge {
 			return true, nil
 		}
-		e.env.r = *r
-		e.env.meta = s.meta
-		e.env.vars = ds.vals
-		v, err := st.prog.evalNum(&e.env)
-		e.env.vars = nil
+		c.env.r = *r
+		c.env.meta = s.meta
+		c.env.vars = ds.vals
+		v, err := st.prog.evalNum(&c.env)
+		c.env.vars = nil
 		if err != nil {
-			e.exprErrors.Add(1)
-			e.exprError(st, err)
+			c.exprErrors.Add(1)
+			c.exprError(st, err)
 			return true, nil
 		}
-		if err := e.emitDerived(em, st, r, s.out, st.cfg.Unit, v, q); err != nil {
+		if err := c.emitDerived(em, st, r, s.out, st.cfg.Unit, v, q); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -482,30 +530,30 @@ func (e *Engine) runStep(em *emitter, rt *route, s *step, r *ingest.Reading) (ke
 }
 
 // emitDerived sends a reading made by stage st through the stages after it.
-func (e *Engine) emitDerived(em *emitter, st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
+func (c *stageChain) emitDerived(em *emitter, st *stage, r *ingest.Reading, metric, unit string, v float64, q ingest.Quality) error {
 	d := ingest.Reading{Sensor: r.Sensor, Metric: metric, Value: v, Unit: unit, Time: r.Time, Arrival: r.Arrival, Quality: q | ingest.QualityDerived}
-	rt := e.routeFor(d.Sensor, d.Metric, st.idx+1)
+	rt := c.eng.routeFor(d.Sensor, d.Metric, st.idx+1)
 	if rt == nil {
 		return nil // counted by routeFor
 	}
 	if !finite(v) {
-		e.reject(rt)
+		c.eng.reject(rt)
 		return nil
 	}
-	e.derived.Add(1)
-	return e.runRoute(em, rt, &d)
+	c.derived.Add(1)
+	return c.eng.runRoute(em, rt, &d)
 }
 
 // exprError logs an expression failure, at most once per stage per tick.
-func (e *Engine) exprError(st *stage, err error) {
-	if e.exprLogged == nil {
-		e.exprLogged = map[int]bool{}
+func (c *stageChain) exprError(st *stage, err error) {
+	if c.exprLogged == nil {
+		c.exprLogged = map[int]bool{}
 	}
-	if e.exprLogged[st.idx] {
+	if c.exprLogged[st.idx] {
 		return
 	}
-	e.exprLogged[st.idx] = true
-	e.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
+	c.exprLogged[st.idx] = true
+	c.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
 }
 
 // seen is one (event time, value) pair a dedup stage remembers.
