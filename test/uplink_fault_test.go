@@ -450,34 +450,15 @@ func TestUplinkMosquittoMutualTLS(t *testing.T) {
 		{"client certificate of another CA", uplink.TLS{CAFile: good.CAFile, CertFile: other.ClientCertFile, KeyFile: other.ClientKeyFile}, "tls: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db")}, buffer.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ob.Close()
-			b, _ := ingest.AppendAlert(nil, &ingest.Alert{ID: "a1", Rule: "r", Sensor: "s", Metric: "t", State: "fire"})
-			if err := ob.Append(context.Background(), buffer.LaneAlerts, b); err != nil {
-				t.Fatal(err)
-			}
-			u, err := newUplink(uplink.Config{Type: "mqtt", URL: "ssl://" + mq.Addr(), TLS: tc.tls, ConnectTimeout: 2 * time.Second,
-				Backoff: uplink.Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}}, ob, uplink.Options{Gateway: "gw-1"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- u.Run(ctx) }()
-			if tc.wantErr == "" {
-				mqtttest.WaitFor(t, 30*time.Second, func() bool { return u.Stats().Acked == 1 }, "delivery over mutual TLS")
-			} else {
-				mqtttest.WaitFor(t, 30*time.Second, func() bool { return u.Stats().ConnectFailures >= 2 }, "failed connects")
-			}
-			cancel()
-			<-done
-			st := u.Stats()
+			st, left := deliverOneAlert(t, uplink.Config{Type: "mqtt", URL: "ssl://" + mq.Addr(), TLS: tc.tls, ConnectTimeout: 2 * time.Second,
+				Backoff: uplink.Backoff{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond}},
+				tc.wantErr, func(st uplink.Stats) uint64 { return st.ConnectFailures })
 			if tc.wantErr != "" {
 				if st.Connects != 0 || st.Acked != 0 || !strings.Contains(st.LastError, tc.wantErr) {
 					t.Errorf("want a failure mentioning %q: %+v", tc.wantErr, st)
+				}
+				if left != 1 {
+					t.Errorf("record left the outbox without delivery")
 				}
 				t.Logf("error: %s", st.LastError)
 			}

@@ -256,37 +256,14 @@ func TestUplinkHTTPMutualTLS(t *testing.T) {
 		{"missing client certificate", uplink.TLS{CAFile: good.CAFile}, "set tls.cert_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ob, err := buffer.Open(buffer.Config{Path: filepath.Join(t.TempDir(), "outbox.db")}, buffer.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ob.Close()
-			b, _ := ingest.AppendAlert(nil, &ingest.Alert{ID: "a1", Rule: "r", Sensor: "s", Metric: "t", State: "fire"})
-			if err := ob.Append(context.Background(), buffer.LaneAlerts, b); err != nil {
-				t.Fatal(err)
-			}
-			u, err := newUplink(uplink.Config{Type: "http", URL: srv.URL, TLS: tc.tls, Timeout: 2 * time.Second,
-				Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}}, ob, uplink.Options{Gateway: "gw-1"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- u.Run(ctx) }()
-			if tc.wantErr == "" {
-				mqtttest.WaitFor(t, 30*time.Second, func() bool { return u.Stats().Acked == 1 }, "delivery")
-			} else {
-				mqtttest.WaitFor(t, 30*time.Second, func() bool { return u.Stats().Errors >= 2 }, "failed attempts")
-			}
-			cancel()
-			<-done
-			st := u.Stats()
+			st, left := deliverOneAlert(t, uplink.Config{Type: "http", URL: srv.URL, TLS: tc.tls, Timeout: 2 * time.Second,
+				Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}},
+				tc.wantErr, func(st uplink.Stats) uint64 { return st.Errors })
 			if tc.wantErr != "" {
 				if !strings.Contains(st.LastError, tc.wantErr) || st.Acked != 0 {
 					t.Errorf("want error with %q: %+v", tc.wantErr, st)
 				}
-				recs, _ := ob.Read(buffer.LaneAlerts, 0, 10)
-				if len(recs) != 1 {
+				if left != 1 {
 					t.Errorf("record left the outbox without delivery")
 				}
 				t.Logf("error: %s", st.LastError)
