@@ -101,8 +101,7 @@
 //
 // A record that ingest.DecodeRecord refuses can never be sent. It is moved
 // to buffer.LaneDead, counted in Stats.BadRecords and Stats.DeadLettered,
-// and never blocks its lane. (Stats.Dropped, for outboxes without a dead
-// lane, is always 0 now and kept for the metric's name.)
+// and never blocks its lane.
 //
 // # Stats
 //

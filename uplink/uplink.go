@@ -87,9 +87,6 @@ type Stats struct {
 	// DeadLettered counts records moved to the dead lane (HTTP 4xx, or
 	// records that do not decode).
 	DeadLettered uint64
-	// Dropped is always 0: every Outbox has a dead lane now. It stays so
-	// that the exported metric keeps its name.
-	Dropped uint64
 	// BadRecords counts records that failed ingest.DecodeRecord (they are
 	// also in DeadLettered).
 	BadRecords uint64
