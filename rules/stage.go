@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/units"
 )
 
 // stage is a compiled StageConfig.
@@ -193,14 +194,14 @@ func validateStage(s *StageConfig, p string) error {
 			add(ingest.Errorf(p, "scale and offset must be finite numbers"))
 		}
 	case StageConvert:
-		_, toOK := lookupUnit(s.To)
+		toOK := units.Known(s.To)
 		if !toOK {
-			add(ingest.Errorf(p+".to", "unknown unit %q (known: %s)", s.To, strings.Join(KnownUnits(), "; ")))
+			add(ingest.Errorf(p+".to", "unknown unit %q (known: %s)", s.To, strings.Join(units.List(), "; ")))
 		}
 		if s.From != "" {
-			if _, fromOK := lookupUnit(s.From); !fromOK {
+			if !units.Known(s.From) {
 				add(ingest.Errorf(p+".from", "unknown unit %q", s.From))
-			} else if _, _, err := conversion(s.From, s.To); err != nil && toOK {
+			} else if _, _, err := units.Conversion(s.From, s.To); err != nil && toOK {
 				add(ingest.Errorf(p+".from", "%w", err))
 			}
 		}
@@ -442,7 +443,7 @@ func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading)
 		if !s.convSet || from != s.convFrom {
 			s.convFrom = strings.Clone(from)
 			s.convSet = true
-			a, b, err := conversion(from, st.cfg.To)
+			a, b, err := units.Conversion(from, st.cfg.To)
 			s.convA, s.convB, s.convErr = a, b, err != nil
 			if err != nil {
 				c.log.Warn("rules: cannot convert", "stage", st.idx, "sensor", r.Sensor, "metric", r.Metric, "err", err)

@@ -1,4 +1,4 @@
-package rules
+package units
 
 import (
 	"fmt"
@@ -77,19 +77,26 @@ var units = func() map[string]unit {
 	return m
 }()
 
-// lookupUnit finds a unit by name or alias.
-func lookupUnit(name string) (unit, bool) {
+// lookup finds a unit by name or alias.
+func lookup(name string) (unit, bool) {
 	u, ok := units[name]
 	return u, ok
 }
 
-// conversion returns a and b with to = a*from + b.
-func conversion(from, to string) (a, b float64, err error) {
-	fu, ok := lookupUnit(from)
+// Known reports whether name is a unit (or an alias of one) that
+// Conversion knows.
+func Known(name string) bool {
+	_, ok := lookup(name)
+	return ok
+}
+
+// Conversion returns a and b with to = a*from + b.
+func Conversion(from, to string) (a, b float64, err error) {
+	fu, ok := lookup(from)
 	if !ok {
 		return 0, 0, fmt.Errorf("unknown unit %q", from)
 	}
-	tu, ok := lookupUnit(to)
+	tu, ok := lookup(to)
 	if !ok {
 		return 0, 0, fmt.Errorf("unknown unit %q", to)
 	}
@@ -102,9 +109,9 @@ func conversion(from, to string) (a, b float64, err error) {
 	return a, b, nil
 }
 
-// KnownUnits lists the canonical names of the units the convert stage
-// knows, by dimension ("temperature: degC, degF, K").
-func KnownUnits() []string {
+// List gives the canonical names of the units Conversion knows, by
+// dimension ("temperature: degC, degF, K").
+func List() []string {
 	dims := map[string][]string{}
 	var order []string
 	for _, u := range unitTable {
