@@ -229,10 +229,6 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 			}
 		}
 		if records > 0 || w.rolledOutAny() {
-			select {
-			case o.notify <- struct{}{}:
-			default:
-			}
 			o.signalSubscribers()
 		}
 	}

@@ -30,7 +30,7 @@
 // the line was written).
 //
 // Uplinks read with [Outbox.Read] (oldest first, Seq > after), wait on
-// [Outbox.Notify] (a coalesced signal after each commit that added
+// a channel from [Outbox.Subscribe] (a coalesced signal after each commit that added
 // records), and delete what upstream confirmed with [Outbox.Ack]. Reading
 // does not remove anything: a crash between delivery and Ack means a
 // re-delivery with the same id (at least once). [Outbox.Drained] waits,

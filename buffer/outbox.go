@@ -87,10 +87,10 @@ type Outbox struct {
 	closing bool
 	lanes   [numLanes]laneState
 
-	slots  chan struct{} // Enqueue's queue tokens
-	wake   chan struct{}
-	notify chan struct{}
-	// subs are the Subscribe channels, each signalled like notify.
+	slots chan struct{} // Enqueue's queue tokens
+	wake  chan struct{}
+	// subs are the Subscribe channels, each signalled after a commit that
+	// added records.
 	subsMu sync.Mutex
 	subs   map[chan struct{}]struct{}
 	quit   chan struct{}
@@ -137,7 +137,6 @@ func Open(cfg Config, opts Options) (*Outbox, error) {
 		changed: make(chan struct{}),
 		slots:   make(chan struct{}, cfg.QueueMax),
 		wake:    make(chan struct{}, 1),
-		notify:  make(chan struct{}, 1),
 		subs:    map[chan struct{}]struct{}{},
 		quit:    make(chan struct{}),
 		exited:  make(chan struct{}),
@@ -458,15 +457,11 @@ func (o *Outbox) isClosed() bool {
 	return o.closing && o.closed()
 }
 
-// Notify returns a channel that receives (coalesced) after each commit
-// that added records.
-func (o *Outbox) Notify() <-chan struct{} { return o.notify }
-
-// Subscribe returns a channel of its own that receives (coalesced, like
-// Notify) after every commit that added records, and a function that ends
-// the subscription. Notify's one channel wakes only one of several
-// consumers per commit; every subscriber is woken, so several uplinks on one
-// outbox each see new records at once instead of at their next poll.
+// Subscribe returns a channel of its own that receives (coalesced) after
+// every commit that added records, and a function that ends the
+// subscription. Every subscriber is woken, so several uplinks on one outbox
+// each see new records at once instead of at their next poll (one shared
+// channel would wake only one of them per commit).
 func (o *Outbox) Subscribe() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	o.subsMu.Lock()

@@ -327,6 +327,8 @@ func TestAppendIsDurableOnReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
+	notified, unsubscribe := o.Subscribe()
+	defer unsubscribe()
 	if err := o.Append(ctx, LaneAlerts, []byte("a"), []byte("b")); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +343,7 @@ func TestAppendIsDurableOnReturn(t *testing.T) {
 		t.Fatalf("commit log line missing: %s", log)
 	}
 	select {
-	case <-o.Notify():
+	case <-notified:
 	default:
 		t.Fatal("no notification after a commit")
 	}
@@ -465,6 +467,8 @@ func testConcurrentProducers(t *testing.T, mk factory) {
 	var acked atomic.Int64
 	var got sync.Map
 	rdone := make(chan struct{})
+	notified, unsubscribe := o.Subscribe()
+	defer unsubscribe()
 	go func() {
 		defer close(rdone)
 		var after uint64
@@ -488,7 +492,7 @@ func testConcurrentProducers(t *testing.T, mk factory) {
 				select {
 				case <-stop:
 					return
-				case <-o.Notify():
+				case <-notified:
 				case <-time.After(5 * time.Millisecond):
 				}
 			}

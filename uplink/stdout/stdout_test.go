@@ -90,7 +90,7 @@ func TestStdoutPriorityAndBadRecords(t *testing.T) {
 
 // Two stdout uplinks on one real outbox, each on its own lane, polling only
 // once an hour: records appended while both are idle must reach both at
-// once, so each must be woken by the commit itself (Notify's one channel
+// once, so each must be woken by the commit itself (one shared channel
 // would wake only one of them).
 func TestEveryUplinkIsWokenByACommit(t *testing.T) {
 	leak.Check(t)
