@@ -29,9 +29,10 @@
 // (a crash test parses it: every record up to last_seq was durable when
 // the line was written).
 //
-// Uplinks read with [Outbox.Read] (oldest first, Seq > after), wait on
-// a channel from [Outbox.Subscribe] (a coalesced signal after each commit that added
-// records), and delete what upstream confirmed with [Outbox.Ack]. Reading
+// Uplinks read with [Outbox.Read] (oldest first, Seq > after), wait on a
+// channel of their own from [Outbox.Subscribe] (a coalesced signal after
+// each commit that added records), and delete what upstream confirmed with
+// [Outbox.Ack]. Reading
 // does not remove anything: a crash between delivery and Ack means a
 // re-delivery with the same id (at least once). [Outbox.Drained] waits,
 // woken by commits and acks, until nothing is left to deliver: a clean stop
