@@ -244,87 +244,17 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 		default:
 		}
 	})
-	// Read at every connect: a rotated password file or renewed
-	// certificate is picked up without a restart.
-	pw, err := cfg.PasswordSource().Read()
+	client, statusTopic, err := t.connect(ctx, s)
 	if err != nil {
-		l.ConnectFailed()
-		return false, fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
+		return false, err
 	}
-	var tlsc *tls.Config
-	if cfg.TLS.IsSet() {
-		if tlsc, err = cfg.TLS.Build(t.host); err != nil {
-			l.ConnectFailed()
-			return false, fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
-		}
-	}
-	statusTopic := ""
-	if !cfg.DisableStatus {
-		statusTopic = l.Render(cfg.StatusTopic)
-	}
-	writeTimeout := min(cfg.AckTimeout, 10*time.Second)
-	o := paho.NewClientOptions().
-		AddBroker(cfg.URL).
-		SetClientID(l.Render(cfg.ClientID)).
-		SetUsername(cfg.Username).
-		SetPassword(pw).
-		SetProtocolVersion(4).
-		SetCleanSession(true).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetKeepAlive(cfg.KeepAlive).
-		SetPingTimeout(min(cfg.KeepAlive, cfg.AckTimeout)).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetWriteTimeout(writeTimeout).
-		SetStore(s.store).
-		SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, mqttnet.DialOptions{TLS: tlsc, Timeout: cfg.ConnectTimeout}, &s.conn)).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			s.end(fmt.Errorf("%w: %w", uplink.ErrConnectionLost, err))
-		})
-	if statusTopic != "" {
-		o.SetBinaryWill(statusTopic, s.presence("offline"), 1, true)
-	}
-	client := paho.NewClient(o)
-	tok := client.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		s.closeConn()
-		<-tok.Done()
-		client.Disconnect(0)
-		return false, ctx.Err()
-	}
-	if err := tok.Error(); err != nil {
-		l.ConnectFailed()
-		client.Disconnect(0)
-		return false, fmt.Errorf("mqttpub: %s: connect %s: %w%s", cfg.Name, redactURL(cfg.URL), err, cfg.TLS.Hint(err))
-	}
-	l.Connected()
-	l.Logger().Info("mqtt connected", "url", redactURL(cfg.URL))
 
-	// The watchdog closes the connection when a PUBACK is overdue (a
-	// black-holed link can look healthy to TCP for many minutes).
 	wdDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(max(min(cfg.AckTimeout/4, time.Second), 10*time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-wdDone:
-				return
-			case <-s.lost:
-				return
-			case <-tick.C:
-				if o := s.store.oldest(); o != 0 && time.Now().UnixNano()-o > int64(cfg.AckTimeout) {
-					s.end(uplink.ErrAckTimeout)
-					s.closeConn()
-					return
-				}
-			}
-		}
+		s.watchdog(wdDone)
 	}()
 
 	defer func() {
@@ -380,47 +310,142 @@ func (t *Transport) Session(ctx context.Context, l *uplink.Link) (progressed boo
 			}
 			continue
 		}
-		batch := l.Next()
-		payload := encodeMessage(l, batch, array)
-		for cfg.MaxMessageBytes > 0 && len(payload) > cfg.MaxMessageBytes && len(batch) > 1 {
-			h := len(batch) / 2
-			l.Unread(batch[h:])
-			batch = batch[:h]
-			payload = encodeMessage(l, batch, array)
+		s.send(ctx, client, l.Next(), array)
+	}
+}
+
+// connect opens s's connection: credentials and TLS files are read anew,
+// the last will is the offline presence. It returns the client and the
+// status topic ("" when disabled).
+func (t *Transport) connect(ctx context.Context, s *session) (paho.Client, string, error) {
+	cfg, l := t.cfg, s.l
+	// Read at every connect: a rotated password file or renewed
+	// certificate is picked up without a restart.
+	pw, err := cfg.PasswordSource().Read()
+	if err != nil {
+		l.ConnectFailed()
+		return nil, "", fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
+	}
+	var tlsc *tls.Config
+	if cfg.TLS.IsSet() {
+		if tlsc, err = cfg.TLS.Build(t.host); err != nil {
+			l.ConnectFailed()
+			return nil, "", fmt.Errorf("mqttpub: %s: %w", cfg.Name, err)
 		}
-		if cfg.MaxMessageBytes > 0 && len(payload) > cfg.MaxMessageBytes {
-			<-s.slots
-			l.Logger().Warn("record larger than max_message_bytes", "id", batch[0].ID, "bytes", len(payload))
-			if err := l.DeadLetter(ctx, &batch[0]); err != nil {
-				l.CountError()
-				s.end(err) // start over from the oldest unacknowledged record
-			}
-			continue
-		}
-		m := &mqttMsg{lane: batch[0].Lane, seqs: uplink.Seqs(batch), sent: time.Now().UnixNano()}
-		topic := l.Topic(&batch[0])
-		l.InFlight(len(batch))
-		s.store.arm(m)
-		t := client.Publish(topic, 1, false, payload)
-		if !s.store.disarm() {
-			// Never stored, so never sent: the connection is gone.
-			<-s.slots
-			l.InFlight(-len(batch))
-			<-t.Done()
-			s.end(fmt.Errorf("%w: publish: %w", uplink.ErrConnectionLost, t.Error()))
-			continue
-		}
-		l.Sent(len(batch), len(payload))
+	}
+	statusTopic := ""
+	if !cfg.DisableStatus {
+		statusTopic = l.Render(cfg.StatusTopic)
+	}
+	writeTimeout := min(cfg.AckTimeout, 10*time.Second)
+	o := paho.NewClientOptions().
+		AddBroker(cfg.URL).
+		SetClientID(l.Render(cfg.ClientID)).
+		SetUsername(cfg.Username).
+		SetPassword(pw).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(cfg.KeepAlive).
+		SetPingTimeout(min(cfg.KeepAlive, cfg.AckTimeout)).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetWriteTimeout(writeTimeout).
+		SetStore(s.store).
+		SetCustomOpenConnectionFn(mqttnet.OpenConnection(ctx, mqttnet.DialOptions{TLS: tlsc, Timeout: cfg.ConnectTimeout}, &s.conn)).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			s.end(fmt.Errorf("%w: %w", uplink.ErrConnectionLost, err))
+		})
+	if statusTopic != "" {
+		o.SetBinaryWill(statusTopic, s.presence("offline"), 1, true)
+	}
+	client := paho.NewClient(o)
+	tok := client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		s.closeConn()
+		<-tok.Done()
+		client.Disconnect(0)
+		return nil, "", ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		l.ConnectFailed()
+		client.Disconnect(0)
+		return nil, "", fmt.Errorf("mqttpub: %s: connect %s: %w%s", cfg.Name, redactURL(cfg.URL), err, cfg.TLS.Hint(err))
+	}
+	l.Connected()
+	l.Logger().Info("mqtt connected", "url", redactURL(cfg.URL))
+	return client, statusTopic, nil
+}
+
+// watchdog ends the session when the oldest PUBACK is overdue (a
+// black-holed link can look healthy to TCP for many minutes), until done
+// is closed or the session ends.
+func (s *session) watchdog(done <-chan struct{}) {
+	cfg := s.cfg
+	tick := time.NewTicker(max(min(cfg.AckTimeout/4, time.Second), 10*time.Millisecond))
+	defer tick.Stop()
+	for {
 		select {
-		case <-t.Done():
-			if err := t.Error(); err != nil {
-				// Stored but maybe not written (write timeout): only a
-				// new connection can tell.
-				s.end(fmt.Errorf("%w: publish: %w", uplink.ErrConnectionLost, err))
+		case <-done:
+			return
+		case <-s.lost:
+			return
+		case <-tick.C:
+			if o := s.store.oldest(); o != 0 && time.Now().UnixNano()-o > int64(cfg.AckTimeout) {
+				s.end(uplink.ErrAckTimeout)
 				s.closeConn()
+				return
 			}
-		default:
 		}
+	}
+}
+
+// send publishes batch as one message, holding the in-flight slot the
+// caller took: split in halves while it is over max_message_bytes, a single
+// record still over it dead-lettered; a failed publish ends the session.
+func (s *session) send(ctx context.Context, client paho.Client, batch []uplink.Record, array bool) {
+	cfg, l := s.cfg, s.l
+	payload := encodeMessage(l, batch, array)
+	for cfg.MaxMessageBytes > 0 && len(payload) > cfg.MaxMessageBytes && len(batch) > 1 {
+		h := len(batch) / 2
+		l.Unread(batch[h:])
+		batch = batch[:h]
+		payload = encodeMessage(l, batch, array)
+	}
+	if cfg.MaxMessageBytes > 0 && len(payload) > cfg.MaxMessageBytes {
+		<-s.slots
+		l.Logger().Warn("record larger than max_message_bytes", "id", batch[0].ID, "bytes", len(payload))
+		if err := l.DeadLetter(ctx, &batch[0]); err != nil {
+			l.CountError()
+			s.end(err) // start over from the oldest unacknowledged record
+		}
+		return
+	}
+	m := &mqttMsg{lane: batch[0].Lane, seqs: uplink.Seqs(batch), sent: time.Now().UnixNano()}
+	topic := l.Topic(&batch[0])
+	l.InFlight(len(batch))
+	s.store.arm(m)
+	t := client.Publish(topic, 1, false, payload)
+	if !s.store.disarm() {
+		// Never stored, so never sent: the connection is gone.
+		<-s.slots
+		l.InFlight(-len(batch))
+		<-t.Done()
+		s.end(fmt.Errorf("%w: publish: %w", uplink.ErrConnectionLost, t.Error()))
+		return
+	}
+	l.Sent(len(batch), len(payload))
+	select {
+	case <-t.Done():
+		if err := t.Error(); err != nil {
+			// Stored but maybe not written (write timeout): only a
+			// new connection can tell.
+			s.end(fmt.Errorf("%w: publish: %w", uplink.ErrConnectionLost, err))
+			s.closeConn()
+		}
+	default:
 	}
 }
 
