@@ -107,7 +107,10 @@ type SensorConfig struct {
 // MetricsConfig is the `metrics:` section.
 type MetricsConfig struct {
 	// Listen is the address of the /metrics and /healthz endpoint; empty
-	// disables it. Default 127.0.0.1:9100 (loopback: exposing it is a choice).
+	// disables it. Default 127.0.0.1:8353 (loopback: exposing it is a
+	// choice); the port is outside 9100-9999, the range Prometheus'
+	// default port allocations give to exporters (9100 is node_exporter's,
+	// which many Pis run).
 	Listen *string `yaml:"listen"`
 }
 
@@ -135,7 +138,7 @@ func (c *Config) defaults() {
 		c.Log.Format = "text"
 	}
 	if c.Metrics.Listen == nil {
-		l := "127.0.0.1:9100"
+		l := "127.0.0.1:8353"
 		c.Metrics.Listen = &l
 	}
 	c.Broker.Defaults()

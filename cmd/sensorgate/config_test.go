@@ -35,7 +35,7 @@ uplinks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Buffer.Path != "/var/lib/sg/outbox.db" || c.Gateway.QueueSize != 4096 || c.Gateway.ShutdownGrace != 5*time.Second || *c.Metrics.Listen != "127.0.0.1:9100" {
+	if c.Buffer.Path != "/var/lib/sg/outbox.db" || c.Gateway.QueueSize != 4096 || c.Gateway.ShutdownGrace != 5*time.Second || *c.Metrics.Listen != "127.0.0.1:8353" {
 		t.Fatalf("defaults: %+v %+v", c.Gateway, c.Buffer)
 	}
 	if m := sensorMeta(c.Sensors)["s1"]; m["location"] != "shed" || m["zone"] != "a" {

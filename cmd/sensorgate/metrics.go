@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 )
@@ -255,6 +256,14 @@ func snake(s string) string {
 	return b.String()
 }
 
+// addrInUseError is start's error when another program listens on the
+// metrics address (node_exporter on 9100 was the classic case).
+type addrInUseError struct{ Addr string }
+
+func (e *addrInUseError) Error() string {
+	return fmt.Sprintf("metrics: address %s is already in use by another program: set metrics.listen in the config to a free address, or to \"\" to turn metrics off", e.Addr)
+}
+
 // start serves on addr until the returned stop is called; bound is the
 // address it listens on (the port the kernel picked for ":0").
 func (m *metricsServer) start(addr string) (stop func(), bound string, err error) {
@@ -275,6 +284,9 @@ func (m *metricsServer) start(addr string) (stop func(), bound string, err error
 		})
 	})
 	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, "", &addrInUseError{Addr: addr}
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
