@@ -5,9 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -17,39 +18,44 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 )
 
-const bufferUsage = `usage: sensorgate buffer <command> (--data DIR | --file PATH) [flags]
+const bufferUsage = `Usage: sensorgate buffer <command> (--data DIR | --file PATH) [flags]
 
 Inspect or compact the outbox file of a stopped gateway.
 
-commands:
+Commands:
   stats     depth, bytes and oldest record age per lane; file size and free pages
   peek      print the first records of a lane, decoded, one JSON object per line
   compact   rewrite the file without its free pages (offline compaction)
 
-Run "sensorgate buffer <command> --help" for the command's flags.
+Run 'sensorgate buffer <command> --help' for the command's flags.
 `
+
+var bufferAbout = map[string]string{
+	"stats":   "Print depth, bytes and oldest record age per lane, the file size and its free pages.",
+	"peek":    "Print the first records of every lane (or of --lane), decoded, one JSON object per line on stdout.\nAn empty outbox prints nothing on stdout and says so on stderr.",
+	"compact": "Rewrite the outbox file without its free pages (offline compaction).",
+}
 
 // cmdBuffer implements "sensorgate buffer stats|peek|compact". It returns
 // the exit code: 0 ok, 1 failure, 2 usage error.
 func cmdBuffer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, bufferUsage)
+		fmt.Fprintf(stderr, "sensorgate buffer: no command given (stats, peek or compact)\nRun 'sensorgate buffer --help' for usage.\n")
 		return 2
 	}
 	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "-h", "-help", "--help", "help":
+	switch {
+	case isHelp(cmd) || cmd == "help":
 		fmt.Fprint(stdout, bufferUsage)
 		return 0
-	case "stats", "peek", "compact":
+	case cmd == "stats", cmd == "peek", cmd == "compact":
 	default:
-		fmt.Fprintf(stderr, "sensorgate buffer: unknown command %q\n\n%s", cmd, bufferUsage)
+		fmt.Fprintf(stderr, "sensorgate buffer: unknown command %q (want stats, peek or compact)\nRun 'sensorgate buffer --help' for usage.\n", cmd)
 		return 2
 	}
 
-	fs := flag.NewFlagSet("sensorgate buffer "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "the gateway's data directory (holds outbox.db)")
+	fs := newFlagSet("buffer "+cmd, "sensorgate buffer "+cmd+" (--data DIR | --file PATH) [flags]", bufferAbout[cmd], stderr)
+	data := fs.String("data", "", "the gateway's data directory, gateway.data_dir (holds outbox.db)")
 	file := fs.String("file", "", "the outbox file (instead of --data)")
 	var n *int
 	var lane, format *string
@@ -60,54 +66,58 @@ func cmdBuffer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		n = fs.Int("n", 10, "number of records to print")
 		lane = fs.String("lane", "", "lane to print (alerts, summaries, raw, dead); default: every lane in priority order")
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sensorgate buffer %s (--data DIR | --file PATH) [flags]\n\nflags:\n", cmd)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return 0
-		}
-		return 2
-	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "sensorgate buffer %s: %s\n", cmd, fmt.Sprintf(format, a...))
-		fs.Usage()
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usage("unexpected argument %q", fs.Arg(0))
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
 	}
 	var path string
 	switch {
 	case *data != "" && *file != "":
-		return usage("give --data or --file, not both")
+		return usageError(fs, "give --data or --file, not both")
 	case *data != "":
 		path = filepath.Join(*data, "outbox.db")
 	case *file != "":
 		path = *file
 	default:
-		return usage("--data DIR or --file PATH is required")
+		return usageError(fs, "--data DIR or --file PATH is required")
+	}
+	switch {
+	case format != nil && *format != "text" && *format != "json":
+		return usageError(fs, "--format must be text or json")
+	case n != nil && *n < 0:
+		return usageError(fs, "-n must be >= 0")
+	}
+	lanes := []buffer.Lane{buffer.LaneAlerts, buffer.LaneSummaries, buffer.LaneRaw, buffer.LaneDead}
+	if lane != nil && *lane != "" {
+		l, err := buffer.ParseLane(*lane)
+		if err != nil {
+			return usageError(fs, "--lane: %v", err)
+		}
+		lanes = []buffer.Lane{l}
 	}
 	fail := func(err error) int {
-		msg := err.Error()
 		if errors.Is(err, buffer.ErrLocked) {
-			msg += " (the file is locked: is the gateway running? stop it first)"
+			// A gateway without a lock file (an older build) holds it.
+			err = fmt.Errorf("outbox %s is locked by another process (a running sensorgate?): stop it first", path)
 		}
-		fmt.Fprintf(stderr, "sensorgate buffer %s: %s\n", cmd, msg)
-		return 1
+		return failure(fs, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
+	// Before the outbox: the lock file says who holds it at once, where
+	// the outbox's own lock would wait for its timeout.
+	if err := checkDataDir(filepath.Dir(path)); err != nil {
+		return fail(err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, iofs.ErrNotExist) {
+		if *data != "" {
+			return fail(fmt.Errorf("no outbox in %s: --data expects the gateway's data dir (gateway.data_dir, the directory that holds outbox.db)", *data))
+		}
+		return fail(fmt.Errorf("no outbox file %s: --file expects the outbox file itself (gateway.data_dir/outbox.db, or buffer.path)", path))
+	}
 
 	switch cmd {
 	case "stats":
-		if *format != "text" && *format != "json" {
-			return usage("--format must be text or json")
-		}
 		info, err := buffer.Inspect(path)
 		if err != nil {
 			return fail(err)
@@ -119,17 +129,6 @@ func cmdBuffer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 0
 
 	case "peek":
-		if *n < 0 {
-			return usage("-n must be >= 0")
-		}
-		lanes := []buffer.Lane{buffer.LaneAlerts, buffer.LaneSummaries, buffer.LaneRaw, buffer.LaneDead}
-		if *lane != "" {
-			l, err := buffer.ParseLane(*lane)
-			if err != nil {
-				return usage("%v", err)
-			}
-			lanes = []buffer.Lane{l}
-		}
 		left := *n
 		enc := json.NewEncoder(stdout)
 		for _, l := range lanes {
@@ -146,6 +145,14 @@ func cmdBuffer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 					return fail(err)
 				}
 			}
+		}
+		if left == *n && *n > 0 {
+			// stdout stays JSON lines; the note is for the reader.
+			what := "the outbox " + path + " is empty"
+			if len(lanes) == 1 {
+				what = "lane " + lanes[0].String() + " of the outbox " + path + " is empty"
+			}
+			fmt.Fprintf(stderr, "%s: %s\n", fs.Name(), what)
 		}
 		return 0
 

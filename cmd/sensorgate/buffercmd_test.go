@@ -170,7 +170,7 @@ func TestBufferCmdErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{nil, 2, "usage"},
+		{nil, 2, "no command given"},
 		{[]string{"--help"}, 0, ""},
 		{[]string{"stats", "--help"}, 0, ""},
 		{[]string{"bogus"}, 2, "unknown command"},
@@ -181,14 +181,15 @@ func TestBufferCmdErrors(t *testing.T) {
 		{[]string{"peek", "--data", dir, "--lane", "nope"}, 2, "unknown lane"},
 		{[]string{"peek", "--data", dir, "-n", "-1"}, 2, "-n must be"},
 		{[]string{"peek", "--data", dir, "--bogus"}, 2, "not defined"},
-		{[]string{"stats", "--data", filepath.Join(dir, "missing")}, 1, "no such file"},
+		{[]string{"stats", "--data", filepath.Join(dir, "missing")}, 1, "no outbox in " + filepath.Join(dir, "missing") + ": --data expects the gateway's data dir"},
+		{[]string{"stats", "--file", filepath.Join(dir, "missing.db")}, 1, "no outbox file " + filepath.Join(dir, "missing.db")},
 	} {
 		code, out, errs := runBuffer(t, tc.args...)
 		if code != tc.code || !strings.Contains(errs, tc.msg) {
 			t.Errorf("%v: exit %d, stderr %q (stdout %q); want %d and %q", tc.args, code, errs, out, tc.code, tc.msg)
 		}
-		if tc.code == 0 && !strings.Contains(out, "usage") {
-			t.Errorf("%v: help not on stdout: %q", tc.args, out)
+		if tc.code == 0 && (!strings.HasPrefix(out, "Usage: ") || errs != "") {
+			t.Errorf("%v: help not on stdout once: stdout %q, stderr %q", tc.args, out, errs)
 		}
 	}
 }
@@ -204,7 +205,7 @@ func TestBufferCmdLocked(t *testing.T) {
 	}
 	defer o.Close()
 	code, _, errs := runBuffer(t, "stats", "--data", dir)
-	if code != 1 || !strings.Contains(errs, "is the gateway running") {
+	if code != 1 || !strings.Contains(errs, "is locked by another process (a running sensorgate?): stop it first") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 }

@@ -7,6 +7,35 @@
 //	sensorgate probe ...                      scan an I2C bus and name the known chips found
 //	sensorgate version                        version, commit, Go version, GOOS/GOARCH
 //
+// # Command line
+//
+// Every command and subcommand (bare sensorgate, run, validate, buffer and
+// buffer stats|peek|compact, simulate, probe, version) follows one
+// convention, held by TestCommandLineConvention (cli_test.go):
+//
+//   - --help, -h or -help prints "Usage: ..." on stdout, once, and exits 0.
+//   - A usage error (a bad flag, a missing or extra argument, an unknown
+//     command, bare sensorgate with no command) prints one line,
+//     "sensorgate CMD: what is wrong", and "Run 'sensorgate CMD --help' for
+//     usage." on stderr, and exits 2. A config that cannot be read or is
+//     invalid is one too: "sensorgate run: config x.yaml: no such file or
+//     directory", or one "x.yaml: key: problem (line N)" line per problem.
+//   - A runtime failure prints one line on stderr, "sensorgate CMD: what
+//     failed: what to do", naming each path once, and exits 1: "sensorgate
+//     run: data dir /var/lib/sensorgate is in use by another sensorgate
+//     (pid 812): stop it first, or give this one another gateway.data_dir".
+//   - Results go to stdout, notes and progress to stderr (buffer peek on an
+//     empty outbox prints nothing on stdout and says so on stderr).
+//
+// # Data dir lock
+//
+// run holds DIR/sensorgate.pid (DIR is the outbox's directory,
+// gateway.data_dir by default) while it runs: the file holds its pid and,
+// on Unix, an exclusive flock. A second run on the same dir, and the buffer
+// tools, name that pid. A clean stop removes the file; after a kill -9 the
+// kernel has dropped the flock, so the file left behind does not block the
+// next start.
+//
 // # Build tags
 //
 // The tag nosimulate leaves out the simulate command and with it the load
@@ -56,7 +85,10 @@
 //
 // # Metrics
 //
-// metrics.listen (default 127.0.0.1:9100) serves /metrics in the Prometheus
+// metrics.listen (default 127.0.0.1:8353) serves /metrics in the Prometheus
 // text format and /healthz as JSON. Every number in every component's
-// Stats() is exported as sensorgate_<component>_<field>.
+// Stats() is exported as sensorgate_<component>_<field>. The port is
+// outside 9100-9999, the range the Prometheus default port allocations give
+// to exporters (9100 is node_exporter's, which many Pis run). When the
+// address is taken, run exits 1 saying so and naming metrics.listen.
 package main

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/sensorgate/sensorgate/buffer"
@@ -33,6 +34,7 @@ type Main struct {
 	// command); nil never reloads.
 	Reload <-chan os.Signal
 
+	lock        *dirLock
 	outbox      *buffer.Outbox
 	metrics     *metricsServer
 	metricsAddr string
@@ -69,13 +71,26 @@ func (m *Main) Open() (err error) {
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// The lock file sits beside the outbox: a second gateway on the same
+	// dir is told who holds it at once, instead of waiting for bbolt's
+	// lock timeout.
+	dir := filepath.Dir(cfg.Buffer.Path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return err
+	}
 	ob, err := buffer.Open(cfg.Buffer, outboxOptions(m.Logger))
 	if err != nil {
+		lock.release()
 		return err
 	}
 	defer func() {
 		if err != nil {
 			ob.Close()
+			lock.release()
 		}
 	}()
 	m.metrics = newMetricsServer(m.Logger)
@@ -87,7 +102,7 @@ func (m *Main) Open() (err error) {
 		}
 		m.stopMetrics, m.metricsAddr = stopMetrics, bound
 	}
-	m.outbox = ob
+	m.outbox, m.lock = ob, lock
 	m.Logger.Info("sensorgate starting", "version", version, "gateway", cfg.Gateway.ID, "config", m.ConfigPath,
 		"outbox", cfg.Buffer.Path, "metrics", *cfg.Metrics.Listen)
 	return nil
@@ -110,6 +125,10 @@ func (m *Main) Close() error {
 	}
 	err := m.outbox.Close()
 	m.outbox = nil
+	if m.lock != nil {
+		m.lock.release()
+		m.lock = nil
+	}
 	return err
 }
 

@@ -42,11 +42,12 @@ func main() {
 }
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "sensorgate: no command given\nRun 'sensorgate --help' for usage.\n")
+		return 2
+	}
+	if isHelp(args[0]) || args[0] == "help" {
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	for _, c := range commands() {
@@ -54,8 +55,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "sensorgate: unknown command %q\n\n", args[0])
-	usage(stderr)
+	fmt.Fprintf(stderr, "sensorgate: unknown command %q\nRun 'sensorgate --help' for usage.\n", args[0])
 	return 2
 }
 

@@ -37,8 +37,7 @@ does not scan.`, stderr)
 	}
 	st, err := drivers.HostInit()
 	if err != nil {
-		fmt.Fprintf(stderr, "probe: %v\n", err)
-		return 1
+		return failure(fs, err)
 	}
 	fmt.Fprintf(stdout, "periph host.Init: ok, %d drivers loaded: %s\n", len(st.Loaded), strings.Join(st.Loaded, ", "))
 	if *list {
@@ -52,17 +51,21 @@ does not scan.`, stderr)
 	if open == nil {
 		op, err := drivers.NewHostOpener()
 		if err != nil {
-			fmt.Fprintf(stderr, "probe: %v\n", err)
-			return 1
+			return failure(fs, err)
 		}
-		open = op.OpenI2C
+		open = func(bus string) (i2c.BusCloser, error) {
+			b, err := op.OpenI2C(bus)
+			if err != nil {
+				return nil, i2cOpenError(bus, drivers.I2CBuses(), err)
+			}
+			return b, nil
+		}
 	}
 	code := 0
 	if *bus != "" {
 		b, err := open(*bus)
 		if err != nil {
-			fmt.Fprintf(stderr, "probe: %v\n", err)
-			code = 1
+			code = failure(fs, err)
 		} else {
 			found, err := drivers.Probe(ctx, b, drivers.ProbeOptions{})
 			b.Close()
@@ -78,16 +81,14 @@ does not scan.`, stderr)
 				fmt.Fprintln(stdout, line)
 			}
 			if err != nil {
-				fmt.Fprintf(stderr, "probe: %v\n", err)
-				code = 1
+				code = failure(fs, err)
 			}
 		}
 	}
 	if *w1 != "" {
 		ids, err := ds18b20.Discover(*w1)
 		if err != nil {
-			fmt.Fprintf(stderr, "probe: %v\n", err)
-			return 1
+			return failure(fs, err)
 		}
 		fmt.Fprintf(stdout, "1-Wire %s: %d DS18B20\n", *w1, len(ids))
 		for _, id := range ids {
@@ -102,4 +103,14 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// i2cOpenError says which bus was tried and what this machine has, in
+// place of periph's "i2creg: no bus found; did you forget to call Init()?"
+// (Init did run: there is no bus).
+func i2cOpenError(bus string, buses []string, err error) error {
+	if len(buses) == 0 {
+		return fmt.Errorf("I2C bus %s: this machine has no I2C bus (on a Raspberry Pi, enable I2C with raspi-config and reboot; --bus \"\" skips the I2C scan)", bus)
+	}
+	return fmt.Errorf("I2C bus %s: cannot open it (%v); this machine has: %s (pass one with --bus)", bus, err, strings.Join(buses, ", "))
 }

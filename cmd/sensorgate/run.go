@@ -16,12 +16,11 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 		return code
 	}
 	if *path == "" {
-		fmt.Fprintln(stderr, "validate: --config is required")
-		return 2
+		return usageError(fs, "--config is required")
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
-		printConfigError(stderr, *path, err)
+		printConfigError(stderr, fs.Name(), *path, err)
 		return 2
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d mqtt source(s), %d sensor(s), %d window(s), %d alert rule(s), %d uplink(s))\n",
@@ -29,7 +28,7 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-func printConfigError(w io.Writer, path string, err error) {
+func printConfigError(w io.Writer, name, path string, err error) {
 	var ce ConfigErrors
 	if errors.As(err, &ce) {
 		for _, e := range ce {
@@ -38,7 +37,9 @@ func printConfigError(w io.Writer, path string, err error) {
 		fmt.Fprintf(w, "%s: %d problem(s)\n", path, len(ce))
 		return
 	}
-	fmt.Fprintf(w, "%s: %v\n", path, err)
+	// A file that cannot be read: the path once, then what the system said
+	// ("x.yaml: no such file or directory", not "x.yaml: config: open x.yaml: ...").
+	fmt.Fprintf(w, "%s: config %s: %v\n", name, path, pathErr(err))
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -51,23 +52,27 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if *path == "" {
-		fmt.Fprintln(stderr, "run: --config is required")
-		return 2
+		return usageError(fs, "--config is required")
 	}
 	// Signals first: a SIGTERM during start-up must still mean a clean stop.
 	ctx, hup, stop := signalContext(ctx)
 	defer stop()
 	cfg, err := loadConfig(*path)
 	if err != nil {
-		printConfigError(stderr, *path, err)
+		printConfigError(stderr, fs.Name(), *path, err)
 		return 2
 	}
 	logger, err := newLogger(cfg.Log, *level, *format, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "run:", err)
-		return 2
+		return usageError(fs, "%v", err)
 	}
 	m := &Main{Config: cfg, ConfigPath: *path, Logger: logger, Stdout: stdout, Reload: hup}
+	// What Open cannot take (the data dir, the metrics address) is a
+	// failure to start: one line that says what to do, not a log event.
+	if err := m.Open(); err != nil {
+		m.Close()
+		return failure(fs, err)
+	}
 	err = m.Run(ctx)
 	if cerr := m.Close(); cerr != nil {
 		logger.Error("outbox close", "err", cerr)

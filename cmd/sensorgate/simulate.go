@@ -65,14 +65,12 @@ the truth file are still written).`, stderr)
 		return code
 	}
 	if qos > 2 {
-		fmt.Fprintf(stderr, "simulate: --qos: must be 0, 1 or 2\n")
-		return 2
+		return usageError(fs, "--qos: must be 0, 1 or 2")
 	}
 	cfg.QoS = byte(qos)
 	m, err := simMetrics(metrics)
 	if err != nil {
-		fmt.Fprintf(stderr, "simulate: --metrics: %v\n", err)
-		return 2
+		return usageError(fs, "--metrics: %v", err)
 	}
 	cfg.Metrics = m
 	cfg.Password = os.Getenv("SENSORGATE_SIM_PASSWORD")
@@ -80,15 +78,16 @@ the truth file are still written).`, stderr)
 	check.Metrics = nil // Defaults fills them in place; the real ones were checked by simMetrics
 	check.Defaults()
 	if err := check.Validate(); err != nil {
+		var msgs []string
 		for _, e := range ingest.FlattenErrors(err) {
 			var fe *ingest.FieldError
 			if errors.As(e, &fe) {
-				fmt.Fprintf(stderr, "simulate: --%s: %v\n", flagName(fe.Path), fe.Err)
+				msgs = append(msgs, fmt.Sprintf("--%s: %v", flagName(fe.Path), fe.Err))
 			} else {
-				fmt.Fprintf(stderr, "simulate: %v\n", e)
+				msgs = append(msgs, e.Error())
 			}
 		}
-		return 2
+		return usageError(fs, "%s", strings.Join(msgs, "; "))
 	}
 	if !quiet {
 		cfg.Progress = func(p load.Progress) {
@@ -101,20 +100,17 @@ the truth file are still written).`, stderr)
 	defer stop()
 	res, err := load.Run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "simulate: %v\n", err)
-		return 1
+		return failure(fs, err)
 	}
 	fmt.Fprintf(stdout, "simulate: sent=%d errors=%d elapsed=%.3fs rate=%.1f/s target=%g/s values=%d malformed=%d duplicates=%d\n",
 		res.Sent, res.Errors, res.Elapsed.Seconds(), res.Rate, cfg.Rate, res.Truth.Total.Count, res.Truth.Malformed, res.Truth.Duplicates)
 	if truth != "" {
 		if err := res.Truth.WriteFile(truth); err != nil {
-			fmt.Fprintf(stderr, "simulate: %v\n", err)
-			return 1
+			return failure(fs, err)
 		}
 	}
 	if res.Errors > 0 {
-		fmt.Fprintf(stderr, "simulate: %d publishes failed\n", res.Errors)
-		return 1
+		return failure(fs, fmt.Errorf("%d publishes failed", res.Errors))
 	}
 	return 0
 }
