@@ -78,8 +78,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Error("outbox close", "err", cerr)
 	}
 	if err != nil {
-		logger.Error("gateway stopped", "err", err)
-		return 1
+		// The pipeline stopped itself (a part failed); the log has its
+		// events, this is the one line that ends the command.
+		return failure(fs, fmt.Errorf("gateway stopped: %w", err))
 	}
 	return 0
 }
