@@ -7,7 +7,11 @@
 // The package has no non-test code; the brokers, the mosquitto launcher,
 // the test PKI and WaitFor come from test/mqtttest, shared with every
 // package's tests. Tests that need a system binary (mosquitto,
-// qemu-arm-static) skip with a message when it is missing; .ci/run installs
-// them so CI never skips, and under CI=true a missing mosquitto fails the
-// test instead.
+// qemu-arm-static) ask for it with mqtttest.NeedTool: without it they skip
+// with the install command, and under CI=true they fail with it instead.
+// .ci/run installs them, and lists every skipped test at the end.
+//
+// docs_test.go keeps the docs true: every sensorgate command that README.md,
+// BENCHMARKS.md and docs/*.md show must exist, and their YAML config
+// examples must pass sensorgate validate.
 package test

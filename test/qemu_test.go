@@ -23,10 +23,7 @@ import (
 // run call host.Init too), whose summaries must reach the stdout uplink,
 // then a clean SIGTERM shutdown.
 func TestQEMUArmV6(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-arm-static")
-	if err != nil {
-		t.Skip("qemu-arm-static not found (apt-get install qemu-user-static): skipping the linux/arm GOARMv6 test")
-	}
+	qemu := mqtttest.NeedTool(t, "qemu-arm-static", mqtttest.QEMUInstall)
 	bin := qemuBuildARMv6(t)
 
 	// periph's host.Init on the emulated ARMv6.

@@ -90,10 +90,7 @@ func BenchmarkSubscriberEndToEnd(b *testing.B) {
 // subscriber and reports this process's CPU time per message (user+system,
 // getrusage), the metric behind "CPU-seconds per million readings".
 func BenchmarkSubscriberMosquitto(b *testing.B) {
-	pubBin, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		b.Skip("needs mosquitto_pub")
-	}
+	pubBin := mqtttest.NeedTool(b, "mosquitto_pub", mqtttest.MosquittoClientsInstall)
 	for _, qos := range []byte{0, 1} {
 		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
 			m := mqtttest.StartMosquitto(b, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\nmax_queued_messages 0"})

@@ -16,7 +16,7 @@
 //	      password_file: /etc/sensorgate/mqtt.pw
 //	      keepalive: 30s
 //	      clean_session: true
-//	      queue_size: 1024
+//	      queue_size: 16384
 //	      max_payload: 65536
 //	      subscriptions:
 //	        - topic: "sensors/+/telemetry"
@@ -33,8 +33,9 @@
 //
 // [New] validates the config and loads secrets and TLS material; [Subscriber.Run]
 // connects, subscribes and sends readings until its context ends. Defaults:
-// keepalive 30s, clean session, queue 1024 messages, payloads up to 64 KiB,
-// connect timeout 10s, reconnect backoff 1s doubling to 30s with jitter.
+// keepalive 30s, clean session, queue 16,384 messages (queue_size) and
+// 8 MiB of QoS 0 payload (queue_bytes), payloads up to 64 KiB, connect
+// timeout 10s, reconnect backoff 1s doubling to 30s with jitter.
 //
 // # Flow control
 //

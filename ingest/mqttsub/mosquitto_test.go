@@ -96,10 +96,7 @@ func drain(out chan ingest.Reading) {
 
 func mosquittoPasswd(t *testing.T, user, pass string) string {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto_passwd")
-	if err != nil {
-		t.Skipf("needs mosquitto_passwd: %v", err)
-	}
+	bin := mqtttest.NeedTool(t, "mosquitto_passwd", mqtttest.MosquittoPasswdInstall)
 	path := filepath.Join(t.TempDir(), "passwd")
 	if out, err := exec.Command(bin, "-b", "-c", path, user, pass).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)

@@ -1,5 +1,5 @@
 // Command e2ebench is sensorgate's end-to-end benchmark through a real
-// broker (issue 8, "never the bottleneck"). Run it from the module root:
+// broker: is the gateway ever the bottleneck? Run it from the module root:
 //
 //	go run ./test/e2ebench              # the full matrix, 11-13 minutes on 2 cores
 //	go run ./test/e2ebench --quick      # one point (QoS 0, 20k msg/s, 10 s), under a minute

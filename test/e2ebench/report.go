@@ -179,9 +179,9 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 		}
 	}
 
-	// The issue's targets.
+	// The end-to-end targets (docs/design.md).
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Targets (issue 8):")
+	fmt.Fprintln(w, "Targets (docs/design.md, end to end):")
 	fmt.Fprintln(w)
 	if c, ok := ceil[0]; ok && c > 0 {
 		// Every QoS 0 run is one sample: its input rate as a fraction of

@@ -18,6 +18,13 @@
 // is the test wrapper: it skips when mosquitto is missing, with the install
 // command, and fails instead under CI=true.
 //
+// NeedTool does the same for any outside tool (mosquitto_passwd,
+// mosquitto_pub, qemu-arm-static): it returns the tool's path, or skips
+// with the install command, or under CI=true fails with it. Every test that
+// needs a program the machine may lack goes through it, so CI cannot lose a
+// test to a quiet skip. Go's test cache does not notice a tool being
+// installed: run with -count=1 after installing one.
+//
 // NewPKI writes a CA, a server certificate (127.0.0.1 and localhost unless
 // other hosts are given) and a client certificate for mutual TLS, as PEM
 // files in a temporary directory.

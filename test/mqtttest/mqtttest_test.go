@@ -256,3 +256,24 @@ func TestMissingMosquittoSkipsOrFailsUnderCI(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedToolSkipsOrFailsUnderCI(t *testing.T) {
+	const install = "apt-get install no-such-tool"
+	for _, ci := range []string{"", "true"} {
+		t.Setenv("CI", ci)
+		r := &recordingTB{TB: t}
+		if p := NeedTool(r, "sensorgate-no-such-tool", install); p != "" {
+			t.Errorf("CI=%q: path %q for a missing tool", ci, p)
+		}
+		got, other := r.skipped, r.failed
+		if ci == "true" {
+			got, other = r.failed, r.skipped
+		}
+		if other != "" || !strings.Contains(got, install) || !strings.Contains(got, "sensorgate-no-such-tool") {
+			t.Errorf("CI=%q: skipped %q, failed %q; want only the %s one, naming the tool and %q", ci, r.skipped, r.failed, map[string]string{"": "skip", "true": "failure"}[ci], install)
+		}
+	}
+	if p := NeedTool(t, "go", "install Go"); p == "" {
+		t.Error("NeedTool(go) returned no path")
+	}
+}
