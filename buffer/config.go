@@ -203,50 +203,50 @@ func (c *Config) Defaults() {
 func (c Config) Validate() error {
 	var errs []error
 	if c.CommitDelay < 0 {
-		errs = append(errs, ingest.Errorf("commit_delay", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("commit_delay", "must be >= 0"))
 	}
 	if c.AppendDelay < 0 {
-		errs = append(errs, ingest.Errorf("append_delay", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("append_delay", "must be >= 0"))
 	}
 	if c.CommitMax <= 0 {
-		errs = append(errs, ingest.Errorf("commit_max", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("commit_max", "must be > 0"))
 	}
 	if c.QueueMax <= 0 {
-		errs = append(errs, ingest.Errorf("queue_max", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("queue_max", "must be > 0"))
 	}
 	if c.MaxBytes <= 0 {
-		errs = append(errs, ingest.Errorf("max_bytes", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("max_bytes", "must be > 0"))
 	}
 	if c.MaxFileSize <= 0 {
-		errs = append(errs, ingest.Errorf("max_file_size", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("max_file_size", "must be > 0"))
 	} else if c.MaxFileSize < 1<<20 {
-		errs = append(errs, ingest.Errorf("max_file_size", "must be at least 1 MiB"))
+		errs = append(errs, ingest.FieldErrorf("max_file_size", "must be at least 1 MiB"))
 	} else if strconv.IntSize == 32 && c.MaxFileSize > MaxFileSize32 {
-		errs = append(errs, ingest.Errorf("max_file_size", "must be at most 1 GiB on a 32-bit system"))
+		errs = append(errs, ingest.FieldErrorf("max_file_size", "must be at most 1 GiB on a 32-bit system"))
 	}
 	if c.MaintainEvery <= 0 {
-		errs = append(errs, ingest.Errorf("maintain_every", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("maintain_every", "must be > 0"))
 	}
 	for _, l := range Lanes {
 		lc := c.Lanes.Lane(l)
 		p := "lanes." + l.String() + "."
 		if lc.MaxBytes < 0 {
-			errs = append(errs, ingest.Errorf(p+"max_bytes", "must be >= 0"))
+			errs = append(errs, ingest.FieldErrorf(p+"max_bytes", "must be >= 0"))
 		}
 		if lc.MaxAge < 0 {
-			errs = append(errs, ingest.Errorf(p+"max_age", "must be >= 0"))
+			errs = append(errs, ingest.FieldErrorf(p+"max_age", "must be >= 0"))
 		}
 		if lc.RollUpBatch < 2 {
-			errs = append(errs, ingest.Errorf(p+"rollup_batch", "must be >= 2"))
+			errs = append(errs, ingest.FieldErrorf(p+"rollup_batch", "must be >= 2"))
 		}
 		switch lc.Policy {
 		case PolicyDropOldest, PolicyReject:
 		case PolicyRollUp:
 			if l != LaneSummaries {
-				errs = append(errs, ingest.Errorf(p+"policy", "rollup is only valid on the summaries lane"))
+				errs = append(errs, ingest.FieldErrorf(p+"policy", "rollup is only valid on the summaries lane"))
 			}
 		default:
-			errs = append(errs, ingest.Errorf(p+"policy", "unknown policy %q (want drop_oldest, reject or rollup)", lc.Policy))
+			errs = append(errs, ingest.FieldErrorf(p+"policy", "unknown policy %q (want drop_oldest, reject or rollup)", lc.Policy))
 		}
 	}
 	return errors.Join(errs...)

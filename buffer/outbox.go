@@ -118,7 +118,7 @@ func Open(cfg Config, opts Options) (*Outbox, error) {
 	}
 	for _, l := range Lanes {
 		if cfg.Lanes.Lane(l).Policy == PolicyRollUp && opts.RollUp == nil {
-			return nil, fmt.Errorf("buffer: config: %w", ingest.Errorf("lanes."+l.String()+".policy", "rollup needs Options.RollUp (set by the command)"))
+			return nil, fmt.Errorf("buffer: config: %w", ingest.FieldErrorf("lanes."+l.String()+".policy", "rollup needs Options.RollUp (set by the command)"))
 		}
 	}
 	path := cfg.Path

@@ -171,63 +171,63 @@ func (c *DeviceConfig) isSPI() bool {
 func (c DeviceConfig) Validate(typ string) error {
 	var errs []error
 	if !Known(typ) {
-		return ingest.Errorf("", "unknown sensor type %q (want one of %s)", typ, strings.Join(types, ", "))
+		return ingest.FieldErrorf("", "unknown sensor type %q (want one of %s)", typ, strings.Join(types, ", "))
 	}
 	if c.Interval <= 0 {
-		errs = append(errs, ingest.Errorf("interval", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("interval", "must be > 0"))
 	}
 	if c.Jitter < 0 || (c.Interval > 0 && c.Jitter >= c.Interval) {
-		errs = append(errs, ingest.Errorf("jitter", "must be >= 0 and < interval"))
+		errs = append(errs, ingest.FieldErrorf("jitter", "must be >= 0 and < interval"))
 	}
 	if c.Timeout <= 0 {
-		errs = append(errs, ingest.Errorf("timeout", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("timeout", "must be > 0"))
 	}
 	if c.MaxBackoff <= 0 {
-		errs = append(errs, ingest.Errorf("max_backoff", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("max_backoff", "must be > 0"))
 	}
 	if isI2C(typ) && !((typ == TypeBME280 || typ == TypeBMP280) && c.isSPI()) {
 		if c.Bus == "" {
-			errs = append(errs, ingest.Errorf("bus", "is required"))
+			errs = append(errs, ingest.FieldErrorf("bus", "is required"))
 		}
 		if !slices.Contains(validAddrs[typ], c.Address) {
-			errs = append(errs, ingest.Errorf("address", "%#x is not a %s address (want %s)", c.Address, typ, hexList(validAddrs[typ])))
+			errs = append(errs, ingest.FieldErrorf("address", "%#x is not a %s address (want %s)", c.Address, typ, hexList(validAddrs[typ])))
 		}
 	}
 	switch typ {
 	case TypeDS18B20:
 		if c.Serial != "" && !strings.HasPrefix(c.Serial, "28-") {
-			errs = append(errs, ingest.Errorf("serial", "%q is not a DS18B20 id (28-xxxxxxxxxxxx)", c.Serial))
+			errs = append(errs, ingest.FieldErrorf("serial", "%q is not a DS18B20 id (28-xxxxxxxxxxxx)", c.Serial))
 		}
 	case TypeADS1115, TypeADS1015:
 		if c.Channel < 0 || c.Channel > 3 {
-			errs = append(errs, ingest.Errorf("channel", "must be 0-3"))
+			errs = append(errs, ingest.FieldErrorf("channel", "must be 0-3"))
 		} else if c.Negative != 0 && !ads1115.ValidPair(c.Channel, c.Negative) {
-			errs = append(errs, ingest.Errorf("negative", "channel %d - %d is not a differential pair (want 0-1, 0-3, 1-3 or 2-3)", c.Channel, c.Negative))
+			errs = append(errs, ingest.FieldErrorf("negative", "channel %d - %d is not a differential pair (want 0-1, 0-3, 1-3 or 2-3)", c.Channel, c.Negative))
 		}
 		if !(c.FullScale > 0 && c.FullScale <= 6.144) {
-			errs = append(errs, ingest.Errorf("full_scale", "must be > 0 and <= 6.144 V"))
+			errs = append(errs, ingest.FieldErrorf("full_scale", "must be > 0 and <= 6.144 V"))
 		}
 		if !ingest.Finite(c.Scale) || !ingest.Finite(c.Offset) {
-			errs = append(errs, ingest.Errorf("scale", "scale and offset must be finite numbers"))
+			errs = append(errs, ingest.FieldErrorf("scale", "scale and offset must be finite numbers"))
 		}
 		if c.Metric == "" {
-			errs = append(errs, ingest.Errorf("metric", "must not be empty"))
+			errs = append(errs, ingest.FieldErrorf("metric", "must not be empty"))
 		}
 	case TypePulse:
 		if c.Pin == "" {
-			errs = append(errs, ingest.Errorf("pin", "is required"))
+			errs = append(errs, ingest.FieldErrorf("pin", "is required"))
 		}
 		if _, ok := edges[c.Edge]; !ok {
-			errs = append(errs, ingest.Errorf("edge", "must be rising, falling or both"))
+			errs = append(errs, ingest.FieldErrorf("edge", "must be rising, falling or both"))
 		}
 		if _, ok := pulls[c.Pull]; !ok {
-			errs = append(errs, ingest.Errorf("pull", "must be up, down or none"))
+			errs = append(errs, ingest.FieldErrorf("pull", "must be up, down or none"))
 		}
 		if !(c.PerPulse > 0) || !ingest.Finite(c.PerPulse) {
-			errs = append(errs, ingest.Errorf("per_pulse", "must be > 0"))
+			errs = append(errs, ingest.FieldErrorf("per_pulse", "must be > 0"))
 		}
 		if c.Debounce < 0 {
-			errs = append(errs, ingest.Errorf("debounce", "must be >= 0"))
+			errs = append(errs, ingest.FieldErrorf("debounce", "must be >= 0"))
 		}
 	}
 	return errors.Join(errs...)

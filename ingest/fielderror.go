@@ -24,8 +24,8 @@ func (e *FieldError) Error() string {
 
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// Errorf returns a *FieldError at path.
-func Errorf(path, format string, args ...any) error {
+// FieldErrorf returns a *FieldError at path.
+func FieldErrorf(path, format string, args ...any) error {
 	return &FieldError{Path: path, Err: fmt.Errorf(format, args...)}
 }
 

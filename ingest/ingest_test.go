@@ -95,7 +95,7 @@ func TestSummaryIDStable(t *testing.T) {
 }
 
 func TestPrefixErrors(t *testing.T) {
-	err := errors.Join(Errorf("size", "must be > 0"), Errorf("[2].above", "must be a number"), errors.New("plain"))
+	err := errors.Join(FieldErrorf("size", "must be > 0"), FieldErrorf("[2].above", "must be a number"), errors.New("plain"))
 	got := PrefixErrors("rules[1]", err)
 	leaves := FlattenErrors(got)
 	want := []string{"rules[1].size: must be > 0", "rules[1][2].above: must be a number", "rules[1]: plain"}

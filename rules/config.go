@@ -259,10 +259,10 @@ func (c *Config) Defaults() {
 
 func checkGlob(p, path string) error {
 	if p == "" {
-		return ingest.Errorf(path, "must not be empty")
+		return ingest.FieldErrorf(path, "must not be empty")
 	}
 	if _, err := pathMatch(p, ""); err != nil {
-		return ingest.Errorf(path, "bad pattern %q: %w", p, err)
+		return ingest.FieldErrorf(path, "bad pattern %q: %w", p, err)
 	}
 	return nil
 }
@@ -288,18 +288,18 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.MaxRoutes < 0 {
-		add(ingest.Errorf("max_routes", "must be > 0"))
+		add(ingest.FieldErrorf("max_routes", "must be > 0"))
 	}
 	if c.KeyTTL < 0 {
-		add(ingest.Errorf("key_ttl", "must be > 0"))
+		add(ingest.FieldErrorf("key_ttl", "must be > 0"))
 	}
 	ids := map[string]int{}
 	for i, a := range c.Alerts {
 		p := fmt.Sprintf("alerts[%d]", i)
 		if a.ID == "" {
-			add(ingest.Errorf(p+".id", "must not be empty"))
+			add(ingest.FieldErrorf(p+".id", "must not be empty"))
 		} else if j, dup := ids[a.ID]; dup {
-			add(ingest.Errorf(p+".id", "duplicate id %q (also alerts[%d])", a.ID, j))
+			add(ingest.FieldErrorf(p+".id", "duplicate id %q (also alerts[%d])", a.ID, j))
 		} else {
 			ids[a.ID] = i
 		}
@@ -307,35 +307,35 @@ func (c Config) Validate() error {
 		add(checkGlob(a.Metric, p+".metric"))
 		switch {
 		case a.Above == nil && a.Below == nil:
-			add(ingest.Errorf(p, "one of above and below must be set"))
+			add(ingest.FieldErrorf(p, "one of above and below must be set"))
 		case a.Above != nil && a.Below != nil:
-			add(ingest.Errorf(p+".below", "only one of above and below may be set (use two rules)"))
+			add(ingest.FieldErrorf(p+".below", "only one of above and below may be set (use two rules)"))
 		case a.Above != nil:
 			if a.ClearAbove != nil {
-				add(ingest.Errorf(p+".clear_above", "only applies to a below rule"))
+				add(ingest.FieldErrorf(p+".clear_above", "only applies to a below rule"))
 			}
 			if !finite(*a.Above) {
-				add(ingest.Errorf(p+".above", "must be a finite number"))
+				add(ingest.FieldErrorf(p+".above", "must be a finite number"))
 			}
 			if a.ClearBelow != nil && !(*a.ClearBelow <= *a.Above) {
-				add(ingest.Errorf(p+".clear_below", "must be <= above (%g)", *a.Above))
+				add(ingest.FieldErrorf(p+".clear_below", "must be <= above (%g)", *a.Above))
 			}
 		case a.Below != nil:
 			if a.ClearBelow != nil {
-				add(ingest.Errorf(p+".clear_below", "only applies to an above rule"))
+				add(ingest.FieldErrorf(p+".clear_below", "only applies to an above rule"))
 			}
 			if !finite(*a.Below) {
-				add(ingest.Errorf(p+".below", "must be a finite number"))
+				add(ingest.FieldErrorf(p+".below", "must be a finite number"))
 			}
 			if a.ClearAbove != nil && !(*a.ClearAbove >= *a.Below) {
-				add(ingest.Errorf(p+".clear_above", "must be >= below (%g)", *a.Below))
+				add(ingest.FieldErrorf(p+".clear_above", "must be >= below (%g)", *a.Below))
 			}
 		}
 		if a.Hold < 0 {
-			add(ingest.Errorf(p+".hold", "must be >= 0"))
+			add(ingest.FieldErrorf(p+".hold", "must be >= 0"))
 		}
 		if a.Renotify < 0 {
-			add(ingest.Errorf(p+".renotify", "must be >= 0"))
+			add(ingest.FieldErrorf(p+".renotify", "must be >= 0"))
 		}
 	}
 	for i := range c.Stages {
@@ -345,9 +345,9 @@ func (c Config) Validate() error {
 	for i, w := range c.Windows {
 		p := fmt.Sprintf("windows[%d]", i)
 		if w.Name == "" {
-			add(ingest.Errorf(p+".name", "must not be empty"))
+			add(ingest.FieldErrorf(p+".name", "must not be empty"))
 		} else if j, dup := names[w.Name]; dup {
-			add(ingest.Errorf(p+".name", "duplicate name %q (also windows[%d])", w.Name, j))
+			add(ingest.FieldErrorf(p+".name", "duplicate name %q (also windows[%d])", w.Name, j))
 		} else {
 			names[w.Name] = i
 		}
@@ -356,76 +356,76 @@ func (c Config) Validate() error {
 		switch w.Type {
 		case Tumbling, Hopping:
 			if w.Size <= 0 {
-				add(ingest.Errorf(p+".size", "must be > 0"))
+				add(ingest.FieldErrorf(p+".size", "must be > 0"))
 			}
 			if w.Gap != 0 {
-				add(ingest.Errorf(p+".gap", "only applies to session windows"))
+				add(ingest.FieldErrorf(p+".gap", "only applies to session windows"))
 			}
 			if w.Type == Hopping {
 				if w.Slide <= 0 {
-					add(ingest.Errorf(p+".slide", "must be > 0"))
+					add(ingest.FieldErrorf(p+".slide", "must be > 0"))
 				} else if w.Size > 0 && w.Slide > w.Size {
-					add(ingest.Errorf(p+".slide", "must be <= size (%s)", w.Size))
+					add(ingest.FieldErrorf(p+".slide", "must be <= size (%s)", w.Size))
 				} else if w.Size > 0 && w.Size/gcd(w.Size, w.Slide) > 1000 {
-					add(ingest.Errorf(p+".slide", "size/gcd(size, slide) must be <= 1000 (use a slide that divides the size)"))
+					add(ingest.FieldErrorf(p+".slide", "size/gcd(size, slide) must be <= 1000 (use a slide that divides the size)"))
 				}
 			} else if w.Slide != 0 {
-				add(ingest.Errorf(p+".slide", "only applies to hopping windows"))
+				add(ingest.FieldErrorf(p+".slide", "only applies to hopping windows"))
 			}
 		case Session:
 			if w.Gap <= 0 {
-				add(ingest.Errorf(p+".gap", "must be > 0"))
+				add(ingest.FieldErrorf(p+".gap", "must be > 0"))
 			}
 			if w.Size != 0 || w.Slide != 0 {
-				add(ingest.Errorf(p+".size", "does not apply to session windows"))
+				add(ingest.FieldErrorf(p+".size", "does not apply to session windows"))
 			}
 			if w.Late == LateRevise {
-				add(ingest.Errorf(p+".late", "revise is not supported for session windows"))
+				add(ingest.FieldErrorf(p+".late", "revise is not supported for session windows"))
 			}
 		default:
-			add(ingest.Errorf(p+".type", "must be one of tumbling, hopping, session (got %q)", w.Type))
+			add(ingest.FieldErrorf(p+".type", "must be one of tumbling, hopping, session (got %q)", w.Type))
 		}
 		if w.Lateness < 0 {
-			add(ingest.Errorf(p+".lateness", "must be >= 0"))
+			add(ingest.FieldErrorf(p+".lateness", "must be >= 0"))
 		}
 		if w.Time != EventTime && w.Time != ProcessingTime {
-			add(ingest.Errorf(p+".time", "must be event or processing (got %q)", w.Time))
+			add(ingest.FieldErrorf(p+".time", "must be event or processing (got %q)", w.Time))
 		}
 		switch w.Late {
 		case LateDrop:
 			if w.Retention != 0 {
-				add(ingest.Errorf(p+".retention", "only applies with late: revise"))
+				add(ingest.FieldErrorf(p+".retention", "only applies with late: revise"))
 			}
 		case LateRevise:
 			if w.Retention <= 0 && w.Type != Session {
-				add(ingest.Errorf(p+".retention", "must be > 0"))
+				add(ingest.FieldErrorf(p+".retention", "must be > 0"))
 			}
 		default:
-			add(ingest.Errorf(p+".late", "must be drop or revise (got %q)", w.Late))
+			add(ingest.FieldErrorf(p+".late", "must be drop or revise (got %q)", w.Late))
 		}
 		if strings.TrimSpace(w.GroupBy) != w.GroupBy || strings.ContainsAny(w.GroupBy, "=") {
-			add(ingest.Errorf(p+".group_by", "bad tag name %q", w.GroupBy))
+			add(ingest.FieldErrorf(p+".group_by", "bad tag name %q", w.GroupBy))
 		}
 		for j, a := range w.Aggregates {
 			if !slices.Contains(window.AllAggs(), a) {
-				add(ingest.Errorf(fmt.Sprintf("%s.aggregates[%d]", p, j), "unknown aggregate %q (one of %s)", a, strings.Join(window.AllAggs(), ", ")))
+				add(ingest.FieldErrorf(fmt.Sprintf("%s.aggregates[%d]", p, j), "unknown aggregate %q (one of %s)", a, strings.Join(window.AllAggs(), ", ")))
 			}
 		}
 		if w.Has(window.AggQuantiles) {
 			for j, q := range w.Quantiles {
 				if !(q >= 0 && q <= 1) {
-					add(ingest.Errorf(fmt.Sprintf("%s.quantiles[%d]", p, j), "must be in [0, 1]"))
+					add(ingest.FieldErrorf(fmt.Sprintf("%s.quantiles[%d]", p, j), "must be in [0, 1]"))
 				}
 			}
 			if !(w.SketchAccuracy > 0 && w.SketchAccuracy < 1) {
-				add(ingest.Errorf(p+".sketch_accuracy", "must be in (0, 1)"))
+				add(ingest.FieldErrorf(p+".sketch_accuracy", "must be in (0, 1)"))
 			}
 		} else {
 			if len(w.Quantiles) != 0 {
-				add(ingest.Errorf(p+".quantiles", "needs the quantiles aggregate"))
+				add(ingest.FieldErrorf(p+".quantiles", "needs the quantiles aggregate"))
 			}
 			if w.SketchAccuracy != 0 {
-				add(ingest.Errorf(p+".sketch_accuracy", "needs the quantiles aggregate"))
+				add(ingest.FieldErrorf(p+".sketch_accuracy", "needs the quantiles aggregate"))
 			}
 		}
 	}

@@ -91,16 +91,16 @@ func (c *Validation) Defaults() {
 func (c Validation) Validate() error {
 	var errs []error
 	if c.MaxFutureSkew < 0 {
-		errs = append(errs, ingest.Errorf("max_future_skew", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("max_future_skew", "must be >= 0"))
 	}
 	switch c.OutOfRange {
 	case PolicyReject, PolicyFlag, "":
 	default:
-		errs = append(errs, ingest.Errorf("out_of_range", "must be reject or flag, not %q", c.OutOfRange))
+		errs = append(errs, ingest.FieldErrorf("out_of_range", "must be reject or flag, not %q", c.OutOfRange))
 	}
 	for i, s := range c.Allow {
 		if s == "" {
-			errs = append(errs, ingest.Errorf(fmt.Sprintf("allow[%d]", i), "empty sensor id"))
+			errs = append(errs, ingest.FieldErrorf(fmt.Sprintf("allow[%d]", i), "empty sensor id"))
 		}
 	}
 	return errors.Join(errs...)
@@ -120,10 +120,10 @@ func (r Range) Contains(v float64) bool {
 // Validate checks that min <= max.
 func (r Range) Validate() error {
 	if r.Min != nil && r.Max != nil && *r.Min > *r.Max {
-		return ingest.Errorf("min", "must be <= max")
+		return ingest.FieldErrorf("min", "must be <= max")
 	}
 	if (r.Min != nil && math.IsNaN(*r.Min)) || (r.Max != nil && math.IsNaN(*r.Max)) {
-		return ingest.Errorf("", "bounds must be numbers")
+		return ingest.FieldErrorf("", "bounds must be numbers")
 	}
 	return nil
 }

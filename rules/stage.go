@@ -147,109 +147,109 @@ func validateStage(s *StageConfig, p string) error {
 			types = append(types, t)
 		}
 		slices.Sort(types)
-		return ingest.Errorf(p+".type", "unknown stage type %q (one of %s)", s.Type, strings.Join(types, ", "))
+		return ingest.FieldErrorf(p+".type", "unknown stage type %q (one of %s)", s.Type, strings.Join(types, ", "))
 	}
 	add(checkGlob(s.Sensor, p+".sensor"))
 	add(checkGlob(s.Metric, p+".metric"))
 	for _, f := range setFields(s) {
 		if !slices.Contains(allowed, f) {
-			add(ingest.Errorf(p+"."+f, "does not apply to a %s stage", s.Type))
+			add(ingest.FieldErrorf(p+"."+f, "does not apply to a %s stage", s.Type))
 		}
 	}
 	switch s.Type {
 	case StageFilter:
 		if s.Expr == "" {
-			add(ingest.Errorf(p+".expr", "must not be empty"))
+			add(ingest.FieldErrorf(p+".expr", "must not be empty"))
 		} else if _, err := compileExpr(s.Expr, nil, true); err != nil {
-			add(ingest.Errorf(p+".expr", "%w", err))
+			add(ingest.FieldErrorf(p+".expr", "%w", err))
 		}
 	case StageRange:
 		if s.Min == nil && s.Max == nil {
-			add(ingest.Errorf(p, "one of min and max must be set"))
+			add(ingest.FieldErrorf(p, "one of min and max must be set"))
 		}
 		if s.Min != nil && s.Max != nil && !(*s.Min <= *s.Max) {
-			add(ingest.Errorf(p+".max", "must be >= min"))
+			add(ingest.FieldErrorf(p+".max", "must be >= min"))
 		}
 		if s.Min != nil && math.IsNaN(*s.Min) || s.Max != nil && math.IsNaN(*s.Max) {
-			add(ingest.Errorf(p, "min and max must be numbers"))
+			add(ingest.FieldErrorf(p, "min and max must be numbers"))
 		}
 		switch s.Action {
 		case "reject", "clamp", "flag":
 		default:
-			add(ingest.Errorf(p+".action", "must be reject, clamp or flag (got %q)", s.Action))
+			add(ingest.FieldErrorf(p+".action", "must be reject, clamp or flag (got %q)", s.Action))
 		}
 	case StageCalibrate:
 		switch {
 		case len(s.Poly) > 0 && (s.Scale != nil || s.Offset != 0):
-			add(ingest.Errorf(p+".poly", "use either poly or scale/offset"))
+			add(ingest.FieldErrorf(p+".poly", "use either poly or scale/offset"))
 		case len(s.Poly) == 0 && s.Scale == nil && s.Offset == 0:
-			add(ingest.Errorf(p, "one of scale, offset and poly must be set"))
+			add(ingest.FieldErrorf(p, "one of scale, offset and poly must be set"))
 		}
 		for i, c := range s.Poly {
 			if !finite(c) {
-				add(ingest.Errorf(fmt.Sprintf("%s.poly[%d]", p, i), "must be a finite number"))
+				add(ingest.FieldErrorf(fmt.Sprintf("%s.poly[%d]", p, i), "must be a finite number"))
 			}
 		}
 		if s.Scale != nil && !finite(*s.Scale) || !finite(s.Offset) {
-			add(ingest.Errorf(p, "scale and offset must be finite numbers"))
+			add(ingest.FieldErrorf(p, "scale and offset must be finite numbers"))
 		}
 	case StageConvert:
 		toOK := units.Known(s.To)
 		if !toOK {
-			add(ingest.Errorf(p+".to", "unknown unit %q (known: %s)", s.To, strings.Join(units.List(), "; ")))
+			add(ingest.FieldErrorf(p+".to", "unknown unit %q (known: %s)", s.To, strings.Join(units.List(), "; ")))
 		}
 		if s.From != "" {
 			if !units.Known(s.From) {
-				add(ingest.Errorf(p+".from", "unknown unit %q", s.From))
+				add(ingest.FieldErrorf(p+".from", "unknown unit %q", s.From))
 			} else if _, _, err := units.Conversion(s.From, s.To); err != nil && toOK {
-				add(ingest.Errorf(p+".from", "%w", err))
+				add(ingest.FieldErrorf(p+".from", "%w", err))
 			}
 		}
 	case StageDeadband:
 		if s.Delta < 0 || !finite(s.Delta) {
-			add(ingest.Errorf(p+".delta", "must be a number >= 0"))
+			add(ingest.FieldErrorf(p+".delta", "must be a number >= 0"))
 		}
 		if s.MaxSilence < 0 {
-			add(ingest.Errorf(p+".max_silence", "must be >= 0"))
+			add(ingest.FieldErrorf(p+".max_silence", "must be >= 0"))
 		}
 	case StageRate:
 		if s.Per <= 0 {
-			add(ingest.Errorf(p+".per", "must be > 0"))
+			add(ingest.FieldErrorf(p+".per", "must be > 0"))
 		}
 		if s.Output == "" {
-			add(ingest.Errorf(p+".output", "must not be empty"))
+			add(ingest.FieldErrorf(p+".output", "must not be empty"))
 		}
 	case StageDerive:
 		if len(s.Inputs) == 0 {
-			add(ingest.Errorf(p+".inputs", "must list the input metrics"))
+			add(ingest.FieldErrorf(p+".inputs", "must list the input metrics"))
 		}
 		for i, in := range s.Inputs {
 			if in == "" || slices.Index(s.Inputs, in) != i {
-				add(ingest.Errorf(fmt.Sprintf("%s.inputs[%d]", p, i), "empty or duplicate input %q", in))
+				add(ingest.FieldErrorf(fmt.Sprintf("%s.inputs[%d]", p, i), "empty or duplicate input %q", in))
 			}
 		}
 		if s.Output == "" {
-			add(ingest.Errorf(p+".output", "must not be empty"))
+			add(ingest.FieldErrorf(p+".output", "must not be empty"))
 		}
 		if s.MaxAge <= 0 {
-			add(ingest.Errorf(p+".max_age", "must be > 0"))
+			add(ingest.FieldErrorf(p+".max_age", "must be > 0"))
 		}
 		if s.Expr == "" {
-			add(ingest.Errorf(p+".expr", "must not be empty"))
+			add(ingest.FieldErrorf(p+".expr", "must not be empty"))
 		} else if _, err := compileExpr(s.Expr, s.Inputs, false); err != nil {
-			add(ingest.Errorf(p+".expr", "%w", err))
+			add(ingest.FieldErrorf(p+".expr", "%w", err))
 		}
 	case StageRename:
 		if s.ToSensor == "" && s.ToMetric == "" {
-			add(ingest.Errorf(p, "one of to_sensor and to_metric must be set"))
+			add(ingest.FieldErrorf(p, "one of to_sensor and to_metric must be set"))
 		}
 	case StageTag:
 		if len(s.Tags) == 0 {
-			add(ingest.Errorf(p+".tags", "must not be empty"))
+			add(ingest.FieldErrorf(p+".tags", "must not be empty"))
 		}
 	case StageDedup:
 		if s.Size < 1 || s.Size > 64 {
-			add(ingest.Errorf(p+".size", "must be in 1..64"))
+			add(ingest.FieldErrorf(p+".size", "must be in 1..64"))
 		}
 	}
 	return errors.Join(errs...)

@@ -79,33 +79,33 @@ func (g Signal) Validate() error {
 	switch g.Model {
 	case ModelRandomWalk, ModelSine, ModelStep, ModelSawtooth, ModelConstant:
 	default:
-		errs = append(errs, ingest.Errorf("model", "unknown model %q (want random_walk, sine, step, sawtooth or constant)", g.Model))
+		errs = append(errs, ingest.FieldErrorf("model", "unknown model %q (want random_walk, sine, step, sawtooth or constant)", g.Model))
 	}
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{{"base", g.Base}, {"amplitude", g.Amplitude}, {"noise", g.Noise}, {"step", g.Step}, {"min", g.Min}, {"max", g.Max}} {
 		if !ingest.Finite(f.v) {
-			errs = append(errs, ingest.Errorf(f.name, "must be a finite number"))
+			errs = append(errs, ingest.FieldErrorf(f.name, "must be a finite number"))
 		}
 	}
 	if g.Noise < 0 {
-		errs = append(errs, ingest.Errorf("noise", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("noise", "must be >= 0"))
 	}
 	if g.Step < 0 {
-		errs = append(errs, ingest.Errorf("step", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("step", "must be >= 0"))
 	}
 	if g.Max < g.Min {
-		errs = append(errs, ingest.Errorf("max", "must be >= min (%v)", g.Min))
+		errs = append(errs, ingest.FieldErrorf("max", "must be >= min (%v)", g.Min))
 	}
 	switch g.Model {
 	case ModelSine, ModelStep, ModelSawtooth:
 		if g.Period <= 0 {
-			errs = append(errs, ingest.Errorf("period", "must be > 0 for model %s", g.Model))
+			errs = append(errs, ingest.FieldErrorf("period", "must be > 0 for model %s", g.Model))
 		}
 	default:
 		if g.Period < 0 {
-			errs = append(errs, ingest.Errorf("period", "must be >= 0"))
+			errs = append(errs, ingest.FieldErrorf("period", "must be >= 0"))
 		}
 	}
 	return errors.Join(errs...)
@@ -170,23 +170,23 @@ func (f Faults) Validate() error {
 	}{{"spike_prob", f.SpikeProb}, {"dropout_prob", f.DropoutProb}, {"stuck_prob", f.StuckProb},
 		{"out_of_order_prob", f.OutOfOrderProb}, {"duplicate_prob", f.DuplicateProb}, {"malformed_prob", f.MalformedProb}} {
 		if !(p.v >= 0 && p.v <= 1) {
-			errs = append(errs, ingest.Errorf(p.name, "must be between 0 and 1"))
+			errs = append(errs, ingest.FieldErrorf(p.name, "must be between 0 and 1"))
 		}
 	}
 	if !ingest.Finite(f.SpikeSize) || f.SpikeSize < 0 {
-		errs = append(errs, ingest.Errorf("spike_size", "must be a finite number >= 0"))
+		errs = append(errs, ingest.FieldErrorf("spike_size", "must be a finite number >= 0"))
 	}
 	if !ingest.Finite(f.Drift) {
-		errs = append(errs, ingest.Errorf("drift", "must be a finite number"))
+		errs = append(errs, ingest.FieldErrorf("drift", "must be a finite number"))
 	}
 	if f.DropoutLen < 0 {
-		errs = append(errs, ingest.Errorf("dropout_len", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("dropout_len", "must be >= 0"))
 	}
 	if f.StuckLen < 0 {
-		errs = append(errs, ingest.Errorf("stuck_len", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("stuck_len", "must be >= 0"))
 	}
 	if f.OutOfOrderLag < 0 {
-		errs = append(errs, ingest.Errorf("out_of_order_lag", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("out_of_order_lag", "must be >= 0"))
 	}
 	return errors.Join(errs...)
 }
@@ -227,15 +227,15 @@ func (c *SensorConfig) Defaults() {
 func (c SensorConfig) Validate() error {
 	var errs []error
 	if c.Interval <= 0 {
-		errs = append(errs, ingest.Errorf("interval", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("interval", "must be > 0"))
 	}
 	if c.Jitter < 0 {
-		errs = append(errs, ingest.Errorf("jitter", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("jitter", "must be >= 0"))
 	} else if c.Interval > 0 && c.Jitter >= c.Interval {
-		errs = append(errs, ingest.Errorf("jitter", "must be < interval (%s)", c.Interval))
+		errs = append(errs, ingest.FieldErrorf("jitter", "must be < interval (%s)", c.Interval))
 	}
 	if len(c.Metrics) == 0 {
-		errs = append(errs, ingest.Errorf("metrics", "must name at least one metric"))
+		errs = append(errs, ingest.FieldErrorf("metrics", "must name at least one metric"))
 	}
 	names := make([]string, 0, len(c.Metrics))
 	for name := range c.Metrics {
@@ -244,7 +244,7 @@ func (c SensorConfig) Validate() error {
 	sort.Strings(names)
 	for _, name := range names {
 		if name == "" {
-			errs = append(errs, ingest.Errorf("metrics", "metric name must not be empty"))
+			errs = append(errs, ingest.FieldErrorf("metrics", "metric name must not be empty"))
 			continue
 		}
 		if err := c.Metrics[name].Validate(); err != nil {

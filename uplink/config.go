@@ -198,7 +198,7 @@ var placeholders = []string{"{gateway}", "{name}", "{lane}", "{kind}", "{sensor}
 func (c Config) Validate() error {
 	var errs []error
 	add := func(path, format string, args ...any) {
-		errs = append(errs, ingest.Errorf(path, format, args...))
+		errs = append(errs, ingest.FieldErrorf(path, format, args...))
 	}
 	if c.Name == "" {
 		add("name", "must not be empty")
@@ -398,13 +398,13 @@ func ValidateRouting(cfgs []Config) error {
 	owner := map[string]int{}
 	for i, c := range cfgs {
 		if j, ok := names[c.Name]; ok && c.Name != "" {
-			errs = append(errs, ingest.Errorf(fmt.Sprintf("[%d].name", i), "duplicate uplink name %q (also [%d])", c.Name, j))
+			errs = append(errs, ingest.FieldErrorf(fmt.Sprintf("[%d].name", i), "duplicate uplink name %q (also [%d])", c.Name, j))
 		} else {
 			names[c.Name] = i
 		}
 		for _, l := range c.Lanes {
 			if j, ok := owner[l]; ok {
-				errs = append(errs, ingest.Errorf(fmt.Sprintf("[%d].lanes", i),
+				errs = append(errs, ingest.FieldErrorf(fmt.Sprintf("[%d].lanes", i),
 					"lane %q is already served by [%d] (%q): a lane may be served by one uplink only", l, j, cfgs[j].Name))
 				continue
 			}

@@ -194,26 +194,26 @@ func (c *Config) validate() error {
 		}
 	}
 	if !gatewayIDRe.MatchString(c.Gateway.ID) {
-		errs = append(errs, ingest.Errorf("gateway.id", "must be letters, digits, '.', '_' or '-' (it goes into MQTT topics), got %q", c.Gateway.ID))
+		errs = append(errs, ingest.FieldErrorf("gateway.id", "must be letters, digits, '.', '_' or '-' (it goes into MQTT topics), got %q", c.Gateway.ID))
 	}
 	if c.Gateway.QueueSize < 1 {
-		errs = append(errs, ingest.Errorf("gateway.queue_size", "must be >= 1"))
+		errs = append(errs, ingest.FieldErrorf("gateway.queue_size", "must be >= 1"))
 	}
 	if c.Gateway.ShutdownGrace < 0 {
-		errs = append(errs, ingest.Errorf("gateway.shutdown_grace", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("gateway.shutdown_grace", "must be >= 0"))
 	}
 	if l := c.Gateway.MemoryLimit; l != -1 && l != 0 && l < minMemoryLimit {
-		errs = append(errs, ingest.Errorf("gateway.memory_limit", "must be at least 33554432 (32 MiB), 0 for a quarter of the machine's memory, or -1 for no limit, got %d", l))
+		errs = append(errs, ingest.FieldErrorf("gateway.memory_limit", "must be at least 33554432 (32 MiB), 0 for a quarter of the machine's memory, or -1 for no limit, got %d", l))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, ingest.Errorf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level))
+		errs = append(errs, ingest.FieldErrorf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level))
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		errs = append(errs, ingest.Errorf("log.format", "must be text or json, got %q", c.Log.Format))
+		errs = append(errs, ingest.FieldErrorf("log.format", "must be text or json, got %q", c.Log.Format))
 	}
 	add("broker", c.Broker.Validate())
 	for i := range c.Sources.MQTT {
@@ -224,11 +224,11 @@ func (c *Config) validate() error {
 				// the journal (windows rebuilt from it, entries leaving with
 				// their summary) is not built yet: refuse rather than run
 				// without the promised guarantee.
-				errs = append(errs, ingest.Errorf(fmt.Sprintf("sources.mqtt[%d].subscriptions[%d].durable", i, j), "durable ingest is not available in this version (no ingest journal yet); use qos 1 without durable"))
+				errs = append(errs, ingest.FieldErrorf(fmt.Sprintf("sources.mqtt[%d].subscriptions[%d].durable", i, j), "durable ingest is not available in this version (no ingest journal yet); use qos 1 without durable"))
 			}
 		}
 		if c.localSources[i] && !c.Broker.Enabled {
-			errs = append(errs, ingest.Errorf("sources.mqtt["+strconv.Itoa(i)+"].broker", "is \"local\" but the embedded broker is off (set broker.enabled: true)"))
+			errs = append(errs, ingest.FieldErrorf("sources.mqtt["+strconv.Itoa(i)+"].broker", "is \"local\" but the embedded broker is off (set broker.enabled: true)"))
 		}
 	}
 	add("validation", c.Validation.Validate())
@@ -237,31 +237,31 @@ func (c *Config) validate() error {
 		p := "sensors[" + strconv.Itoa(i) + "]"
 		switch {
 		case s.ID == "":
-			errs = append(errs, ingest.Errorf(p+".id", "is required"))
+			errs = append(errs, ingest.FieldErrorf(p+".id", "is required"))
 		default:
 			if j, dup := seen[s.ID]; dup {
-				errs = append(errs, ingest.Errorf(p+".id", "%q is already used by sensors[%d]", s.ID, j))
+				errs = append(errs, ingest.FieldErrorf(p+".id", "%q is already used by sensors[%d]", s.ID, j))
 			}
 			seen[s.ID] = i
 		}
 		if s.Sim != nil && s.Type != "sim" {
-			errs = append(errs, ingest.Errorf(p+".sim", "is only valid with type: sim"))
+			errs = append(errs, ingest.FieldErrorf(p+".sim", "is only valid with type: sim"))
 		}
 		if s.Device != nil && !drivers.Known(s.Type) {
-			errs = append(errs, ingest.Errorf(p+".device", "is only valid with a chip type (%s)", strings.Join(drivers.Types(), ", ")))
+			errs = append(errs, ingest.FieldErrorf(p+".device", "is only valid with a chip type (%s)", strings.Join(drivers.Types(), ", ")))
 		}
 		switch {
 		case s.Type == "":
 		case s.Type == "sim":
 			if s.Sim == nil {
-				errs = append(errs, ingest.Errorf(p+".sim", "is required for type: sim"))
+				errs = append(errs, ingest.FieldErrorf(p+".sim", "is required for type: sim"))
 			} else {
 				add(p+".sim", s.Sim.Validate())
 			}
 		case drivers.Known(s.Type):
 			add(p+".device", s.Device.Validate(s.Type))
 		default:
-			errs = append(errs, ingest.Errorf(p+".type", "unknown sensor type %q (want sim, %s, or leave it out for a sensor that publishes over MQTT)", s.Type, strings.Join(drivers.Types(), ", ")))
+			errs = append(errs, ingest.FieldErrorf(p+".type", "unknown sensor type %q (want sim, %s, or leave it out for a sensor that publishes over MQTT)", s.Type, strings.Join(drivers.Types(), ", ")))
 		}
 		for m, r := range s.Ranges {
 			add(p+".ranges."+m, r.Validate())
@@ -275,7 +275,7 @@ func (c *Config) validate() error {
 	}
 	add("uplinks", uplink.ValidateRouting(c.Uplinks))
 	if len(c.Sources.MQTT) == 0 && !c.hasLocalSensors() {
-		errs = append(errs, ingest.Errorf("sources", "no source configured: add sources.mqtt, or a sensor of type sim or a chip type"))
+		errs = append(errs, ingest.FieldErrorf("sources", "no source configured: add sources.mqtt, or a sensor of type sim or a chip type"))
 	}
 	return errors.Join(errs...)
 }

@@ -106,8 +106,8 @@ func TestLoaderDuplicateKeyAndUnknownTopLevel(t *testing.T) {
 
 func TestLocateValidationErrors(t *testing.T) {
 	d, _ := parseYAML([]byte("name: gw\nrules:\n  - id: a\n    window:\n      size: 0s\n  - id: b\n"), env(nil))
-	err := ingest.PrefixErrors("rules[0]", ingest.Errorf("window.size", "must be > 0"))
-	err = errors.Join(err, ingest.PrefixErrors("rules[1]", ingest.Errorf("window.size", "is required")))
+	err := ingest.PrefixErrors("rules[0]", ingest.FieldErrorf("window.size", "must be > 0"))
+	err = errors.Join(err, ingest.PrefixErrors("rules[1]", ingest.FieldErrorf("window.size", "is required")))
 	errs := d.locate(err)
 	if errs[0].Error() != "rules[0].window.size: must be > 0 (line 5)" {
 		t.Fatal(errs[0])

@@ -115,16 +115,16 @@ func (c Config) validate(usersKnown bool) error {
 	var errs []error
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
-		errs = append(errs, ingest.Errorf("listen", "%v", err))
+		errs = append(errs, ingest.FieldErrorf("listen", "%v", err))
 	}
 	if c.MaxPacketSize < 0 {
-		errs = append(errs, ingest.Errorf("max_packet_size", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("max_packet_size", "must be >= 0"))
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		errs = append(errs, ingest.Errorf("tls", "cert_file and key_file go together"))
+		errs = append(errs, ingest.FieldErrorf("tls", "cert_file and key_file go together"))
 	}
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
-		errs = append(errs, ingest.Errorf("tls.client_ca_file", "needs cert_file and key_file"))
+		errs = append(errs, ingest.FieldErrorf("tls.client_ca_file", "needs cert_file and key_file"))
 	}
 	errs = append(errs, validateUsers("users", c.Users)...)
 	hasUsers := len(c.Users) > 0 || c.UsersFile != ""
@@ -133,10 +133,10 @@ func (c Config) validate(usersKnown bool) error {
 	}
 	if err == nil && !isLoopback(host) {
 		if c.AllowAnonymous != nil && *c.AllowAnonymous {
-			errs = append(errs, ingest.Errorf("allow_anonymous", "refused on the non-loopback address %s: field nodes must authenticate", c.Listen))
+			errs = append(errs, ingest.FieldErrorf("allow_anonymous", "refused on the non-loopback address %s: field nodes must authenticate", c.Listen))
 		}
 		if !hasUsers {
-			errs = append(errs, ingest.Errorf("users", "required when listening on the non-loopback address %s (or listen on 127.0.0.1)", c.Listen))
+			errs = append(errs, ingest.FieldErrorf("users", "required when listening on the non-loopback address %s (or listen on 127.0.0.1)", c.Listen))
 		}
 	}
 	return errors.Join(errs...)
@@ -149,25 +149,25 @@ func validateUsers(path string, users []User) []error {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		switch {
 		case u.Username == "":
-			errs = append(errs, ingest.Errorf(p+".username", "required"))
+			errs = append(errs, ingest.FieldErrorf(p+".username", "required"))
 		case strings.HasPrefix(u.Username, "$"):
-			errs = append(errs, ingest.Errorf(p+".username", "must not start with $"))
+			errs = append(errs, ingest.FieldErrorf(p+".username", "must not start with $"))
 		case seen[u.Username]:
-			errs = append(errs, ingest.Errorf(p+".username", "duplicate user %q", u.Username))
+			errs = append(errs, ingest.FieldErrorf(p+".username", "duplicate user %q", u.Username))
 		}
 		seen[u.Username] = true
 		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
-			errs = append(errs, ingest.Errorf(p+".password_hash", "not a bcrypt hash (make one with HashPassword / `sensorgate passwd`)"))
+			errs = append(errs, ingest.FieldErrorf(p+".password_hash", "not a bcrypt hash (make one with HashPassword / `sensorgate passwd`)"))
 		}
 		for j, r := range u.ACL {
 			rp := fmt.Sprintf("%s.acl[%d]", p, j)
 			if err := mqttnet.ValidFilter(r.Topic); err != nil {
-				errs = append(errs, ingest.Errorf(rp+".topic", "%v", err))
+				errs = append(errs, ingest.FieldErrorf(rp+".topic", "%v", err))
 			}
 			switch r.Access {
 			case AccessRead, AccessWrite, AccessReadWrite:
 			default:
-				errs = append(errs, ingest.Errorf(rp+".access", "must be read, write or readwrite, not %q", r.Access))
+				errs = append(errs, ingest.FieldErrorf(rp+".access", "must be read, write or readwrite, not %q", r.Access))
 			}
 		}
 	}

@@ -69,30 +69,30 @@ func (m *JSONMapping) Defaults() {
 func (m *JSONMapping) Validate() error {
 	var errs []error
 	if m.SensorField == "" && m.SensorTopicSegment == nil {
-		errs = append(errs, ingest.Errorf("sensor_field", "one of sensor_field or sensor_topic_segment is required"))
+		errs = append(errs, ingest.FieldErrorf("sensor_field", "one of sensor_field or sensor_topic_segment is required"))
 	}
 	if m.SensorField != "" && !validPath(m.SensorField) {
-		errs = append(errs, ingest.Errorf("sensor_field", "invalid path %q", m.SensorField))
+		errs = append(errs, ingest.FieldErrorf("sensor_field", "invalid path %q", m.SensorField))
 	}
 	if m.SensorTopicSegment != nil && *m.SensorTopicSegment < 0 {
-		errs = append(errs, ingest.Errorf("sensor_topic_segment", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("sensor_topic_segment", "must be >= 0"))
 	}
 	if m.TimeField != "" && !validPath(m.TimeField) {
-		errs = append(errs, ingest.Errorf("time_field", "invalid path %q", m.TimeField))
+		errs = append(errs, ingest.FieldErrorf("time_field", "invalid path %q", m.TimeField))
 	}
 	if m.TimeField != "" && m.TimeField == m.SensorField {
-		errs = append(errs, ingest.Errorf("time_field", "same field as sensor_field"))
+		errs = append(errs, ingest.FieldErrorf("time_field", "same field as sensor_field"))
 	}
 	switch m.TimeFormat {
 	case "", TimeAuto, TimeUnixS, TimeUnixMS, TimeUnixUS, TimeUnixNS, TimeRFC3339:
 	default:
-		errs = append(errs, ingest.Errorf("time_format", "unknown format %q (want auto, unix_s, unix_ms, unix_us, unix_ns or rfc3339)", m.TimeFormat))
+		errs = append(errs, ingest.FieldErrorf("time_format", "unknown format %q (want auto, unix_s, unix_ms, unix_us, unix_ns or rfc3339)", m.TimeFormat))
 	}
 	used := map[string]string{}
 	for _, name := range slices.Sorted(mapsKeys(m.Metrics)) {
 		f := m.Metrics[name]
 		if name == "" {
-			errs = append(errs, ingest.Errorf("metrics", "empty metric name"))
+			errs = append(errs, ingest.FieldErrorf("metrics", "empty metric name"))
 			continue
 		}
 		path := f.Field
@@ -101,11 +101,11 @@ func (m *JSONMapping) Validate() error {
 		}
 		switch {
 		case !validPath(path):
-			errs = append(errs, ingest.Errorf("metrics."+name+".field", "invalid path %q", path))
+			errs = append(errs, ingest.FieldErrorf("metrics."+name+".field", "invalid path %q", path))
 		case path == m.SensorField || path == m.TimeField:
-			errs = append(errs, ingest.Errorf("metrics."+name+".field", "%q is the sensor or time field", path))
+			errs = append(errs, ingest.FieldErrorf("metrics."+name+".field", "%q is the sensor or time field", path))
 		case used[path] != "":
-			errs = append(errs, ingest.Errorf("metrics."+name+".field", "%q already used by metric %q", path, used[path]))
+			errs = append(errs, ingest.FieldErrorf("metrics."+name+".field", "%q already used by metric %q", path, used[path]))
 		default:
 			used[path] = name
 		}
@@ -119,7 +119,7 @@ func (m *JSONMapping) Validate() error {
 	for _, a := range all {
 		for _, b := range all {
 			if a != "" && b != "" && strings.HasPrefix(b, a+".") {
-				errs = append(errs, ingest.Errorf("metrics", "path %q is inside %q", b, a))
+				errs = append(errs, ingest.FieldErrorf("metrics", "path %q is inside %q", b, a))
 			}
 		}
 	}

@@ -62,7 +62,7 @@ func (m *NumberMapping) Validate() error {
 
 func (m *NumberMapping) compile() ([]tmplLevel, error) {
 	if m.TopicTemplate == "" {
-		return nil, ingest.Errorf("topic_template", "required (e.g. site/{sensor}/{metric})")
+		return nil, ingest.FieldErrorf("topic_template", "required (e.g. site/{sensor}/{metric})")
 	}
 	var levels []tmplLevel
 	var hasSensor, hasMetric bool
@@ -71,13 +71,13 @@ func (m *NumberMapping) compile() ([]tmplLevel, error) {
 		switch {
 		case p == "{sensor}":
 			if hasSensor {
-				return nil, ingest.Errorf("topic_template", "{sensor} twice")
+				return nil, ingest.FieldErrorf("topic_template", "{sensor} twice")
 			}
 			hasSensor = true
 			levels = append(levels, tmplLevel{kind: tmSensor})
 		case p == "{metric}":
 			if hasMetric {
-				return nil, ingest.Errorf("topic_template", "{metric} twice")
+				return nil, ingest.FieldErrorf("topic_template", "{metric} twice")
 			}
 			hasMetric = true
 			levels = append(levels, tmplLevel{kind: tmMetric})
@@ -85,18 +85,18 @@ func (m *NumberMapping) compile() ([]tmplLevel, error) {
 			levels = append(levels, tmplLevel{kind: tmAny})
 		case p == "#":
 			if i != len(parts)-1 {
-				return nil, ingest.Errorf("topic_template", "# must be the last level")
+				return nil, ingest.FieldErrorf("topic_template", "# must be the last level")
 			}
 			levels = append(levels, tmplLevel{kind: tmRest})
 		case strings.ContainsAny(p, "{}+#"):
-			return nil, ingest.Errorf("topic_template", "level %q: placeholders and wildcards must fill a whole level", p)
+			return nil, ingest.FieldErrorf("topic_template", "level %q: placeholders and wildcards must fill a whole level", p)
 		default:
 			levels = append(levels, tmplLevel{kind: tmLiteral, lit: p})
 		}
 	}
 	var errs []error
 	if !hasSensor && m.Sensor == "" {
-		errs = append(errs, ingest.Errorf("sensor", "required when topic_template has no {sensor}"))
+		errs = append(errs, ingest.FieldErrorf("sensor", "required when topic_template has no {sensor}"))
 	}
 	return levels, errors.Join(errs...)
 }

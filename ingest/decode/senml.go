@@ -53,11 +53,11 @@ func (m *SenMLMapping) Defaults() {
 func (m *SenMLMapping) Validate() error {
 	var errs []error
 	if m.SensorTopicSegment != nil && *m.SensorTopicSegment < 0 {
-		errs = append(errs, ingest.Errorf("sensor_topic_segment", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("sensor_topic_segment", "must be >= 0"))
 	}
 	for _, p := range []struct{ key, v string }{{"bool_values", m.BoolValues}, {"string_values", m.StringValues}} {
 		if p.v != "" && p.v != SenMLKeep && p.v != SenMLSkip {
-			errs = append(errs, ingest.Errorf(p.key, "must be keep or skip, not %q", p.v))
+			errs = append(errs, ingest.FieldErrorf(p.key, "must be keep or skip, not %q", p.v))
 		}
 	}
 	return errors.Join(errs...)

@@ -179,62 +179,62 @@ func (c *Config) Defaults() {
 func (c Config) Validate() error {
 	var errs []error
 	if _, err := brokerURL(c.Broker); err != nil {
-		errs = append(errs, ingest.Errorf("broker", "%v", err))
+		errs = append(errs, ingest.FieldErrorf("broker", "%v", err))
 	}
 	if err := c.password().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(c.ClientID) > 65535 {
-		errs = append(errs, ingest.Errorf("client_id", "too long"))
+		errs = append(errs, ingest.FieldErrorf("client_id", "too long"))
 	}
 	if c.CleanSession != nil && !*c.CleanSession && c.ClientID == "" {
-		errs = append(errs, ingest.Errorf("client_id", "required when clean_session is false"))
+		errs = append(errs, ingest.FieldErrorf("client_id", "required when clean_session is false"))
 	}
 	if u, err := brokerURL(c.Broker); err == nil && c.TLS.IsSet() && !mqttnet.TLSScheme(u.Scheme) {
-		errs = append(errs, ingest.Errorf("tls", "set for a %s:// broker; use ssl://, tls://, mqtts:// or wss://", u.Scheme))
+		errs = append(errs, ingest.FieldErrorf("tls", "set for a %s:// broker; use ssl://, tls://, mqtts:// or wss://", u.Scheme))
 	}
 	if err := c.TLS.Validate(); err != nil {
 		errs = append(errs, ingest.PrefixErrors("tls", err))
 	}
 	if c.KeepAlive < 0 || (c.KeepAlive > 0 && c.KeepAlive < time.Second) || c.KeepAlive > 65535*time.Second {
-		errs = append(errs, ingest.Errorf("keepalive", "must be 0 or between 1s and 18h12m15s"))
+		errs = append(errs, ingest.FieldErrorf("keepalive", "must be 0 or between 1s and 18h12m15s"))
 	}
 	if c.QueueBytes <= 0 {
-		errs = append(errs, ingest.Errorf("queue_bytes", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("queue_bytes", "must be > 0"))
 	}
 	if c.QueueSize <= 0 {
-		errs = append(errs, ingest.Errorf("queue_size", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("queue_size", "must be > 0"))
 	}
 	if c.ReadCoalesce != nil && (*c.ReadCoalesce < 0 || *c.ReadCoalesce > time.Second) {
-		errs = append(errs, ingest.Errorf("read_coalesce", "must be between 0s and 1s, got %s", *c.ReadCoalesce))
+		errs = append(errs, ingest.FieldErrorf("read_coalesce", "must be between 0s and 1s, got %s", *c.ReadCoalesce))
 	}
 	if c.MaxPayload <= 0 {
-		errs = append(errs, ingest.Errorf("max_payload", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("max_payload", "must be > 0"))
 	}
 	if c.ConnectTimeout <= 0 {
-		errs = append(errs, ingest.Errorf("connect_timeout", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("connect_timeout", "must be > 0"))
 	}
 	if c.MaxReconnectInterval <= 0 {
-		errs = append(errs, ingest.Errorf("max_reconnect_interval", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("max_reconnect_interval", "must be > 0"))
 	}
 	if len(c.Subscriptions) == 0 {
-		errs = append(errs, ingest.Errorf("subscriptions", "at least one subscription is required"))
+		errs = append(errs, ingest.FieldErrorf("subscriptions", "at least one subscription is required"))
 	}
 	seen := map[string]int{}
 	for i, s := range c.Subscriptions {
 		p := fmt.Sprintf("subscriptions[%d]", i)
 		if err := mqttnet.ValidFilter(s.Topic); err != nil {
-			errs = append(errs, ingest.Errorf(p+".topic", "%v", err))
+			errs = append(errs, ingest.FieldErrorf(p+".topic", "%v", err))
 		} else if j, dup := seen[s.Topic]; dup {
-			errs = append(errs, ingest.Errorf(p+".topic", "same filter as subscriptions[%d]", j))
+			errs = append(errs, ingest.FieldErrorf(p+".topic", "same filter as subscriptions[%d]", j))
 		} else {
 			seen[s.Topic] = i
 		}
 		if s.QoS > 2 {
-			errs = append(errs, ingest.Errorf(p+".qos", "must be 0, 1 or 2"))
+			errs = append(errs, ingest.FieldErrorf(p+".qos", "must be 0, 1 or 2"))
 		}
 		if s.Durable && s.QoS == 0 {
-			errs = append(errs, ingest.Errorf(p+".durable", "needs qos 1 or 2: a QoS 0 message is never acknowledged"))
+			errs = append(errs, ingest.FieldErrorf(p+".durable", "needs qos 1 or 2: a QoS 0 message is never acknowledged"))
 		}
 		switch s.Format {
 		case FormatJSON, "":
@@ -254,7 +254,7 @@ func (c Config) Validate() error {
 			}
 		case FormatMsgpack:
 		default:
-			errs = append(errs, ingest.Errorf(p+".format", "unknown format %q (want json, senml, senml_cbor, msgpack or number)", s.Format))
+			errs = append(errs, ingest.FieldErrorf(p+".format", "unknown format %q (want json, senml, senml_cbor, msgpack or number)", s.Format))
 		}
 	}
 	return errors.Join(errs...)

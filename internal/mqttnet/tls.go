@@ -43,7 +43,7 @@ func (t TLS) IsSet() bool {
 func (t TLS) Validate() error {
 	var errs []error
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		errs = append(errs, ingest.Errorf("cert_file", "cert_file and key_file must be set together"))
+		errs = append(errs, ingest.FieldErrorf("cert_file", "cert_file and key_file must be set together"))
 	}
 	return errors.Join(errs...)
 }

@@ -36,7 +36,7 @@ func (s Source) Validate() error {
 		}
 	}
 	if n > 1 {
-		return ingest.Errorf(s.Key, "set at most one of %s, %s_file and %s_env", s.Key, s.Key, s.Key)
+		return ingest.FieldErrorf(s.Key, "set at most one of %s, %s_file and %s_env", s.Key, s.Key, s.Key)
 	}
 	return nil
 }

@@ -232,33 +232,33 @@ func (c *Config) interval() time.Duration {
 func (c Config) Validate() error {
 	var errs []error
 	if c.Broker == "" {
-		errs = append(errs, ingest.Errorf("broker", "is required"))
+		errs = append(errs, ingest.FieldErrorf("broker", "is required"))
 	}
 	if c.Sensors <= 0 {
-		errs = append(errs, ingest.Errorf("sensors", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("sensors", "must be > 0"))
 	}
 	if !(c.Rate > 0) || math.IsInf(c.Rate, 0) {
-		errs = append(errs, ingest.Errorf("rate", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("rate", "must be > 0"))
 	}
 	if c.Duration < 0 {
-		errs = append(errs, ingest.Errorf("duration", "must be >= 0"))
+		errs = append(errs, ingest.FieldErrorf("duration", "must be >= 0"))
 	}
 	if c.QoS > 2 {
-		errs = append(errs, ingest.Errorf("qos", "must be 0, 1 or 2"))
+		errs = append(errs, ingest.FieldErrorf("qos", "must be 0, 1 or 2"))
 	}
 	switch c.Format {
 	case FormatJSON, FormatSenML, FormatMsgpack:
 	default:
-		errs = append(errs, ingest.Errorf("format", "unknown format %q (want json, senml or msgpack)", c.Format))
+		errs = append(errs, ingest.FieldErrorf("format", "unknown format %q (want json, senml or msgpack)", c.Format))
 	}
 	if !strings.Contains(c.Topic, "{sensor}") {
-		errs = append(errs, ingest.Errorf("topic", "must contain {sensor}"))
+		errs = append(errs, ingest.FieldErrorf("topic", "must contain {sensor}"))
 	}
 	if strings.ContainsAny(c.Topic, "+#") {
-		errs = append(errs, ingest.Errorf("topic", "must not contain wildcards"))
+		errs = append(errs, ingest.FieldErrorf("topic", "must not contain wildcards"))
 	}
 	if c.Connections < 0 {
-		errs = append(errs, ingest.Errorf("connections", "must be > 0"))
+		errs = append(errs, ingest.FieldErrorf("connections", "must be > 0"))
 	}
 	for _, n := range sortedKeys(c.Metrics) {
 		if err := c.Metrics[n].Validate(); err != nil {
