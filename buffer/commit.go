@@ -162,6 +162,7 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 		o.dbMu.RLock()
 		defer o.dbMu.RUnlock()
 		return o.db.Update(func(tx *bbolt.Tx) error {
+			o.countWrite(tx)
 			w.tx = tx
 			if err := w.putBatch(batch, buf); err != nil {
 				return err
@@ -283,6 +284,7 @@ func (o *Outbox) makeRoom(batch []item, now time.Time) bool {
 	freedAny := false
 	o.dbMu.RLock()
 	err := o.db.Update(func(tx *bbolt.Tx) error {
+		o.countWrite(tx)
 		w.tx = tx
 		left := need
 		for l := LaneDead; ; l-- {
@@ -341,15 +343,16 @@ func isDiskFull(err error) bool {
 
 // counters are the outbox's monotonic counters.
 type counters struct {
-	commits, commitRecords, commitNanos atomic.Uint64
-	lastCommitRecords, lastCommitNanos  atomic.Uint64
-	maxCommitNanos                      atomic.Uint64
-	commitErrors                        atomic.Uint64
-	compactions, compactErrors          atomic.Uint64
-	quarantined                         atomic.Uint64
-	quarantinedAs                       atomic.Pointer[string]
-	lanes                               [numLanes]laneCounters
-	hist                                histograms
+	commits, commitRecords, commitNanos  atomic.Uint64
+	lastCommitRecords, lastCommitNanos   atomic.Uint64
+	maxCommitNanos                       atomic.Uint64
+	commitErrors                         atomic.Uint64
+	writeTxs, bytesWritten, stateChanges atomic.Uint64
+	compactions, compactErrors           atomic.Uint64
+	quarantined                          atomic.Uint64
+	quarantinedAs                        atomic.Pointer[string]
+	lanes                                [numLanes]laneCounters
+	hist                                 histograms
 }
 
 type laneCounters struct {

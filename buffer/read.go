@@ -54,6 +54,7 @@ func (o *Outbox) Ack(lane Lane, seqs ...uint64) error {
 		return ErrClosed
 	}
 	err := o.db.Update(func(tx *bbolt.Tx) error {
+		o.countWrite(tx)
 		n, freed = 0, 0
 		b := tx.Bucket(laneBuckets[lane])
 		if b == nil {

@@ -30,6 +30,14 @@ type Stats struct {
 	CommitSizeHist    []uint64
 	// CommitErrors counts failed commits (full disk, I/O errors).
 	CommitErrors uint64
+	// WriteTxs counts committed write transactions of every kind (records,
+	// checkpoints, acks, evictions) and BytesWritten what bbolt wrote for
+	// them: the pages each allocated plus its meta page. That is what the
+	// flash sees from the outbox, less the file system's own metadata; its
+	// ratio to the durable readings is the flash wear per reading.
+	WriteTxs, BytesWritten uint64
+	// StateChanges counts state keys written or deleted by checkpoints.
+	StateChanges uint64
 	// FileSize is the bbolt file's size; FreePages its free pages (of
 	// PageSize bytes), which a compaction gives back.
 	FileSize  int64
@@ -115,6 +123,9 @@ func (o *Outbox) Stats() Stats {
 		LastCommitLatency: time.Duration(o.st.lastCommitNanos.Load()),
 		MaxCommitLatency:  time.Duration(o.st.maxCommitNanos.Load()),
 		CommitErrors:      o.st.commitErrors.Load(),
+		WriteTxs:          o.st.writeTxs.Load(),
+		BytesWritten:      o.st.bytesWritten.Load(),
+		StateChanges:      o.st.stateChanges.Load(),
 		Compactions:       o.st.compactions.Load(),
 		CompactErrors:     o.st.compactErrors.Load(),
 		Quarantined:       o.st.quarantined.Load(),

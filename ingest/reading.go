@@ -58,6 +58,9 @@ type Reading struct {
 	// QualityFutureTime); zero otherwise.
 	OrigTime int64   `msg:"o,omitempty"`
 	Quality  Quality `msg:"q,omitempty"`
+	// Receipt is set on the last reading of a durable input (see Receipt);
+	// it is not encoded and does not leave the process.
+	Receipt *Receipt `msg:"-"`
 }
 
 // EventTime returns Time as a time.Time.

@@ -1,0 +1,57 @@
+package buffer
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// A checkpoint's records and state commit together and survive a reopen;
+// a failing checkpoint leaves neither.
+func TestCommitCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := open(t, path, testConfig())
+	cp := &Checkpoint{
+		Records: []Pending{{LaneSummaries, []byte("s1")}, {LaneAlerts, []byte("a1")}},
+		State:   []StateChange{{[]byte("w/a"), []byte("1")}, {[]byte("w/b"), []byte("2")}, {[]byte("s/x"), []byte("3")}},
+	}
+	if err := o.Commit(cp); err != nil {
+		t.Fatal(err)
+	}
+	before := o.Stats()
+	if before.WriteTxs == 0 || before.BytesWritten < uint64(before.PageSize) || before.StateChanges != 3 {
+		t.Fatalf("write counters after one checkpoint: %+v", before)
+	}
+	// Delete one key, change another; an empty key fails the whole commit.
+	cp.Reset()
+	cp.State = append(cp.State, StateChange{[]byte("w/a"), nil}, StateChange{[]byte("w/b"), []byte("22")})
+	if err := o.Commit(cp); err != nil {
+		t.Fatal(err)
+	}
+	bad := &Checkpoint{Records: []Pending{{LaneSummaries, []byte("s2")}}, State: []StateChange{{Key: nil, Value: []byte("x")}}}
+	if err := o.Commit(bad); err == nil {
+		t.Fatal("a checkpoint with an empty key committed")
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o = open(t, path, testConfig())
+	var got []string
+	if err := o.LoadState([]byte("w/"), func(k, v []byte) error {
+		got = append(got, fmt.Sprintf("%s=%s", k, v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[w/b=22]"; fmt.Sprint(got) != want {
+		t.Fatalf("state under w/ = %v, want %s", got, want)
+	}
+	recs, err := o.Read(LaneSummaries, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || !bytes.Equal(recs[0].Payload, []byte("s1")) {
+		t.Fatalf("summaries lane holds %d records, want only s1 (the failed checkpoint's must not be there)", len(recs))
+	}
+}
