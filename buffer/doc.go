@@ -137,13 +137,22 @@
 //
 // # One file, one transaction
 //
-// [Outbox.Update] runs a function inside one write transaction of the
-// outbox's file, with a put function that adds records to lanes. Other
-// buckets of the same file (the durable ingest journal) change in that
-// same transaction, so journal entries leave exactly when their window's
-// summary enters the outbox: both commit or neither does. Records enqueued
-// before the call are committed first, so lane order holds. The function
-// must leave the outbox's own buckets ("meta", "lane.*") alone.
+// [Outbox.Commit] writes a [Checkpoint] in one synced write transaction:
+// records for the lanes and changes to the "state" bucket, where the
+// pipeline keeps what must survive a stop (open windows, stage and alert
+// state, the sources' records of committed inputs). A window's state leaves
+// exactly when its summary enters the outbox: both commit or neither does.
+// Records enqueued before the call are committed first, so lane order
+// holds. [Outbox.LoadState] reads the state back at start. The state is
+// opaque bytes here; compaction copies it with the lanes, and a file moved
+// aside as corrupt takes it along.
+//
+// [Outbox.Update] is the lower-level form: a function inside one write
+// transaction with a put function for records. It must leave the outbox's
+// own buckets ("meta", "lane.*", "state") alone.
+//
+// Stats' WriteTxs and BytesWritten count every write transaction and the
+// pages bbolt wrote for it, so flash wear can be watched per reading.
 //
 // # Caveats
 //

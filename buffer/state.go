@@ -23,6 +23,10 @@ type StateChange struct {
 type Checkpoint struct {
 	Records []Pending
 	State   []StateChange
+	// DeletePrefix, when not empty, deletes every state key starting with
+	// it before State is applied (a checkpoint that replaces all of a
+	// component's state).
+	DeletePrefix []byte
 }
 
 // Pending is a record to append to a lane in a Checkpoint.
@@ -35,7 +39,7 @@ type Pending struct {
 func (cp *Checkpoint) Reset() {
 	clear(cp.Records)
 	clear(cp.State)
-	cp.Records, cp.State = cp.Records[:0], cp.State[:0]
+	cp.Records, cp.State, cp.DeletePrefix = cp.Records[:0], cp.State[:0], nil
 }
 
 // Commit writes cp in one synced bbolt transaction: the records (after
@@ -45,7 +49,7 @@ func (cp *Checkpoint) Reset() {
 // other error rolls everything back and is returned, and cp may be
 // committed again.
 func (o *Outbox) Commit(cp *Checkpoint) error {
-	if len(cp.Records) == 0 && len(cp.State) == 0 {
+	if len(cp.Records) == 0 && len(cp.State) == 0 && len(cp.DeletePrefix) == 0 {
 		return nil
 	}
 	return o.Update(func(tx *bbolt.Tx, put func(Lane, []byte) error) error {
@@ -54,12 +58,17 @@ func (o *Outbox) Commit(cp *Checkpoint) error {
 				return err
 			}
 		}
-		if len(cp.State) == 0 {
+		if len(cp.State) == 0 && len(cp.DeletePrefix) == 0 {
 			return nil
 		}
 		b, err := tx.CreateBucketIfNotExists(stateBucket)
 		if err != nil {
 			return err
+		}
+		if len(cp.DeletePrefix) > 0 {
+			if err := deletePrefix(b, cp.DeletePrefix); err != nil {
+				return err
+			}
 		}
 		for _, c := range cp.State {
 			if len(c.Key) == 0 {
@@ -110,4 +119,14 @@ func (o *Outbox) countWrite(tx *bbolt.Tx) {
 		st := tx.Stats()
 		o.st.bytesWritten.Add(uint64(st.GetPageAlloc()) + pageSize)
 	})
+}
+
+func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -29,6 +29,13 @@ func TestCommitCheckpoint(t *testing.T) {
 	if err := o.Commit(cp); err != nil {
 		t.Fatal(err)
 	}
+	// A replace: everything under s/ goes, then s/y is written.
+	cp.Reset()
+	cp.DeletePrefix = []byte("s/")
+	cp.State = append(cp.State, StateChange{[]byte("s/y"), []byte("4")})
+	if err := o.Commit(cp); err != nil {
+		t.Fatal(err)
+	}
 	bad := &Checkpoint{Records: []Pending{{LaneSummaries, []byte("s2")}}, State: []StateChange{{Key: nil, Value: []byte("x")}}}
 	if err := o.Commit(bad); err == nil {
 		t.Fatal("a checkpoint with an empty key committed")
@@ -46,6 +53,16 @@ func TestCommitCheckpoint(t *testing.T) {
 	}
 	if want := "[w/b=22]"; fmt.Sprint(got) != want {
 		t.Fatalf("state under w/ = %v, want %s", got, want)
+	}
+	got = nil
+	if err := o.LoadState(nil, func(k, v []byte) error {
+		got = append(got, fmt.Sprintf("%s=%s", k, v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[s/y=4 w/b=22]"; fmt.Sprint(got) != want {
+		t.Fatalf("state = %v, want %s", got, want)
 	}
 	recs, err := o.Read(LaneSummaries, 0, 10)
 	if err != nil {
