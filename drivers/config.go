@@ -57,6 +57,11 @@ func isI2C(typ string) bool { _, ok := defaultAddr[typ]; return ok }
 // DeviceConfig is the `device:` block of a sensor entry: where the chip is
 // and how to poll it. Which fields apply depends on the sensor's type.
 type DeviceConfig struct {
+	// Durable (default true): a chip's reading cannot be asked for again,
+	// so each poll's readings carry an ingest.Receipt and are committed
+	// with the next checkpoint within its short delay, like a durable MQTT
+	// message; false lets them wait for the state interval.
+	Durable *bool `yaml:"durable"`
 	// Bus: the I²C bus ("/dev/i2c-1", default; "1" and "I2C1" work too), an
 	// SPI port for bme280/bmp280 ("/dev/spidev0.0"), or for ds18b20 the
 	// 1-Wire sysfs directory (default /sys/bus/w1/devices).

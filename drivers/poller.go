@@ -309,8 +309,12 @@ func (p *Poller) poll(ctx context.Context, s *sensor, out chan<- ingest.Reading)
 		s.up.Store(true)
 		s.reads.Add(1)
 		now := p.now().UnixNano()
-		for _, v := range vals {
+		durable := s.Device.Durable == nil || *s.Device.Durable
+		for i, v := range vals {
 			r := ingest.Reading{Sensor: s.ID, Metric: v.Metric, Unit: v.Unit, Value: v.V, Time: now, Arrival: now}
+			if durable && i == len(vals)-1 {
+				r.Receipt = ingest.PromptCommit
+			}
 			select {
 			case out <- r:
 				s.readings.Add(1)

@@ -26,6 +26,12 @@ type Receipt struct {
 	Done func(err error)
 }
 
+// PromptCommit is a receipt with nothing to do: a source that does not
+// wait for the commit (a chip, a durable simulated sensor) puts it on a
+// reading so that the reading's effect is committed within the
+// checkpoint's short delay, as a durable input's would be.
+var PromptCommit = &Receipt{}
+
 // Committed calls r.Done(err) if there is one. A nil r is allowed.
 func (r *Receipt) Committed(err error) {
 	if r != nil && r.Done != nil {

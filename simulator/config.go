@@ -207,6 +207,11 @@ type SensorConfig struct {
 	// Metrics by name: every sample sends one reading per metric.
 	Metrics map[string]Signal `yaml:"metrics"`
 	Faults  Faults            `yaml:"faults"`
+	// Durable (default false) makes each sample's readings carry an
+	// ingest.Receipt, so they are committed within the checkpoint's short
+	// delay rather than the state interval (a simulated chip, tested
+	// like a real one).
+	Durable bool `yaml:"durable"`
 }
 
 // Defaults fills zero fields in place: Interval 1s, each signal's defaults

@@ -208,6 +208,10 @@ func (s *Simulator) emit(ctx context.Context, se *simSensor, out chan<- ingest.R
 	for range n {
 		for i, ser := range se.series {
 			r.Metric, r.Unit, r.Value = ser.name, ser.unit, se.vals[i]
+			r.Receipt = nil
+			if se.cfg.Durable && i == len(se.series)-1 {
+				r.Receipt = ingest.PromptCommit
+			}
 			select {
 			case out <- r:
 				s.c.readings.Add(1)
