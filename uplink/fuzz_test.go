@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tinylib/msgp/msgp"
 
@@ -42,7 +43,7 @@ func FuzzEncode(f *testing.F) {
 			t.Fatalf("msgpack: %v, %d trailing bytes", err, len(rest))
 		}
 		topic := compileTopic("a/{gateway}/{lane}/{kind}/{sensor}/{metric}").render("gw", "n", &it[0])
-		if strings.ContainsAny(topic, "+#\x00") || strings.Contains(topic, "//") {
+		if !ValidTopic(topic) || strings.Contains(topic, "//") {
 			t.Fatalf("bad topic %q", topic)
 		}
 	})
@@ -53,14 +54,19 @@ func FuzzEncode(f *testing.F) {
 func FuzzTemplate(f *testing.F) {
 	for _, s := range []string{DefaultTopic, "a/{sensor}/{metric}", "{", "}{", "{{lane}}", "a/{x", "#", "plain"} {
 		f.Add(s, "s/1+#")
+		f.Add(s, "bad\x01\xff\xef\xbf\xbf\ufdd0id")
 	}
 	f.Fuzz(func(t *testing.T, tmpl, sensor string) {
 		err := validateTemplate(tmpl, placeholders)
 		tt := compileTopic(tmpl)
 		it := &Record{Record: buffer.Record{Lane: buffer.LaneSummaries}, Decoded: ingest.Record{Kind: ingest.KindSummary, Summary: &ingest.Summary{Sensor: sensor}}}
 		out := tt.render("gw", "n", it)
-		if err == nil && strings.ContainsAny(out, "+#\x00") {
+		if err == nil && utf8.ValidString(tmpl) && !strings.ContainsFunc(tmpl, func(r rune) bool { return !levelRune(r, utf8.RuneLen(r)) && r != '/' }) && !ValidTopic(out) && out != "" {
 			t.Fatalf("template %q renders %q", tmpl, out)
+		}
+		// Whatever the sensor name, the level it renders is valid.
+		if lv := topicLevel(sensor); !ValidTopic(lv) || strings.Contains(lv, "/") || len(lv) > maxLevel {
+			t.Fatalf("sensor %q renders level %q", sensor, lv)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sensorgate/sensorgate/ingest"
 )
@@ -109,20 +110,80 @@ func (r *Record) label(metric bool) string {
 	return ""
 }
 
-// topicLevel makes v safe as (part of) one topic level: wildcards, level
-// separators and NUL become '_', and an empty value becomes "_".
+// maxLevel bounds one rendered topic level in bytes, so that a hostile
+// sensor id cannot push a topic past MQTT's 65,535-byte limit.
+const maxLevel = 256
+
+// topicLevel makes v safe as (part of) one topic level. Brokers drop the
+// connection of a client that publishes to a malformed topic (MQTT 3.1.1
+// §1.5.3, §4.7), so everything they may refuse is mapped to '_': the
+// wildcards '+' and '#', the level separator '/', NUL and every other C0
+// or C1 control character and DEL, the Unicode non-characters (U+FDD0 to
+// U+FDEF and U+xFFFE/U+xFFFF) and each byte of invalid UTF-8. An empty
+// value becomes "_", and a value is cut to maxLevel bytes on a rune
+// boundary. The payload keeps the original name (JSON escapes it).
 func topicLevel(v string) string {
 	if v == "" {
 		return "_"
 	}
-	if !strings.ContainsAny(v, "+#/\x00") {
+	if len(v) <= maxLevel && plainLevel(v) {
 		return v
 	}
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '+', '#', '/', 0:
-			return '_'
+	var sb strings.Builder
+	sb.Grow(min(len(v), maxLevel))
+	for i := 0; i < len(v); {
+		r, n := utf8.DecodeRuneInString(v[i:])
+		if !levelRune(r, n) {
+			r = '_'
 		}
-		return r
-	}, v)
+		if sb.Len()+utf8.RuneLen(r) > maxLevel {
+			break
+		}
+		sb.WriteRune(r)
+		i += n
+	}
+	return sb.String()
+}
+
+// plainLevel reports whether v is printable ASCII with no wildcard or
+// separator: the common case, checked without decoding runes.
+func plainLevel(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x20 || c >= 0x7f || c == '+' || c == '#' || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// levelRune reports whether r (decoded from n bytes) may stay in a level.
+func levelRune(r rune, n int) bool {
+	switch {
+	case r == utf8.RuneError && n <= 1: // invalid UTF-8
+		return false
+	case r == '+' || r == '#' || r == '/':
+		return false
+	case r < 0x20 || r >= 0x7f && r <= 0x9f:
+		return false
+	case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
+		return false
+	}
+	return true
+}
+
+// ValidTopic reports whether t is a topic name a broker accepts in a
+// PUBLISH: valid UTF-8 of 1 to 65,535 bytes with no wildcard, no NUL, no
+// control character and no Unicode non-character. The fuzz tests hold
+// every rendered topic to it.
+func ValidTopic(t string) bool {
+	if len(t) == 0 || len(t) > 65535 || !utf8.ValidString(t) {
+		return false
+	}
+	for _, r := range t {
+		if r != '/' && !levelRune(r, utf8.RuneLen(r)) {
+			return false
+		}
+	}
+	return true
 }
