@@ -21,7 +21,7 @@ import (
 // payload keeps the original id), so every sensor's summary arrives,
 // including the good one published after the bad ones.
 func TestHostileSensorIDsDoNotBlockUplink(t *testing.T) {
-	up := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{})
+	up := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\n"})
 	local := startBroker(t)
 	dir := t.TempDir()
 	mport := mqtttest.FreePort(t)
