@@ -104,6 +104,9 @@ func reportDurability(w io.Writer, res *results, modes []mode, rates []rateSpec)
 				}
 				return float64(g.DurableAcks)
 			})), "%.0f")
+			if q.Durable && acks == "0" {
+				acks += " (none after a commit: not durable)"
+			}
 			if q.InFlight > 0 && !res.Caps.InFlightKey {
 				acks += " (gateway inflight not set: unknown key)"
 			}
@@ -180,7 +183,7 @@ func reportStartup(w io.Writer, res *results) {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Start-up (QoS 1 durable, %d sensors, %s tumbling windows so that every reading stays in an open window; each fill publishes %d readings in messages of 2 at %.0f msg/s and waits until the gateway took them in and its writes settled; the restart is timed from exec until /healthz first answers and until the source counts the first new reading, a probe published every 50 ms):\n\n",
+	fmt.Fprintf(w, "Start-up (QoS 1 durable, %d sensors, %s tumbling windows so that every reading stays in an open window; each fill publishes %d readings in messages of 2 at %.0f msg/s and waits until the gateway took them in and its writes settled; the restart is timed from exec until /healthz first answers and until the source counts the first new reading, a probe published every 50 ms; committed readings = what the gateway took in over every fill so far, held in its windows only if they survive a stop; open windows at first reading = what the restart restored plus the probe's window, 1 when nothing was restored):\n\n",
 		res.Settings.Sensors, startupWindow, res.Settings.Startup, res.Settings.StartupRate)
 	fmt.Fprintln(w, "| stopped by | committed readings | data dir MB | stop s | s to /healthz | s to first reading | open windows at first reading | window keys | redelivered |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")

@@ -270,8 +270,10 @@ Flags:
 			Startup: *startup, StartupRate: *startRate},
 		Caps: caps,
 	}
-	fmt.Fprintf(os.Stderr, "e2ebench: %d repeat(s) x modes %v x rates %s, %v per point, %d sensors (load %s)\n",
-		*repeat, modes, *ratesArg, *duration, *sensors, res.Machine.LoadStart)
+	if !*startOnly {
+		fmt.Fprintf(os.Stderr, "e2ebench: %d repeat(s) x modes %v x rates %s, %v per point, %d sensors (load %s)\n",
+			*repeat, modes, *ratesArg, *duration, *sensors, res.Machine.LoadStart)
+	}
 
 	fail := func(what string, err error) {
 		msg := fmt.Sprintf("%s: %v", what, err)

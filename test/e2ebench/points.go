@@ -457,7 +457,9 @@ func waitDrained(ctx context.Context, port int, h0 *health, sent uint64) (*healt
 		if n >= sent && src.Queued == 0 && h.Components.Rules.Readings >= src.Readings && src.PendingAcks == 0 {
 			return h, nil
 		}
-		if n == last {
+		// A durable source whose acks wait for a timed commit receives
+		// nothing meanwhile: that is not the end of the stream.
+		if n == last && src.PendingAcks == 0 {
 			stable++
 		} else {
 			stable, last = 0, n

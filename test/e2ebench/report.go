@@ -61,6 +61,13 @@ func report(w io.Writer, res *results, modes []mode, rates []rateSpec) {
 	if res.Settings.ReadingsQueue > 0 {
 		genv += fmt.Sprintf(", gateway.queue_size %d", res.Settings.ReadingsQueue)
 	}
+	if len(res.Broker) == 0 && len(res.Gateway) == 0 && len(res.Startup) > 0 {
+		// --startup-only: no matrix ran.
+		fmt.Fprintf(w, "Settings: JSON payloads of 2 readings (temperature, humidity) per message, mosquitto max_queued_messages %d%s.\n", res.Settings.MaxQueued, genv)
+		reportStartup(w, res)
+		reportTail(w, res)
+		return
+	}
 	fmt.Fprintf(w, "Settings: %d sensors, %s per point, %d repeat(s) (medians shown), %s tumbling windows, JSON payloads of 2 readings (temperature, humidity) per message, mosquitto max_queued_messages %d%s.\n\n",
 		res.Settings.Sensors, res.Settings.Duration, res.Settings.Repeat, res.Settings.Window, res.Settings.MaxQueued, genv)
 
@@ -105,9 +112,7 @@ func report(w io.Writer, res *results, modes []mode, rates []rateSpec) {
 		reportUplinkDown(w, res)
 		return
 	}
-	if len(res.Gateway) > 0 || len(res.Startup) == 0 {
-		reportGateway(w, res, modes, rates, ceil)
-	}
+	reportGateway(w, res, modes, rates, ceil)
 	reportStartup(w, res)
 	reportTail(w, res)
 }
