@@ -133,12 +133,28 @@ func bestLossless(res *results, q mode) float64 {
 	return best
 }
 
+// wasDurable reports whether any point of q acknowledged a message after
+// its commit.
+func wasDurable(res *results, q mode) bool {
+	for _, g := range res.Gateway {
+		if g.Mode == q && g.DurableAcks > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // durabilityTargets checks issue 13's targets: durable QoS 1 at >= 90 % of
 // the non-durable zero-loss rate with a raised in-flight window, and under
 // 512 bytes written per durable reading at 100 and at 20k msg/s.
 func durabilityTargets(w io.Writer, res *results, modes []mode) {
 	for _, q := range modes {
-		if !q.Durable || q.InFlight == 0 {
+		if q.Durable && !wasDurable(res, q) {
+			fmt.Fprintf(w, "- QoS %s: **not shown** (no message was acknowledged after a commit: this binary is not durable)\n", q)
+		}
+	}
+	for _, q := range modes {
+		if !q.Durable || q.InFlight == 0 || !wasDurable(res, q) {
 			continue
 		}
 		plain := mode{QoS: q.QoS, InFlight: q.InFlight}
@@ -150,7 +166,7 @@ func durabilityTargets(w io.Writer, res *results, modes []mode) {
 			q, plain, d, p, 100*d/p, verdict(d >= 0.9*p))
 	}
 	for _, q := range modes {
-		if !q.Durable {
+		if !q.Durable || !wasDurable(res, q) {
 			continue
 		}
 		for _, rate := range []float64{100, 20000} {

@@ -289,6 +289,11 @@ Flags:
 		// One broker-alone ceiling per repeat, QoS and in-flight window:
 		// 1 and 1d share theirs.
 		ceilings := map[mode]float64{}
+		type baseKey struct {
+			m    mode
+			rate float64
+		}
+		baselines := map[baseKey]bool{}
 		for _, q := range modes {
 			if ctx.Err() != nil {
 				break
@@ -323,7 +328,8 @@ Flags:
 					fmt.Fprintln(os.Stderr, "e2ebench: skip", msg)
 					continue
 				}
-				if *baseEach && rate > 0 {
+				if bk := (baseKey{q.brokerKey(), rate}); *baseEach && rate > 0 && !baselines[bk] {
+					baselines[bk] = true
 					s++
 					if b, err := e.runBroker(ctx, q, rep, rate, s); err != nil {
 						fail(fmt.Sprintf("broker-alone qos %s rate %s repeat %d", q.brokerKey(), r.arg, rep), err)
