@@ -63,25 +63,6 @@ func parseRates(s string) ([]rateSpec, error) {
 	return out, nil
 }
 
-func parseQoS(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		q, err := strconv.Atoi(f)
-		if err != nil || q < 0 || q > 1 {
-			return nil, fmt.Errorf("--qos: %q: want 0 or 1", f)
-		}
-		out = append(out, q)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("--qos: empty")
-	}
-	return out, nil
-}
-
 // results is what --out writes.
 type results struct {
 	Command   string          `json:"command"`
@@ -93,6 +74,8 @@ type results struct {
 	Gateway   []*gatewayPoint `json:"gateway"`
 	Skipped   []string        `json:"skipped,omitempty"`
 	Failures  []string        `json:"failures,omitempty"`
+	Startup   []*startupPoint `json:"startup,omitempty"`
+	Caps      capabilities    `json:"gateway_capabilities"`
 	Profile   string          `json:"profile_top,omitempty"`
 	Breakdown string          `json:"profile_breakdown,omitempty"`
 }
@@ -111,6 +94,8 @@ type settings struct {
 	SourceQueue   int     `json:"source_queue_size,omitempty"`
 	ReadingsQueue int     `json:"readings_queue_size,omitempty"`
 	ReadCoalesce  string  `json:"read_coalesce,omitempty"`
+	Startup       int     `json:"startup_readings,omitempty"`
+	StartupRate   float64 `json:"startup_rate,omitempty"`
 }
 
 type machine struct {
@@ -166,7 +151,7 @@ Flags:
 	}
 	var (
 		ratesArg  = fs.String("rates", "5000,20000,50000,100000,95%,max", "load points in msg/s (1 msg = 1 sample of one sensor with 2 readings); NN% is NN percent of the broker-alone ceiling measured in the same repeat; max publishes as fast as the simulator can")
-		qosArg    = fs.String("qos", "0,1", "QoS levels (publish and subscribe), comma-separated")
+		qosArg    = fs.String("qos", "0,1", "modes, comma-separated: 0 (QoS 0), 1 (QoS 1, durable: false), 1d (QoS 1 durable, the gateway's default), each optionally @N: mosquitto's max_inflight_messages N on the point's broker and the gateway source's inflight: N (without: mosquitto's default 20, the gateway's inflight unset); e.g. 0,1,1d,1d@1000,1@1000")
 		sensors   = fs.Int("sensors", 1000, "simulated sensors")
 		duration  = fs.Duration("duration", 15*time.Second, "load duration per point")
 		repeat    = fs.Int("repeat", 3, "repeats of every point (medians are reported)")
@@ -187,6 +172,9 @@ Flags:
 		coalesce  = fs.String("read-coalesce", "", "set the gateway's sources.mqtt[0].read_coalesce, e.g. 0s or 5ms (empty: the gateway's default)")
 		analyze   = fs.String("analyze", "", "only print the top functions and the per-goroutine breakdown of an existing CPU profile (from --cpuprofile), then exit")
 		upDown    = fs.Bool("uplink-down", false, "point the gateway's uplink at a port nothing listens on: measures memory while summaries pile up in the outbox (no loss check); try with --window 1s")
+		startup   = fs.Int("startup", 0, "also measure start-up with this many committed readings in open 1 h windows (QoS 1 durable): restart after SIGTERM and after kill -9; 0: off")
+		startRate = fs.Float64("startup-rate", 10000, "publish rate of the --startup fills (msg/s)")
+		startOnly = fs.Bool("startup-only", false, "with --startup: run only the start-up point, not the matrix")
 		gwEnv     = fs.String("gateway-env", "", "extra environment for the gateway process, comma-separated (e.g. GOMEMLIMIT=12MiB,GOGC=50)")
 	)
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -213,16 +201,20 @@ Flags:
 		*ratesArg, *qosArg, *repeat, *duration = "20000", "0", 1, 10*time.Second
 	}
 	rates, err := parseRates(*ratesArg)
+	var modes []mode
 	if err == nil {
-		_, err = parseQoS(*qosArg)
+		modes, err = parseModes(*qosArg)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2ebench:", err)
 		return 2
 	}
-	qoss, _ := parseQoS(*qosArg)
 	if *repeat < 1 || *sensors < 1 || *duration < time.Second {
 		fmt.Fprintln(os.Stderr, "e2ebench: --repeat and --sensors must be >= 1, --duration >= 1s")
+		return 2
+	}
+	if *startup < 0 || (*startup > 0 && *startRate <= 0) || (*startOnly && *startup == 0) {
+		fmt.Fprintln(os.Stderr, "e2ebench: --startup must be >= 0 with --startup-rate > 0; --startup-only needs --startup")
 		return 2
 	}
 	if _, err := os.Stat(*mosq); err != nil {
@@ -251,7 +243,14 @@ Flags:
 			return 1
 		}
 	}
-	e := &env{bin: gwBin, mosquitto: *mosq, work: work, sensors: *sensors, duration: *duration,
+	caps, err := probeCapabilities(gwBin, work)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2ebench:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2ebench: gateway: run --flush-on-stop %s, sources.mqtt[].inflight %s\n",
+		yesNo(caps.FlushOnStop, "supported", "absent (SIGTERM flushes as before)"), yesNo(caps.InFlightKey, "supported", "absent (@N sets mosquitto only)"))
+	e := &env{caps: caps, bin: gwBin, mosquitto: *mosq, work: work, sensors: *sensors, duration: *duration,
 		window: *window, maxQueued: *maxQueued, verbose: *verbose, sourceQueue: *srcQueue, readingsQueue: *rdQueue, readCoalesce: *coalesce, uplinkDown: *upDown}
 	for _, kv := range strings.Split(*gwEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv != "" {
@@ -267,10 +266,14 @@ Flags:
 		Machine: describeMachine(*mosq), Started: time.Now().UTC(),
 		Settings: settings{Rates: *ratesArg, QoS: *qosArg, Sensors: *sensors, Duration: duration.String(),
 			Repeat: *repeat, Window: *window, MaxQueued: *maxQueued, ClockTick: clockTicks, GatewayEnv: *gwEnv,
-			SourceQueue: *srcQueue, ReadingsQueue: *rdQueue, ReadCoalesce: *coalesce, UplinkDown: *upDown},
+			SourceQueue: *srcQueue, ReadingsQueue: *rdQueue, ReadCoalesce: *coalesce, UplinkDown: *upDown,
+			Startup: *startup, StartupRate: *startRate},
+		Caps: caps,
 	}
-	fmt.Fprintf(os.Stderr, "e2ebench: %d repeat(s) x qos %v x rates %s, %v per point, %d sensors (load %s)\n",
-		*repeat, qoss, *ratesArg, *duration, *sensors, res.Machine.LoadStart)
+	if !*startOnly {
+		fmt.Fprintf(os.Stderr, "e2ebench: %d repeat(s) x modes %v x rates %s, %v per point, %d sensors (load %s)\n",
+			*repeat, modes, *ratesArg, *duration, *sensors, res.Machine.LoadStart)
+	}
 
 	fail := func(what string, err error) {
 		msg := fmt.Sprintf("%s: %v", what, err)
@@ -278,21 +281,37 @@ Flags:
 		fmt.Fprintln(os.Stderr, "e2ebench: FAILED", msg)
 	}
 	s := *seed
-	for rep := 1; rep <= *repeat && ctx.Err() == nil; rep++ {
-		for _, q := range qoss {
+	matrix := *repeat
+	if *startOnly {
+		matrix = 0
+	}
+	for rep := 1; rep <= matrix && ctx.Err() == nil; rep++ {
+		// One broker-alone ceiling per repeat, QoS and in-flight window:
+		// 1 and 1d share theirs.
+		ceilings := map[mode]float64{}
+		type baseKey struct {
+			m    mode
+			rate float64
+		}
+		baselines := map[baseKey]bool{}
+		for _, q := range modes {
 			if ctx.Err() != nil {
 				break
 			}
-			s++
-			bp, err := e.runBroker(ctx, q, rep, 0, s)
-			if err != nil {
-				fail(fmt.Sprintf("broker-alone qos %d repeat %d", q, rep), err)
-				continue
+			ceiling, done := ceilings[q.brokerKey()]
+			if !done {
+				s++
+				bp, err := e.runBroker(ctx, q, rep, 0, s)
+				if err != nil {
+					fail(fmt.Sprintf("broker-alone qos %s repeat %d", q.brokerKey(), rep), err)
+					continue
+				}
+				res.Broker = append(res.Broker, bp)
+				ceiling = bp.DeliveredPS
+				ceilings[q.brokerKey()] = ceiling
+				fmt.Fprintf(os.Stderr, "e2ebench: [rep %d qos %s] broker alone: published %.0f msg/s, delivered %d/%d at %.0f msg/s\n",
+					rep, q.brokerKey(), bp.Load.Rate, bp.Delivered, bp.Load.Sent, bp.DeliveredPS)
 			}
-			res.Broker = append(res.Broker, bp)
-			ceiling := bp.DeliveredPS
-			fmt.Fprintf(os.Stderr, "e2ebench: [rep %d qos %d] broker alone: published %.0f msg/s, delivered %d/%d at %.0f msg/s\n",
-				rep, q, bp.Load.Rate, bp.Delivered, bp.Load.Sent, bp.DeliveredPS)
 			for _, r := range rates {
 				if ctx.Err() != nil {
 					break
@@ -304,15 +323,16 @@ Flags:
 				case r.ofCap > 0:
 					rate = r.ofCap * ceiling
 				case !*keepAbove && ceiling > 0 && rate > ceiling:
-					msg := fmt.Sprintf("qos %d rate %s repeat %d: above the broker-alone ceiling of %.0f msg/s (see max)", q, r.arg, rep, ceiling)
+					msg := fmt.Sprintf("qos %s rate %s repeat %d: above the broker-alone ceiling of %.0f msg/s (see max)", q, r.arg, rep, ceiling)
 					res.Skipped = append(res.Skipped, msg)
 					fmt.Fprintln(os.Stderr, "e2ebench: skip", msg)
 					continue
 				}
-				if *baseEach && rate > 0 {
+				if bk := (baseKey{q.brokerKey(), rate}); *baseEach && rate > 0 && !baselines[bk] {
+					baselines[bk] = true
 					s++
 					if b, err := e.runBroker(ctx, q, rep, rate, s); err != nil {
-						fail(fmt.Sprintf("broker-alone qos %d rate %s repeat %d", q, r.arg, rep), err)
+						fail(fmt.Sprintf("broker-alone qos %s rate %s repeat %d", q.brokerKey(), r.arg, rep), err)
 					} else {
 						res.Broker = append(res.Broker, b)
 					}
@@ -320,16 +340,16 @@ Flags:
 				s++
 				gp, err := e.runGateway(ctx, q, rep, rate, r.arg, s)
 				if err != nil {
-					fail(fmt.Sprintf("gateway qos %d rate %s repeat %d", q, r.arg, rep), err)
+					fail(fmt.Sprintf("gateway qos %s rate %s repeat %d", q, r.arg, rep), err)
 					continue
 				}
 				if ceiling > 0 {
 					gp.Ceiling, gp.OfCeiling = ceiling, gp.Load.Rate/ceiling
 				}
 				res.Gateway = append(res.Gateway, gp)
-				fmt.Fprintf(os.Stderr, "e2ebench: [rep %d qos %d rate %s] in %.0f msg/s (%.0f%% of ceiling), readings %d, loss %d (%.3f%%), %.2f CPU-s/M readings, peak RSS %.1f MB, idle %.1f MB, load %s %s\n",
+				fmt.Fprintf(os.Stderr, "e2ebench: [rep %d qos %s rate %s] in %.0f msg/s (%.0f%% of ceiling), readings %d, loss %d (%.3f%%), %.2f CPU-s/M readings, peak RSS %.1f MB, idle %.1f MB, %s, load %s %s\n",
 					rep, q, r.arg, gp.Load.Rate, 100*gp.OfCeiling, gp.Load.Readings, gp.Loss, gp.LossPct, gp.CPUPerMR,
-					float64(gp.PeakRSSKB)/1024, float64(gp.IdleRSSKB)/1024, gp.LoadAvg, gp.Notes)
+					float64(gp.PeakRSSKB)/1024, float64(gp.IdleRSSKB)/1024, wearLine(gp), gp.LoadAvg, gp.Notes)
 			}
 		}
 	}
@@ -345,7 +365,7 @@ Flags:
 			pe := *e
 			pe.bin, pe.profile = pbin, *cpuprof
 			s++
-			gp, err := pe.runGateway(ctx, 0, 0, *profRate, "profile", s)
+			gp, err := pe.runGateway(ctx, mode{}, 0, *profRate, "profile", s)
 			if err != nil {
 				fail("profile run", err)
 			} else {
@@ -363,6 +383,14 @@ Flags:
 			}
 		}
 	}
+	if *startup > 0 && ctx.Err() == nil {
+		s++
+		sp, err := e.runStartup(ctx, *startup, *startRate, s)
+		if err != nil {
+			fail("start-up point", err)
+		}
+		res.Startup = append(res.Startup, sp...)
+	}
 	res.Finished = time.Now().UTC()
 	res.Machine.LoadEnd = loadAvg()
 	if *out != "" {
@@ -371,7 +399,7 @@ Flags:
 			fmt.Fprintln(os.Stderr, "e2ebench:", err)
 		}
 	}
-	report(os.Stdout, res, qoss, rates)
+	report(os.Stdout, res, modes, rates)
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "e2ebench: interrupted; the tables cover the points that finished")
 		return 1
@@ -392,4 +420,11 @@ func moduleRoot() (string, error) {
 		return "", errors.New("run from inside the sensorgate module (go run ./test/e2ebench)")
 	}
 	return filepath.Dir(mod), nil
+}
+
+func yesNo(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
 }

@@ -35,6 +35,7 @@ type env struct {
 	readingsQueue  int      // gateway.queue_size, 0 = default
 	readCoalesce   string   // sources.mqtt[0].read_coalesce, "" = default
 	uplinkDown     bool     // the uplink points at a port nothing listens on
+	caps           capabilities
 	verbose        bool
 	seq            int
 }
@@ -58,15 +59,19 @@ var simLine = regexp.MustCompile(`simulate: sent=(\d+) errors=(\d+) elapsed=([0-
 // runLoad runs `sensorgate simulate` against broker at rate (0 = max) and
 // reads back the truth file.
 func (e *env) runLoad(ctx context.Context, broker string, rate float64, qos int, seed int64) (*loadResult, error) {
+	return e.runLoadFor(ctx, broker, rate, qos, seed, e.duration)
+}
+
+// runLoadFor is runLoad for dur instead of --duration.
+func (e *env) runLoadFor(ctx context.Context, broker string, rate float64, qos int, seed int64, dur time.Duration) (*loadResult, error) {
 	e.seq++
 	truthPath := filepath.Join(e.work, fmt.Sprintf("truth-%d.json", e.seq))
-	r := rate
-	dur := e.duration
+	r, simDur := rate, dur
 	if rate == 0 {
-		r, dur = maxRate, 0 // until interrupted
+		r, simDur = maxRate, 0 // until interrupted
 	}
 	args := []string{"simulate", "--broker", broker, "--sensors", strconv.Itoa(e.sensors),
-		"--rate", strconv.FormatFloat(r, 'f', -1, 64), "--duration", dur.String(), "--qos", strconv.Itoa(qos),
+		"--rate", strconv.FormatFloat(r, 'f', -1, 64), "--duration", simDur.String(), "--qos", strconv.Itoa(qos),
 		"--truth", truthPath, "--quiet", "--seed", strconv.FormatInt(seed, 10), "--client-id", fmt.Sprintf("e2ebench-sim-%d", e.seq)}
 	res := &loadResult{Target: rate, wallStarted: time.Now()}
 	p, err := startProc(e.bin, args, nil)
@@ -75,9 +80,9 @@ func (e *env) runLoad(ctx context.Context, broker string, rate float64, qos int,
 	}
 	// A fixed-rate run ends by itself; a broker that cannot keep up makes it
 	// longer, so the bound is generous. A max run is interrupted.
-	limit := e.duration
+	limit := dur
 	if rate > 0 {
-		limit = 3*e.duration + 30*time.Second
+		limit = 3*dur + 30*time.Second
 	}
 	select {
 	case <-p.done:
@@ -113,7 +118,7 @@ func (e *env) runLoad(ctx context.Context, broker string, rate float64, qos int,
 // brokerPoint is one broker-alone run: simulator -> mosquitto -> a bare
 // paho subscriber that counts.
 type brokerPoint struct {
-	QoS         int        `json:"qos"`
+	Mode        mode       `json:"mode"` // QoS and in-flight window only`
 	Repeat      int        `json:"repeat"`
 	Load        loadResult `json:"load"`
 	Delivered   uint64     `json:"delivered"`
@@ -123,13 +128,14 @@ type brokerPoint struct {
 	LoadAvg     string     `json:"loadavg"`
 }
 
-func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed int64) (*brokerPoint, error) {
+func (e *env) runBroker(ctx context.Context, m mode, repeat int, rate float64, seed int64) (*brokerPoint, error) {
+	m = m.brokerKey()
 	dir, err := os.MkdirTemp(e.work, "broker-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	mq, err := startMosquitto(e.mosquitto, dir, e.maxQueued)
+	mq, err := startMosquitto(e.mosquitto, dir, e.maxQueued, m.InFlight)
 	if err != nil {
 		return nil, err
 	}
@@ -140,11 +146,11 @@ func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed
 	}
 	defer sub.Disconnect(100)
 	var cnt counter
-	if err := subscribe(sub, "sensors/+/telemetry", byte(qos), cnt.handle); err != nil {
+	if err := subscribe(sub, "sensors/+/telemetry", byte(m.QoS), cnt.handle); err != nil {
 		return nil, err
 	}
 	cpu0, _ := cpuSeconds(mq.Pid())
-	load, err := e.runLoad(ctx, mq.URL(), rate, qos, seed)
+	load, err := e.runLoad(ctx, mq.URL(), rate, m.QoS, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +171,7 @@ func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed
 		time.Sleep(100 * time.Millisecond)
 	}
 	cpu1, _ := cpuSeconds(mq.Pid())
-	bp := &brokerPoint{QoS: qos, Repeat: repeat, Load: *load, Delivered: cnt.n.Load(), DeliveredPS: cnt.rate(),
+	bp := &brokerPoint{Mode: m, Repeat: repeat, Load: *load, Delivered: cnt.n.Load(), DeliveredPS: cnt.rate(),
 		BrokerCPU: cpu1 - cpu0, LoadAvg: loadAvg()}
 	bp.Lost = int64(load.Sent) - int64(bp.Delivered)
 	return bp, nil
@@ -173,11 +179,11 @@ func (e *env) runBroker(ctx context.Context, qos, repeat int, rate float64, seed
 
 // gatewayPoint is one run through the real gateway.
 type gatewayPoint struct {
-	QoS     int    `json:"qos"`
+	Mode    mode   `json:"mode"`
 	Repeat  int    `json:"repeat"`
 	RateArg string `json:"rate_arg"` // as given in --rates
-	// Ceiling is the broker-alone delivered rate of the same repeat and
-	// QoS; OfCeiling the achieved input rate over it.
+	// Ceiling is the broker-alone delivered rate of the same repeat, QoS
+	// and in-flight window; OfCeiling the achieved input rate over it.
 	Ceiling   float64    `json:"ceiling"`
 	OfCeiling float64    `json:"of_ceiling"`
 	Load      loadResult `json:"load"`
@@ -205,6 +211,26 @@ type gatewayPoint struct {
 	EndAnonKB   int64   `json:"end_rss_anon_kb"`
 	EndFileKB   int64   `json:"end_rss_file_kb"`
 	DrainSecs   float64 `json:"drain_seconds"`
+	// MeasureSecs is the interval the CPU and the writes below cover: load
+	// start to drained.
+	MeasureSecs float64 `json:"measure_seconds"`
+	// Flash wear, from load start to drained: what the gateway process
+	// wrote (/proc/PID/io, IOField says write_bytes or wchar) and, when the
+	// binary counts them, the outbox's bbolt write transactions and bytes
+	// (pages written) and the rules' checkpoints; -1 when absent.
+	IOWritten    int64  `json:"io_written_bytes"`
+	IOField      string `json:"io_field,omitempty"`
+	WriteTxs     int64  `json:"outbox_write_txs"`
+	BytesWritten int64  `json:"outbox_bytes_written"`
+	Commits      uint64 `json:"outbox_record_commits"`
+	Checkpoints  int64  `json:"rules_checkpoints"`
+	// DurableAcks is the source's count of messages acknowledged after a
+	// commit during the load (-1: the binary does not count them): > 0
+	// shows the point was durable.
+	DurableAcks int64   `json:"durable_acks"`
+	Redelivered uint64  `json:"redelivered"`
+	FlushOnStop bool    `json:"flush_on_stop,omitempty"`
+	InFlightSet bool    `json:"inflight_key_set,omitempty"`
 	StopSecs    float64 `json:"stop_seconds"`
 	StopOK      bool    `json:"stop_ok"`
 	Undelivered int64   `json:"undelivered"` // from the gateway's "stopped" log line, -1 unknown
@@ -221,13 +247,13 @@ type gatewayPoint struct {
 
 var undeliveredRe = regexp.MustCompile(`msg=stopped undelivered=(\d+)`)
 
-func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rateArg string, seed int64) (gp *gatewayPoint, err error) {
+func (e *env) runGateway(ctx context.Context, m mode, repeat int, rate float64, rateArg string, seed int64) (gp *gatewayPoint, err error) {
 	dir, err := os.MkdirTemp(e.work, "gw-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	mq, err := startMosquitto(e.mosquitto, dir, e.maxQueued)
+	mq, err := startMosquitto(e.mosquitto, dir, e.maxQueued, m.InFlight)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +283,9 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 		}
 		upstream, grace = fmt.Sprintf("tcp://127.0.0.1:%d", dead), time.Second
 	}
-	if err := os.WriteFile(cfg, []byte(gatewayConfig(filepath.Join(dir, "data"), mq.URL(), upstream, qos, mport, e.window, e.sourceQueue, e.readingsQueue, e.readCoalesce, grace)), 0o600); err != nil {
+	gc := gwConfig{dataDir: filepath.Join(dir, "data"), broker: mq.URL(), upstream: upstream, mode: m, inflightKey: e.caps.InFlightKey,
+		metricsPort: mport, window: e.window, sourceQueue: e.sourceQueue, readingsQueue: e.readingsQueue, readCoalesce: e.readCoalesce, grace: grace}
+	if err := os.WriteFile(cfg, []byte(gc.yaml()), 0o600); err != nil {
 		return nil, err
 	}
 	genv := append([]string(nil), e.gatewayEnv...)
@@ -266,7 +294,13 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 		prof = filepath.Join(dir, "cpu.pprof")
 		genv = append(genv, profileEnv+"="+prof)
 	}
-	gw, err := startProc(e.bin, []string{"run", "--config", cfg}, genv)
+	// SIGTERM keeps open windows in the store once windows survive a stop;
+	// --flush-on-stop emits them, so the loss check still sees every one.
+	args := []string{"run", "--config", cfg}
+	if e.caps.FlushOnStop {
+		args = append(args, "--flush-on-stop")
+	}
+	gw, err := startProc(e.bin, args, genv)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +312,8 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 			fmt.Fprintf(os.Stderr, "gateway log (tail):\n%s\n", tail(gw.out.String(), 30))
 		}
 	}()
-	gp = &gatewayPoint{QoS: qos, Repeat: repeat, RateArg: rateArg, Undelivered: -1}
+	gp = &gatewayPoint{Mode: m, Repeat: repeat, RateArg: rateArg, Undelivered: -1, FlushOnStop: e.caps.FlushOnStop,
+		InFlightSet: m.InFlight > 0 && e.caps.InFlightKey}
 
 	// Ready: the source has handed a probe reading to the pipeline, so the
 	// subscription is in place.
@@ -300,43 +335,31 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 	if err != nil {
 		return nil, err
 	}
+	io0, ioErr := ioWritten(gw.pid())
+	tm0 := time.Now()
 	bcpu0, _ := cpuSeconds(mq.Pid())
-	load, err := e.runLoad(ctx, mq.URL(), rate, qos, seed)
+	load, err := e.runLoad(ctx, mq.URL(), rate, m.QoS, seed)
 	if err != nil {
 		return nil, err
 	}
 	gp.Load = *load
-	// Drained: the source's Received count has not moved for 1.5 s (or has
-	// reached what was sent).
 	t0 := time.Now()
-	var h1 *health
-	for stable, last := 0, uint64(0); ; {
-		h, err := getHealth(ctx, mport)
-		if err != nil {
-			return nil, fmt.Errorf("healthz during drain: %w", err)
-		}
-		h1 = h
-		n := h.Components.Source.Received - h0.Components.Source.Received
-		// Everything received, the source's hand-off queue empty and the
-		// rules have taken every reading the source sent on.
-		if n >= load.Sent && h.Components.Source.Queued == 0 && h.Components.Rules.Readings >= h.Components.Source.Readings {
-			break
-		}
-		if n == last {
-			stable++
-		} else {
-			stable, last = 0, n
-		}
-		if stable >= 6 || time.Since(t0) > 120*time.Second {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
+	h1, err := waitDrained(ctx, mport, h0, load.Sent)
+	if err != nil {
+		return nil, err
 	}
 	gp.DrainSecs = time.Since(t0).Seconds()
 	cpu1, err := cpuSeconds(gw.pid())
 	if err != nil {
 		return nil, err
 	}
+	gp.IOWritten = -1
+	if io1, err := ioWritten(gw.pid()); err == nil && ioErr == nil {
+		n, field := written(io0, io1)
+		gp.IOWritten, gp.IOField = int64(n), field
+	}
+	gp.MeasureSecs = time.Since(tm0).Seconds()
+	wearDeltas(gp, h0, h1)
 	bcpu1, _ := cpuSeconds(mq.Pid())
 	if m, err := memKB(gw.pid(), "VmHWM", "VmRSS", "RssAnon", "RssFile"); err == nil {
 		gp.PeakRSSKB = m["VmHWM"]
@@ -384,7 +407,8 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 		gp.CPUPerMM = gp.CPU / (float64(gp.Received) / 1e6)
 	}
 
-	// Stop: SIGTERM flushes the open windows; the uplink delivers within
+	// Stop: SIGTERM flushes the open windows (with --flush-on-stop where
+	// windows otherwise survive a stop); the uplink delivers within
 	// shutdown_grace.
 	ts := time.Now()
 	gp.StopOK = gw.stop(syscall.SIGTERM, 90*time.Second) && gw.err == nil
@@ -413,6 +437,56 @@ func (e *env) runGateway(ctx context.Context, qos, repeat int, rate float64, rat
 		gp.Notes += fmt.Sprintf("check: %+v; ", gp.Compare)
 	}
 	return gp, nil
+}
+
+// waitDrained polls /healthz until the gateway has taken in sent messages
+// since h0 (or the source's Received count has not moved for 1.5 s, or 120
+// s passed) and returns the last snapshot.
+func waitDrained(ctx context.Context, port int, h0 *health, sent uint64) (*health, error) {
+	t0 := time.Now()
+	for stable, last := 0, uint64(0); ; {
+		h, err := getHealth(ctx, port)
+		if err != nil {
+			return nil, fmt.Errorf("healthz during drain: %w", err)
+		}
+		src := h.Components.Source
+		n := src.Received - h0.Components.Source.Received
+		// Everything received, the source's hand-off queue empty, the
+		// rules have taken every reading the source sent on and no
+		// durable message waits for its commit.
+		if n >= sent && src.Queued == 0 && h.Components.Rules.Readings >= src.Readings && src.PendingAcks == 0 {
+			return h, nil
+		}
+		// A durable source whose acks wait for a timed commit receives
+		// nothing meanwhile: that is not the end of the stream.
+		if n == last && src.PendingAcks == 0 {
+			stable++
+		} else {
+			stable, last = 0, n
+		}
+		if stable >= 6 || time.Since(t0) > 120*time.Second {
+			return h, nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// wearDeltas fills gp's outbox, checkpoint and durable-ack counts from two
+// snapshots; -1 where the binary does not report them.
+func wearDeltas(gp *gatewayPoint, h0, h1 *health) {
+	delta := func(a, b *uint64) int64 {
+		if a == nil || b == nil {
+			return -1
+		}
+		return int64(*b - *a)
+	}
+	o0, o1 := h0.Components.Outbox, h1.Components.Outbox
+	gp.WriteTxs = delta(o0.WriteTxs, o1.WriteTxs)
+	gp.BytesWritten = delta(o0.BytesWritten, o1.BytesWritten)
+	gp.Commits = o1.Commits - o0.Commits
+	gp.Checkpoints = delta(h0.Components.Rules.Checkpoints, h1.Components.Rules.Checkpoints)
+	gp.DurableAcks = delta(h0.durableAcks(), h1.durableAcks())
+	gp.Redelivered = h1.Components.Source.Redelivered - h0.Components.Source.Redelivered
 }
 
 // waitIngesting publishes a probe reading every 200 ms until the gateway

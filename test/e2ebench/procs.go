@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,10 +157,45 @@ func tail(s string, n int) string {
 
 // startMosquitto starts a Debian mosquitto on a free loopback port with a
 // config in dir: anonymous, no persistence, generous queues, $SYS every
-// second.
-func startMosquitto(bin, dir string, maxQueued int) (*mqtttest.Mosquitto, error) {
-	return mqtttest.LaunchMosquitto(mqtttest.MosquittoConfig{Bin: bin, Dir: dir,
-		Conf: fmt.Sprintf("allow_anonymous true\nmax_queued_messages %d\nsys_interval 1\n", maxQueued)})
+// second; inflight > 0 sets max_inflight_messages (0 keeps mosquitto's 20).
+func startMosquitto(bin, dir string, maxQueued, inflight int) (*mqtttest.Mosquitto, error) {
+	conf := fmt.Sprintf("allow_anonymous true\nmax_queued_messages %d\nsys_interval 1\n", maxQueued)
+	if inflight > 0 {
+		conf += fmt.Sprintf("max_inflight_messages %d\n", inflight)
+	}
+	return mqtttest.LaunchMosquitto(mqtttest.MosquittoConfig{Bin: bin, Dir: dir, Conf: conf})
+}
+
+// ioCounts is what a process has written, from /proc/PID/io: write_bytes
+// (what it sent to the block layer) and wchar (every write(2), sockets
+// included).
+type ioCounts struct{ writeBytes, wchar uint64 }
+
+func ioWritten(pid int) (ioCounts, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return ioCounts{}, err
+	}
+	vals := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			vals[k], _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	if _, ok := vals["wchar"]; !ok {
+		return ioCounts{}, fmt.Errorf("/proc/%d/io: no wchar", pid)
+	}
+	return ioCounts{vals["write_bytes"], vals["wchar"]}, nil
+}
+
+// written is the bytes written between a and b and which field says so:
+// write_bytes, or wchar where the kernel does not account write_bytes
+// (as buffer/bench_test.go does).
+func written(a, b ioCounts) (uint64, string) {
+	if b.writeBytes > 0 {
+		return b.writeBytes - a.writeBytes, "write_bytes"
+	}
+	return b.wchar - a.wchar, "wchar"
 }
 
 // health is the part of the gateway's /healthz document the benchmark reads
@@ -174,13 +210,23 @@ type health struct {
 			Queued       int
 			Connected    bool
 			DecodeErrors map[string]uint64
+			// Durable acknowledgements: DurableAcked (the durable
+			// mqttsub), Journaled (its journal-era name); nil when the
+			// binary has neither.
+			DurableAcked *uint64
+			Journaled    *uint64
+			PendingAcks  int64
+			Redelivered  uint64
 		} `json:"source_mqtt0"`
 		Rules struct {
-			Readings  uint64
-			Rejected  uint64
-			Late      uint64
-			Overflow  uint64
-			Summaries uint64
+			Readings    uint64
+			Rejected    uint64
+			Late        uint64
+			Overflow    uint64
+			Summaries   uint64
+			OpenWindows int64
+			Keys        int64
+			Checkpoints *uint64 // nil: a binary without checkpoints
 		} `json:"rules"`
 		Uplink struct {
 			Sent, Acked, Errors uint64
@@ -194,6 +240,10 @@ type health struct {
 				Dropped  map[string]uint64
 			}
 			FileSize int64
+			Commits  uint64
+			// nil: a binary that does not count them.
+			WriteTxs     *uint64
+			BytesWritten *uint64
 		} `json:"outbox"`
 	} `json:"components"`
 }
@@ -220,23 +270,52 @@ func getHealth(ctx context.Context, port int) (*health, error) {
 	return &h, nil
 }
 
-// gatewayConfig is the gateway under test: one MQTT source on the
-// simulator's topic, 10 s tumbling windows over every sensor and metric,
-// summaries upstream over MQTT QoS 1 to the same broker under bench/.
-// sourceQueue and readingsQueue, when > 0, set sources.mqtt[0].queue_size
-// and gateway.queue_size (0 keeps the gateway's defaults); readCoalesce,
-// when not empty, sources.mqtt[0].read_coalesce.
-// upstream is the uplink's broker URL; grace the shutdown grace.
-func gatewayConfig(dataDir, broker, upstream string, qos, metricsPort int, window string, sourceQueue, readingsQueue int, readCoalesce string, grace time.Duration) string {
-	extraSrc, extraGw := "", ""
-	if sourceQueue > 0 {
-		extraSrc = fmt.Sprintf("\n      queue_size: %d", sourceQueue)
+// durableAcks is the source's count of messages acknowledged after a
+// commit, or nil when the binary does not count them.
+func (h *health) durableAcks() *uint64 {
+	if s := h.Components.Source; s.DurableAcked != nil {
+		return s.DurableAcked
 	}
-	if readCoalesce != "" {
-		extraSrc += fmt.Sprintf("\n      read_coalesce: %s", readCoalesce)
+	return h.Components.Source.Journaled
+}
+
+// gwConfig is the gateway under test: one MQTT source on the simulator's
+// topic, tumbling windows over every sensor and metric, summaries upstream
+// over MQTT QoS 1 under bench/.
+type gwConfig struct {
+	dataDir     string
+	broker      string // the source's broker
+	upstream    string // the uplink's broker URL
+	mode        mode
+	inflightKey bool // the binary knows sources.mqtt[].inflight
+	metricsPort int
+	window      string
+	// sourceQueue and readingsQueue, when > 0, set
+	// sources.mqtt[0].queue_size and gateway.queue_size; readCoalesce,
+	// when not empty, sources.mqtt[0].read_coalesce.
+	sourceQueue, readingsQueue int
+	readCoalesce               string
+	grace                      time.Duration
+}
+
+func (c gwConfig) yaml() string {
+	extraSrc, extraGw, extraSub := "", "", ""
+	if c.sourceQueue > 0 {
+		extraSrc = fmt.Sprintf("\n      queue_size: %d", c.sourceQueue)
 	}
-	if readingsQueue > 0 {
-		extraGw = fmt.Sprintf("\n  queue_size: %d", readingsQueue)
+	if c.readCoalesce != "" {
+		extraSrc += fmt.Sprintf("\n      read_coalesce: %s", c.readCoalesce)
+	}
+	if c.mode.InFlight > 0 && c.inflightKey {
+		extraSrc += fmt.Sprintf("\n      inflight: %d", c.mode.InFlight)
+	}
+	if c.readingsQueue > 0 {
+		extraGw = fmt.Sprintf("\n  queue_size: %d", c.readingsQueue)
+	}
+	// A durable point leaves durable at the gateway's default (durable for
+	// QoS 1), so that it measures what a user gets without asking.
+	if c.mode.QoS > 0 && !c.mode.Durable {
+		extraSub = "\n          durable: false"
 	}
 	return fmt.Sprintf(`gateway:
   id: bench
@@ -254,7 +333,7 @@ sources:
         - topic: "sensors/+/telemetry"
           qos: %d
           format: json
-          json: {sensor_topic_segment: 1, time_field: ts, time_format: unix_ms}
+          json: {sensor_topic_segment: 1, time_field: ts, time_format: unix_ms}%s
 rules:
   windows:
     - {name: w, sensor: "*", metric: "*", type: tumbling, size: %s, lateness: 2s}
@@ -264,5 +343,33 @@ uplinks:
     url: %s
     client_id: e2ebench-gw-up
     topic: "bench/{gateway}/{lane}"
-`, dataDir, grace, extraGw, metricsPort, broker, extraSrc, qos, window, upstream)
+`, c.dataDir, c.grace, extraGw, c.metricsPort, c.broker, extraSrc, c.mode.QoS, extraSub, c.window, c.upstream)
+}
+
+// capabilities is what the gateway binary supports of the durable-ingest
+// work, probed once: the benchmark runs old and new binaries alike.
+type capabilities struct {
+	FlushOnStop bool `json:"run_flush_on_stop"`
+	InFlightKey bool `json:"source_inflight_key"`
+}
+
+// probeCapabilities asks `run --help` for --flush-on-stop and `validate`
+// whether a config with sources.mqtt[0].inflight is accepted (unknown keys
+// are errors).
+func probeCapabilities(bin, dir string) (capabilities, error) {
+	var c capabilities
+	out, _ := exec.Command(bin, "run", "--help").CombinedOutput()
+	c.FlushOnStop = strings.Contains(string(out), "flush-on-stop")
+	cfg := filepath.Join(dir, "probe.yaml")
+	y := gwConfig{dataDir: filepath.Join(dir, "probe-data"), broker: "tcp://127.0.0.1:1", upstream: "tcp://127.0.0.1:1",
+		mode: mode{QoS: 1, InFlight: 20}, inflightKey: true, metricsPort: 1, window: "10s", grace: time.Second}.yaml()
+	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+		return c, err
+	}
+	vout, err := exec.Command(bin, "validate", "--config", cfg).CombinedOutput()
+	c.InFlightKey = err == nil
+	if err != nil && !strings.Contains(string(vout), "inflight") {
+		return c, fmt.Errorf("validate of the benchmark's config failed: %v: %s", err, strings.TrimSpace(string(vout)))
+	}
+	return c, nil
 }

@@ -29,11 +29,12 @@ func collect[T any](ps []T, f func(T) float64) []float64 {
 	return out
 }
 
-// ceilings returns the broker-alone max runs of one QoS.
-func ceilings(res *results, q int) []*brokerPoint {
+// ceilings returns the broker-alone max runs of one QoS and in-flight
+// window (q.brokerKey()).
+func ceilings(res *results, q mode) []*brokerPoint {
 	var out []*brokerPoint
 	for _, b := range res.Broker {
-		if b.QoS == q && b.Load.Target == 0 {
+		if b.Mode == q.brokerKey() && b.Load.Target == 0 {
 			out = append(out, b)
 		}
 	}
@@ -45,7 +46,7 @@ func mb(kb float64) string { return fmt.Sprintf("%.1f", kb/1024) }
 // report prints the markdown for BENCHMARKS.md: the machine, the command,
 // the broker-alone ceilings, the gateway points (medians over repeats) and
 // the issue's targets with their verdicts.
-func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
+func report(w io.Writer, res *results, modes []mode, rates []rateSpec) {
 	m := res.Machine
 	fmt.Fprintf(w, "### End-to-end through mosquitto (`%s`)\n\n", res.Command)
 	fmt.Fprintf(w, "Machine: %d CPUs, %s, %s, %s, Linux %s. Run %s to %s (UTC); load average at start %s, at end %s.\n",
@@ -60,22 +61,33 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 	if res.Settings.ReadingsQueue > 0 {
 		genv += fmt.Sprintf(", gateway.queue_size %d", res.Settings.ReadingsQueue)
 	}
+	if len(res.Broker) == 0 && len(res.Gateway) == 0 && len(res.Startup) > 0 {
+		// --startup-only: no matrix ran.
+		fmt.Fprintf(w, "Settings: JSON payloads of 2 readings (temperature, humidity) per message, mosquitto max_queued_messages %d%s.\n", res.Settings.MaxQueued, genv)
+		reportStartup(w, res)
+		reportTail(w, res)
+		return
+	}
 	fmt.Fprintf(w, "Settings: %d sensors, %s per point, %d repeat(s) (medians shown), %s tumbling windows, JSON payloads of 2 readings (temperature, humidity) per message, mosquitto max_queued_messages %d%s.\n\n",
 		res.Settings.Sensors, res.Settings.Duration, res.Settings.Repeat, res.Settings.Window, res.Settings.MaxQueued, genv)
 
 	fmt.Fprintln(w, "Broker alone (simulate -> mosquitto -> bare paho subscriber), publishing as fast as the load generator can:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| QoS | runs | published msg/s | delivered msg/s (ceiling) | delivered / published | broker CPU-s per M msgs |")
+	fmt.Fprintln(w, "| QoS (@ max_inflight_messages) | runs | published msg/s | delivered msg/s (ceiling) | delivered / published | broker CPU-s per M msgs |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	ceil := map[int]float64{}
-	for _, q := range qoss {
-		bs := ceilings(res, q)
+	ceil := map[mode]float64{}
+	for _, q := range modes {
+		k := q.brokerKey()
+		if _, done := ceil[k]; done {
+			continue
+		}
+		bs := ceilings(res, k)
 		if len(bs) == 0 {
 			continue
 		}
-		ceil[q] = median(collect(bs, func(b *brokerPoint) float64 { return b.DeliveredPS }))
-		fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %.4f | %.2f |\n", q, len(bs),
-			median(collect(bs, func(b *brokerPoint) float64 { return b.Load.Rate })), ceil[q],
+		ceil[k] = median(collect(bs, func(b *brokerPoint) float64 { return b.DeliveredPS }))
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.4f | %.2f |\n", k, len(bs),
+			median(collect(bs, func(b *brokerPoint) float64 { return b.Load.Rate })), ceil[k],
 			median(collect(bs, func(b *brokerPoint) float64 { return float64(b.Delivered) / math.Max(1, float64(b.Load.Sent)) })),
 			median(collect(bs, func(b *brokerPoint) float64 { return b.BrokerCPU / math.Max(1e-9, float64(b.Delivered)/1e6) })))
 	}
@@ -92,21 +104,28 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 		fmt.Fprintln(w, "| QoS | rate | repeat | published msg/s | delivered | lost |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|")
 		for _, b := range ref {
-			fmt.Fprintf(w, "| %d | %.0f | %d | %.0f | %d | %d |\n", b.QoS, b.Load.Target, b.Repeat, b.Load.Rate, b.Delivered, b.Lost)
+			fmt.Fprintf(w, "| %s | %.0f | %d | %.0f | %d | %d |\n", b.Mode, b.Load.Target, b.Repeat, b.Load.Rate, b.Delivered, b.Lost)
 		}
 	}
 
 	if res.Settings.UplinkDown {
-		reportUplinkDown(w, res, qoss, rates)
+		reportUplinkDown(w, res)
 		return
 	}
+	reportGateway(w, res, modes, rates, ceil)
+	reportStartup(w, res)
+	reportTail(w, res)
+}
+
+// reportGateway prints the gateway tables and the targets.
+func reportGateway(w io.Writer, res *results, modes []mode, rates []rateSpec, ceil map[mode]float64) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Through the gateway (simulate -> mosquitto -> sensorgate -> summaries -> mosquitto -> collector); loss = readings sent (truth file) - readings counted in the summaries upstream; CPU and RSS are the gateway process's (/proc/PID/stat utime+stime from load start until drained, VmHWM):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| QoS | rate | runs | achieved msg/s | % of ceiling | readings sent | loss (median / worst) | CPU-s per M readings | CPU-s per M msgs | gateway/broker CPU | drain s | peak RSS MB | RSS drained MB (anon + file) | idle RSS MB (anon + file) |")
+	fmt.Fprintln(w, "| mode | rate | runs | achieved msg/s | % of ceiling | readings sent | loss (median / worst) | CPU-s per M readings | CPU-s per M msgs | gateway/broker CPU | drain s | peak RSS MB | RSS drained MB (anon + file) | idle RSS MB (anon + file) |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	type row struct {
-		q    int
+		q    mode
 		r    rateSpec
 		pts  []*gatewayPoint
 		ach  float64
@@ -114,16 +133,16 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 		wst  uint64
 	}
 	var rows []row
-	for _, q := range qoss {
+	for _, q := range modes {
 		for _, r := range rates {
 			var pts []*gatewayPoint
 			for _, g := range res.Gateway {
-				if g.QoS == q && g.RateArg == r.arg {
+				if g.Mode == q && g.RateArg == r.arg {
 					pts = append(pts, g)
 				}
 			}
 			if len(pts) == 0 {
-				fmt.Fprintf(w, "| %d | %s | 0 | skipped or failed (see below) | | | | | | | | | | |\n", q, r.arg)
+				fmt.Fprintf(w, "| %s | %s | 0 | skipped or failed (see below) | | | | | | | | | | |\n", q, r.arg)
 				continue
 			}
 			rw := row{q: q, r: r, pts: pts}
@@ -142,7 +161,7 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 			if rw.wst > 0 {
 				lossCell += fmt.Sprintf(" (%.3f%%)", worstPct)
 			}
-			fmt.Fprintf(w, "| %d | %s | %d | %.0f | %s | %.0f | %s | %.2f | %.2f | %.2f | %.1f | %s | %s | %s |\n",
+			fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %.0f | %s | %.2f | %.2f | %.2f | %.1f | %s | %s | %s |\n",
 				q, r.arg, len(pts), rw.ach, pct,
 				median(collect(pts, func(g *gatewayPoint) float64 { return float64(g.Load.Readings) })),
 				lossCell,
@@ -160,6 +179,8 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 		}
 	}
 
+	reportDurability(w, res, modes, rates)
+
 	// Where the loss happened, for every point that lost something.
 	var lossy []*gatewayPoint
 	for _, g := range res.Gateway {
@@ -171,31 +192,32 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Points with loss or check failures (received = MQTT messages the gateway's source got; broker dropped = mosquitto's $SYS publish/messages/dropped; dropped = the source's QoS 0 hand-off drops; late = readings the windows dropped as late; undelivered = left in the outbox at stop):")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| QoS | rate | rep | sent msgs | received | broker dropped | dropped | decode errors | late | loss | undelivered | notes |")
+		fmt.Fprintln(w, "| mode | rate | rep | sent msgs | received | broker dropped | dropped | decode errors | late | loss | undelivered | notes |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 		for _, g := range lossy {
-			fmt.Fprintf(w, "| %d | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", g.QoS, g.RateArg, g.Repeat,
+			fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", g.Mode, g.RateArg, g.Repeat,
 				g.Load.Sent, g.Received, g.BrokerDrops, g.Dropped, g.DecodeErrs, g.Late, g.Loss, g.Undelivered, strings.TrimSuffix(g.Notes, "; "))
 		}
 	}
 
-	// The end-to-end targets (docs/design.md).
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Targets (docs/design.md, end to end):")
-	fmt.Fprintln(w)
-	if c, ok := ceil[0]; ok && c > 0 {
+	// The end-to-end targets (docs/design.md, issue 13), under a heading
+	// only when a point measured one.
+	out := w
+	var tw strings.Builder
+	w = &tw
+	if c, ok := ceil[mode{}]; ok && c > 0 {
 		// Every QoS 0 run is one sample: its input rate as a fraction of
 		// the ceiling of its own repeat, with or without loss. Zero loss
 		// holds up to the highest lossless fraction below the lowest lossy
 		// one.
 		lowestLossy, best := math.Inf(1), 0.0
 		for _, g := range res.Gateway {
-			if g.QoS == 0 && g.Repeat > 0 && g.Loss > 0 {
+			if g.Mode == (mode{}) && g.Repeat > 0 && g.Loss > 0 {
 				lowestLossy = math.Min(lowestLossy, g.OfCeiling)
 			}
 		}
 		for _, g := range res.Gateway {
-			if g.QoS == 0 && g.Repeat > 0 && g.Loss == 0 && g.OfCeiling < lowestLossy {
+			if g.Mode == (mode{}) && g.Repeat > 0 && g.Loss == 0 && g.OfCeiling < lowestLossy {
 				best = math.Max(best, g.OfCeiling)
 			}
 		}
@@ -210,7 +232,7 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 		fmt.Fprintf(w, "- Zero loss up to >= 95%% of the broker-alone ceiling at QoS 0 (each run against the ceiling of its own repeat; median ceiling %.0f msg/s): zero loss up to %.0f%%, %s: %s\n",
 			c, 100*best, lossy, v)
 	}
-	for _, q := range qoss {
+	for _, q := range modes {
 		for _, rw := range rows {
 			if rw.q != q || rw.r.rate != 20000 {
 				continue
@@ -219,11 +241,22 @@ func report(w io.Writer, res *results, qoss []int, rates []rateSpec) {
 			cpuM := median(collect(rw.pts, func(g *gatewayPoint) float64 { return g.CPUPerMM }))
 			rss := median(collect(rw.pts, func(g *gatewayPoint) float64 { return float64(g.PeakRSSKB) }))
 			idle := median(collect(rw.pts, func(g *gatewayPoint) float64 { return float64(g.IdleRSSKB) }))
-			fmt.Fprintf(w, "- QoS %d, 20k msg/s: %.2f CPU-s per million readings (%.2f per million messages; target <= 4): %s\n", q, cpu, cpuM, verdict(cpu <= 4))
-			fmt.Fprintf(w, "- QoS %d, 20k msg/s, %d sensors: peak RSS %s MB (target < 15): %s; idle RSS %s MB (target < 10): %s\n",
+			fmt.Fprintf(w, "- QoS %s, 20k msg/s: %.2f CPU-s per million readings (%.2f per million messages; target <= 4): %s\n", q, cpu, cpuM, verdict(cpu <= 4))
+			fmt.Fprintf(w, "- QoS %s, 20k msg/s, %d sensors: peak RSS %s MB (target < 15): %s; idle RSS %s MB (target < 10): %s\n",
 				q, res.Settings.Sensors, mb(rss), verdict(rss < 15*1024), mb(idle), verdict(idle < 10*1024))
 		}
 	}
+	durabilityTargets(w, res, modes)
+	if tw.Len() > 0 {
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "Targets (docs/design.md and issue 13, end to end):")
+		fmt.Fprintln(out)
+		fmt.Fprint(out, tw.String())
+	}
+}
+
+// reportTail prints what was skipped or failed and the profile.
+func reportTail(w io.Writer, res *results) {
 	if len(res.Skipped) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Skipped:")
@@ -261,14 +294,14 @@ func verdict(ok bool) string {
 
 // reportUplinkDown prints the --uplink-down table: memory while the
 // summaries pile up in the outbox.
-func reportUplinkDown(w io.Writer, res *results, qoss []int, rates []rateSpec) {
+func reportUplinkDown(w io.Writer, res *results) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Uplink down (the uplink points at a closed port; every summary stays in the outbox; no loss check):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| QoS | rate | rep | achieved msg/s | CPU-s per M readings | idle RSS MB | peak RSS MB | RSS drained MB (anon + file) | outbox records | outbox bytes | outbox file MB | outbox drops |")
+	fmt.Fprintln(w, "| mode | rate | rep | achieved msg/s | CPU-s per M readings | idle RSS MB | peak RSS MB | RSS drained MB (anon + file) | outbox records | outbox bytes | outbox file MB | outbox drops |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, g := range res.Gateway {
-		fmt.Fprintf(w, "| %d | %s | %d | %.0f | %.2f | %s | %s | %s (%s + %s) | %d | %d | %.1f | %d |\n", g.QoS, g.RateArg, g.Repeat,
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.2f | %s | %s | %s (%s + %s) | %d | %d | %.1f | %d |\n", g.Mode, g.RateArg, g.Repeat,
 			g.Load.Rate, g.CPUPerMR, mb(float64(g.IdleRSSKB)), mb(float64(g.PeakRSSKB)), mb(float64(g.EndRSSKB)),
 			mb(float64(g.EndAnonKB)), mb(float64(g.EndFileKB)), g.OutboxDepth, g.OutboxBytes, float64(g.OutboxFile)/(1<<20), g.OutboxDrops)
 	}
