@@ -280,14 +280,15 @@ func TestUpstreamOutage(t *testing.T) {
 }
 
 // TestShutdownFlushesOpenWindows: with windows far longer than the test,
-// SIGTERM must flush them, and the uplink must deliver them before exit.
+// SIGTERM under --flush-on-stop (decommissioning) must flush them, and the
+// uplink must deliver them before exit.
 func TestShutdownFlushesOpenWindows(t *testing.T) {
 	dir := t.TempDir()
 	local := startBroker(t)
 	upstream := startBroker(t)
 	col := collect(upstream, "up/#")
 	mport := mqtttest.FreePort(t)
-	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.URL(), upstream.URL(), mport, "1h")))
+	g := startGateway(t, writeConfig(t, dir, e2eConfig(dir, local.URL(), upstream.URL(), mport, "1h")), "--flush-on-stop")
 	waitIngesting(t, local.URL(), mport)
 	pubc := client(t, local.URL(), "flush-sensors")
 	s := newSender(3)

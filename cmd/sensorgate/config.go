@@ -54,6 +54,18 @@ type GatewayConfig struct {
 	// what the outbox holds before it closes; what is left stays in the
 	// outbox for the next start. Default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// CheckpointDelay is how long the rules wait, at most, before they
+	// commit a checkpoint holding durable readings (whose PUBACKs wait for
+	// it) or emitted summaries and alerts; a checkpoint is made sooner when
+	// the broker's in-flight window (sources.mqtt[].inflight) is full.
+	// Longer spares the flash at low rates; shorter lowers the latency of
+	// acknowledgements. Default 250ms.
+	CheckpointDelay time.Duration `yaml:"checkpoint_delay"`
+	// CheckpointInterval is how often window state changed only by
+	// non-durable readings (QoS 0, the simulator) is committed; what such
+	// readings changed since the last checkpoint is lost in a crash (a
+	// clean stop commits it). Default 5s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (see
 	// runtime/debug.SetMemoryLimit): past it the garbage collector works
 	// harder instead of letting the heap double, so that a burst (large
@@ -128,6 +140,12 @@ func (c *Config) defaults() {
 	if c.Gateway.QueueSize == 0 {
 		c.Gateway.QueueSize = 4096
 	}
+	if c.Gateway.CheckpointDelay == 0 {
+		c.Gateway.CheckpointDelay = 250 * time.Millisecond
+	}
+	if c.Gateway.CheckpointInterval == 0 {
+		c.Gateway.CheckpointInterval = 5 * time.Second
+	}
 	if c.Gateway.ShutdownGrace == 0 {
 		c.Gateway.ShutdownGrace = 5 * time.Second
 	}
@@ -201,6 +219,12 @@ func (c *Config) validate() error {
 	}
 	if c.Gateway.ShutdownGrace < 0 {
 		errs = append(errs, ingest.FieldErrorf("gateway.shutdown_grace", "must be >= 0"))
+	}
+	if d := c.Gateway.CheckpointDelay; d < time.Millisecond || d > 10*time.Second {
+		errs = append(errs, ingest.FieldErrorf("gateway.checkpoint_delay", "must be between 1ms and 10s (is %s)", d))
+	}
+	if d := c.Gateway.CheckpointInterval; d < c.Gateway.CheckpointDelay || d > 10*time.Minute {
+		errs = append(errs, ingest.FieldErrorf("gateway.checkpoint_interval", "must be between checkpoint_delay and 10m (is %s)", d))
 	}
 	if l := c.Gateway.MemoryLimit; l != -1 && l != 0 && l < minMemoryLimit {
 		errs = append(errs, ingest.FieldErrorf("gateway.memory_limit", "must be at least 33554432 (32 MiB), 0 for a quarter of the machine's memory, or -1 for no limit, got %d", l))

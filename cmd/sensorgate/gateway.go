@@ -33,6 +33,10 @@ type Main struct {
 	// Reload receives a value for each reload request (SIGHUP in the
 	// command); nil never reloads.
 	Reload <-chan os.Signal
+	// FlushOnStop (run --flush-on-stop) emits every open window as final
+	// when Run stops, instead of keeping it in the store for the next
+	// start: for a gateway being decommissioned.
+	FlushOnStop bool
 
 	lock        *dirLock
 	outbox      *buffer.Outbox
@@ -132,9 +136,10 @@ func (m *Main) Close() error {
 	return err
 }
 
-// Run runs the pipeline until ctx is done, then stops it source-first:
-// windows are flushed into the outbox, the outbox commits, and the uplinks
-// get gateway.shutdown_grace to deliver. A reload request replaces the
+// Run restores the state of the last checkpoint, runs the pipeline until
+// ctx is done, then stops it source-first: the rules commit a last
+// checkpoint (open windows stay in the store), the outbox commits, and
+// the uplinks get gateway.shutdown_grace to deliver. A reload request replaces the
 // pipeline in place, handing its open windows over. A part that fails
 // stops the pipeline the same way and Run returns its error.
 func (m *Main) Run(ctx context.Context) error {
@@ -145,6 +150,15 @@ func (m *Main) Run(ctx context.Context) error {
 	p, err := m.newPipeline(cfg)
 	if err != nil {
 		return err
+	}
+	// The state of the last checkpoint comes back before any input is
+	// accepted: open windows, stage and alert state. Windows that closed
+	// while the gateway was down are emitted at the engine's first tick.
+	if err := p.engine.Restore(loadRules(ob)); err != nil {
+		if p.broker != nil {
+			p.broker.Close()
+		}
+		return fmt.Errorf("restore: %w", err)
 	}
 	for {
 		p.register(m.metrics)
@@ -180,7 +194,11 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 		}
 		if next == nil {
-			m.Logger.Info("stopping: sources first, then flushing windows and the outbox")
+			if m.FlushOnStop {
+				m.Logger.Info("stopping: sources first, then every open window emitted as final (--flush-on-stop), then the outbox")
+			} else {
+				m.Logger.Info("stopping: sources first, then a last checkpoint (open windows are kept for the next start), then the outbox")
+			}
 			p.stop(cfg.Gateway.ShutdownGrace, false)
 			m.Logger.Info("stopped", "undelivered", outboxDepth(ob))
 			return nil
@@ -201,7 +219,7 @@ func (m *Main) Run(ctx context.Context) error {
 		} else {
 			cfg = next
 		}
-		if err := np.engine.Adopt(context.Background(), p.engine, newOutboxSink(ob)); err != nil {
+		if err := np.engine.Adopt(context.Background(), p.engine, np.sink); err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
 		p = np

@@ -76,9 +76,14 @@ type testMain struct {
 
 // startMain writes the config that mkConfig returns for a fresh data dir,
 // opens a Main on it and runs it until stop.
-func startMain(t *testing.T, mkConfig func(dir string) string, extra func() []namedSource) *testMain {
+func startMain(t *testing.T, mkConfig func(dir string) string, extra func() []namedSource, opts ...func(*Main)) *testMain {
 	t.Helper()
-	dir := t.TempDir()
+	return startMainIn(t, t.TempDir(), mkConfig, extra, opts...)
+}
+
+// startMainIn is startMain on the data dir of an earlier one (a restart).
+func startMainIn(t *testing.T, dir string, mkConfig func(dir string) string, extra func() []namedSource, opts ...func(*Main)) *testMain {
+	t.Helper()
 	tm := &testMain{t: t, dir: dir, cfgPath: filepath.Join(dir, "sensorgate.yaml"), log: &mqtttest.SyncBuffer{},
 		reload: make(chan os.Signal, 1), pipelines: make(chan *pipeline, 4), done: make(chan error, 1)}
 	tm.writeConfig(mkConfig(dir))
@@ -90,6 +95,9 @@ func startMain(t *testing.T, mkConfig func(dir string) string, extra func() []na
 		Logger:       slog.New(slog.NewTextHandler(tm.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		started:      func(p *pipeline) { tm.pipelines <- p },
 		extraSources: extra}
+	for _, o := range opts {
+		o(tm.m)
+	}
 	if err := tm.m.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +259,8 @@ func checkOnce(t *testing.T, sums []*ingest.Summary, sent map[string]uint64) {
 	}
 }
 
-// TestMainCleanStop: cancelling Run flushes the open windows into the
+// TestMainCleanStop: cancelling Run with FlushOnStop (run
+// --flush-on-stop, decommissioning) flushes the open windows into the
 // outbox and commits them, and the final drain waits (woken by the
 // outbox's acks, within gateway.shutdown_grace) until the uplink delivered
 // them: here the upstream broker is down when the stop begins and comes
@@ -263,7 +272,8 @@ func TestMainCleanStop(t *testing.T) {
 	upstream := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
 	rec := upstream.Record("up/gw-main/summaries")
 	before := runtime.NumGoroutine()
-	tm := startMain(t, func(dir string) string { return mainConfig(dir, source.URL(), upstream.URL(), "60s") }, nil)
+	tm := startMain(t, func(dir string) string { return mainConfig(dir, source.URL(), upstream.URL(), "60s") }, nil,
+		func(m *Main) { m.FlushOnStop = true })
 	p := tm.pipeline()
 	waitIngesting(t, p)
 	base := p.engine.Stats().Readings

@@ -26,6 +26,7 @@ type pipeline struct {
 	broker  *broker.Broker // nil unless broker.enabled
 	sources []namedSource
 	engine  *rules.Engine
+	sink    *outboxSink // the engine's sink and committer, also for Adopt
 	uplinks []*uplink.Uplink
 
 	readings chan ingest.Reading
@@ -118,11 +119,17 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		Meta:   func(sensor string) map[string]string { return meta[sensor] },
 		Logger: logger.With("component", "rules"),
 		Door:   &rules.Door{Validation: cfg.Validation, Sensors: specs, Clock: clk},
+		Commit: &rules.CommitPolicy{
+			MaxReceipts:  inFlight(cfg),
+			MaxDelay:     cfg.Gateway.CheckpointDelay,
+			StateEvery:   cfg.Gateway.CheckpointInterval,
+			FlushOnClose: m.FlushOnStop,
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
-	p.engine = eng
+	p.engine, p.sink = eng, newOutboxSink(ob)
 	for _, uc := range cfg.Uplinks {
 		u, err := newUplink(uc, ob, uplink.Options{Gateway: cfg.Gateway.ID, Version: version, Logger: logger.With("component", "uplink")}, stdout)
 		if err != nil {
@@ -131,6 +138,28 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		p.uplinks = append(p.uplinks, u)
 	}
 	return p, nil
+}
+
+// inFlight is the checkpoint trigger for receipts: the smallest in-flight
+// window among the durable MQTT sources, the number of unacknowledged
+// messages after which their broker stops sending until it gets PUBACKs.
+func inFlight(cfg *Config) int {
+	n := 0
+	for _, mc := range cfg.Sources.MQTT {
+		if mc.InFlight > 0 && (n == 0 || mc.InFlight < n) && durableSource(mc) {
+			n = mc.InFlight
+		}
+	}
+	return n // 0: the engine's default
+}
+
+func durableSource(mc mqttsub.Config) bool {
+	for _, s := range mc.Subscriptions {
+		if s.QoS > 0 && (s.Durable == nil || *s.Durable) {
+			return true
+		}
+	}
+	return false
 }
 
 // sensorMeta builds the static metadata attached to summaries and alerts:
@@ -181,7 +210,7 @@ func (p *pipeline) start() {
 	p.readings = make(chan ingest.Reading, p.cfg.Gateway.QueueSize)
 	eng := p.stages.add(p.drainRules)
 	eng.run("rules", func(ctx context.Context) error {
-		return p.engine.Run(ctx, p.readings, newOutboxSink(p.outbox))
+		return p.engine.Run(ctx, p.readings, p.sink)
 	})
 	if p.broker != nil {
 		p.stages.add(nil).run("broker", p.broker.Run)
@@ -199,10 +228,11 @@ func (p *pipeline) fail(err error) {
 	}
 }
 
-// stop stops from the source end: sources, then the rules (which flush
-// their open windows into the outbox when their input closes, unless they
-// are handed over to the next config's engine), then the outbox's pending
-// appends; then the uplinks get up to grace to deliver.
+// stop stops from the source end: sources, then the rules (which commit
+// a last checkpoint when their input closes: open windows stay in the
+// store for the next start, or for the next config's engine on a reload;
+// with --flush-on-stop they are emitted as final first), then the outbox's
+// pending appends; then the uplinks get up to grace to deliver.
 func (p *pipeline) stop(grace time.Duration, handover bool) {
 	if handover {
 		p.engine.PrepareHandover()
@@ -212,11 +242,12 @@ func (p *pipeline) stop(grace time.Duration, handover bool) {
 }
 
 // drainRules closes the rules' input once the sources (and the broker
-// feeding them) have returned, and gives the engine 30s to flush.
+// feeding them) have returned, and gives the engine 30s for its last
+// checkpoint.
 func (p *pipeline) drainRules(s *stage) {
 	close(p.readings)
 	if !s.wait(30 * time.Second) {
-		p.logger.Error("rules did not finish flushing within 30s; stopping them")
+		p.logger.Error("rules did not finish their last checkpoint within 30s; stopping them (the next start continues from the one before)")
 	}
 }
 

@@ -44,10 +44,11 @@ func printConfigError(w io.Writer, name, path string, err error) {
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "sensorgate run --config FILE",
-		"Run the gateway. SIGINT/SIGTERM stop it cleanly (sources stop, open windows are flushed, the outbox\nkeeps what is not yet delivered); SIGHUP reloads the config without losing the outbox.", stderr)
+		"Run the gateway. SIGINT/SIGTERM stop it cleanly (sources stop, open windows are kept for the next start,\nthe outbox keeps what is not yet delivered); SIGHUP reloads the config without losing either.", stderr)
 	path := fs.String("config", "", "config file (required)")
 	level := fs.String("log-level", "", "override log.level (debug, info, warn, error)")
 	format := fs.String("log-format", "", "override log.format (text, json)")
+	flushOnStop := fs.Bool("flush-on-stop", false, "decommissioning: at the stop, emit every open window as a final summary instead of keeping it for the next start")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -66,7 +67,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	m := &Main{Config: cfg, ConfigPath: *path, Logger: logger, Stdout: stdout, Reload: hup}
+	m := &Main{Config: cfg, ConfigPath: *path, Logger: logger, Stdout: stdout, Reload: hup, FlushOnStop: *flushOnStop}
 	// What Open cannot take (the data dir, the metrics address) is a
 	// failure to start: one line that says what to do, not a log event.
 	if err := m.Open(); err != nil {

@@ -2,53 +2,89 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules"
 )
 
-// outboxSink encodes what the rules emit and queues it in the outbox lane
-// for its kind. Enqueue copies the payload, so one buffer is reused; the
-// engine calls the sink from one goroutine.
+// stateRules is the prefix of the rules engine's keys in the outbox's
+// state bucket (see rules.StateChange).
+var stateRules = []byte("r/")
+
+// outboxSink is the rules' sink and committer: it encodes what the rules
+// emit and keeps it until the engine's next checkpoint, then writes the
+// records, the state that changed and the sources' receipt entries in one
+// bbolt transaction (buffer.Outbox.Commit). A summary therefore enters the
+// outbox exactly when the window state it closes leaves the store. The
+// engine calls it from one goroutine.
 type outboxSink struct {
-	ob  *buffer.Outbox
-	buf *[]byte
+	ob    *buffer.Outbox
+	cp    buffer.Checkpoint
+	arena []byte // the payloads of cp.Records, reused after each commit
 }
 
-func newOutboxSink(ob *buffer.Outbox) outboxSink {
-	b := make([]byte, 0, 512)
-	return outboxSink{ob: ob, buf: &b}
+func newOutboxSink(ob *buffer.Outbox) *outboxSink {
+	return &outboxSink{ob: ob, arena: make([]byte, 0, 4096)}
 }
 
-func (s outboxSink) Summary(ctx context.Context, sum *ingest.Summary) error {
-	b, err := ingest.AppendSummary((*s.buf)[:0], sum)
+func (s *outboxSink) Summary(_ context.Context, sum *ingest.Summary) error {
+	start := len(s.arena)
+	b, err := ingest.AppendSummary(s.arena, sum)
 	if err != nil {
 		return err
 	}
-	*s.buf = b
-	return s.enqueue(ctx, buffer.LaneSummaries, b)
+	s.keep(buffer.LaneSummaries, b, start)
+	return nil
 }
 
-func (s outboxSink) Alert(ctx context.Context, a *ingest.Alert) error {
-	b, err := ingest.AppendAlert((*s.buf)[:0], a)
+func (s *outboxSink) Alert(_ context.Context, a *ingest.Alert) error {
+	start := len(s.arena)
+	b, err := ingest.AppendAlert(s.arena, a)
 	if err != nil {
 		return err
 	}
-	*s.buf = b
-	return s.enqueue(ctx, buffer.LaneAlerts, b)
+	s.keep(buffer.LaneAlerts, b, start)
+	return nil
 }
 
-// enqueue hands a record to the outbox. A lane with the reject policy that
-// is at its cap refuses it with ErrFull: that is the lane's declared drop,
-// already counted by the outbox (reason "full"), so the pipeline goes on
-// rather than stopping the gateway. Any other error stops the pipeline.
-func (s outboxSink) enqueue(ctx context.Context, lane buffer.Lane, b []byte) error {
-	err := s.ob.Enqueue(ctx, lane, b)
-	if errors.Is(err, buffer.ErrFull) {
-		return nil
+// keep records the payload b[start:]. When the append moved the arena,
+// the earlier payloads still point into the old array, which stays valid.
+func (s *outboxSink) keep(lane buffer.Lane, b []byte, start int) {
+	s.arena = b
+	s.cp.Records = append(s.cp.Records, buffer.Pending{Lane: lane, Payload: b[start:len(b):len(b)]})
+}
+
+// Commit writes the records kept since the last commit with cp's state and
+// receipts. On an error nothing was written and the records stay for the
+// engine's retry. A lane with the reject policy that is at its cap refuses
+// a record: that is the lane's declared drop, counted by the outbox
+// (reason "full"), not a failed commit.
+func (s *outboxSink) Commit(_ context.Context, cp *rules.Checkpoint) error {
+	s.cp.State = s.cp.State[:0]
+	for _, c := range cp.State {
+		s.cp.State = append(s.cp.State, buffer.StateChange{Key: c.Key, Value: c.Value})
 	}
-	return err
+	for _, r := range cp.Receipts {
+		if len(r.Key) > 0 {
+			s.cp.State = append(s.cp.State, buffer.StateChange{Key: r.Key, Value: r.Value})
+		}
+	}
+	s.cp.DeletePrefix = nil
+	if cp.Replace {
+		s.cp.DeletePrefix = stateRules
+	}
+	if err := s.ob.Commit(&s.cp); err != nil {
+		return err
+	}
+	s.cp.Reset()
+	s.arena = s.arena[:0]
+	return nil
+}
+
+// loadRules is the engine's Restore input: its keys in the state bucket.
+func loadRules(ob *buffer.Outbox) func(fn func(key, value []byte) error) error {
+	return func(fn func(key, value []byte) error) error { return ob.LoadState(stateRules, fn) }
 }
 
 // outboxDepth is what the uplinks still have to deliver (the dead-letter
