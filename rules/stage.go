@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/internal/exprc"
 	"github.com/sensorgate/sensorgate/rules/units"
 )
 
@@ -18,7 +19,7 @@ type stage struct {
 	cfg      StageConfig
 	idx      int
 	kind     stageKind
-	prog     *program
+	prog     *exprc.Program
 	lo, hi   float64
 	scale    float64
 	offset   float64
@@ -160,7 +161,7 @@ func validateStage(s *StageConfig, p string) error {
 	case StageFilter:
 		if s.Expr == "" {
 			add(ingest.FieldErrorf(p+".expr", "must not be empty"))
-		} else if _, err := compileExpr(s.Expr, nil, true); err != nil {
+		} else if _, err := exprc.Compile(s.Expr, nil, true); err != nil {
 			add(ingest.FieldErrorf(p+".expr", "%w", err))
 		}
 	case StageRange:
@@ -236,7 +237,7 @@ func validateStage(s *StageConfig, p string) error {
 		}
 		if s.Expr == "" {
 			add(ingest.FieldErrorf(p+".expr", "must not be empty"))
-		} else if _, err := compileExpr(s.Expr, s.Inputs, false); err != nil {
+		} else if _, err := exprc.Compile(s.Expr, s.Inputs, false); err != nil {
 			add(ingest.FieldErrorf(p+".expr", "%w", err))
 		}
 	case StageRename:
@@ -260,9 +261,9 @@ func compileStage(i int, c *StageConfig) (*stage, error) {
 	var err error
 	switch c.Type {
 	case StageFilter:
-		st.prog, err = compileExpr(c.Expr, nil, true)
+		st.prog, err = exprc.Compile(c.Expr, nil, true)
 	case StageDerive:
-		st.prog, err = compileExpr(c.Expr, c.Inputs, false)
+		st.prog, err = exprc.Compile(c.Expr, c.Inputs, false)
 		st.maxAge = int64(c.MaxAge)
 	case StageRange:
 		st.lo, st.hi = math.Inf(-1), math.Inf(1)
@@ -308,7 +309,7 @@ func expand(tmpl, sensor, metric string) string {
 type stageChain struct {
 	stages     []*stage
 	derives    map[deriveKey]*deriveState
-	env        evalEnv
+	env        exprc.Env
 	exprLogged map[int]bool // expression failure logs: one per stage per tick
 	log        *slog.Logger
 	eng        *Engine
@@ -389,9 +390,9 @@ func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading)
 	st := s.st
 	switch st.kind {
 	case kFilter:
-		c.env.r = *r
-		c.env.meta = s.meta
-		ok, err := st.prog.evalBool(&c.env)
+		c.env.R = *r
+		c.env.Meta = s.meta
+		ok, err := st.prog.Bool(&c.env)
 		if err != nil {
 			c.exprErrors.Add(1)
 			c.exprError(st, err)
@@ -512,11 +513,11 @@ func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading)
 		if hi-lo > st.maxAge {
 			return true, nil
 		}
-		c.env.r = *r
-		c.env.meta = s.meta
-		c.env.vars = ds.vals
-		v, err := st.prog.evalNum(&c.env)
-		c.env.vars = nil
+		c.env.R = *r
+		c.env.Meta = s.meta
+		c.env.Vars = ds.vals
+		v, err := st.prog.Num(&c.env)
+		c.env.Vars = nil
 		if err != nil {
 			c.exprErrors.Add(1)
 			c.exprError(st, err)
@@ -562,3 +563,7 @@ type seen struct {
 	t int64
 	v float64
 }
+
+// DewPoint returns the dew point in °C for a temperature in °C and a
+// relative humidity in percent (the expressions' dewpoint function).
+func DewPoint(t, rh float64) float64 { return exprc.DewPoint(t, rh) }
