@@ -11,6 +11,7 @@ import (
 
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/rules/internal/exprc"
+	"github.com/sensorgate/sensorgate/rules/internal/state"
 	"github.com/sensorgate/sensorgate/rules/units"
 )
 
@@ -53,35 +54,29 @@ var stageKinds = map[string]stageKind{
 
 // step is a stage applied to one route, with that route's state.
 type step struct {
-	st       *stage
-	sensor   string // names when the reading reaches this stage
-	metric   string
-	out      string // rate/derive: output metric; rename: new metric
-	outS     string // rename: new sensor
-	meta     map[string]string
-	hasLast  bool
-	lastV    float64
-	lastT    int64
-	ring     []seen
-	ringPos  int
-	convFrom string
-	convA    float64
-	convB    float64
-	convErr  bool
-	convSet  bool
-	derive   *deriveState
-	slot     int
+	st           *stage
+	sensor       string // names when the reading reaches this stage
+	metric       string
+	out          string // rate/derive: output metric; rename: new metric
+	outS         string // rename: new sensor
+	meta         map[string]string
+	state.Memory // deadband, rate, dedup
+	convFrom     string
+	convA        float64
+	convB        float64
+	convErr      bool
+	convSet      bool
+	derive       *deriveState
+	slot         int
 }
 
 // deriveState is what a derive stage knows of one sensor: the latest value
 // of each input.
 type deriveState struct {
-	vals    []float64
-	times   []int64
-	quality []ingest.Quality
-	have    []bool
-	key     deriveKey
-	refs    int
+	state.Inputs
+	key  deriveKey
+	refs int
+	state.Flags
 }
 
 type deriveKey struct {
@@ -310,7 +305,9 @@ type stageChain struct {
 	stages     []*stage
 	derives    map[deriveKey]*deriveState
 	env        exprc.Env
-	exprLogged map[int]bool // expression failure logs: one per stage per tick
+	exprLogged map[int]bool             // expression failure logs: one per stage per tick
+	routeCk    state.List[*route]       // checkpoints: routes whose deadband, rate or dedup state changed
+	deriveCk   state.List[*deriveState] // and derive inputs
 	log        *slog.Logger
 	eng        *Engine
 
@@ -341,6 +338,7 @@ func (c *stageChain) release(steps []step) {
 		if s.derive != nil {
 			if s.derive.refs--; s.derive.refs == 0 {
 				delete(c.derives, s.derive.key)
+				c.deriveCk.Drop(s.derive)
 			}
 		}
 	}
@@ -366,7 +364,7 @@ func (c *stageChain) newStep(st *stage, sensor, metric string, meta map[string]s
 		ds := c.derives[dk]
 		if ds == nil {
 			n := len(sc.Inputs)
-			ds = &deriveState{vals: make([]float64, n), times: make([]int64, n), quality: make([]ingest.Quality, n), have: make([]bool, n), key: dk}
+			ds = &deriveState{Inputs: state.NewInputs(n), key: dk}
 			c.derives[dk] = ds
 		}
 		ds.refs++
@@ -380,7 +378,7 @@ func (c *stageChain) newStep(st *stage, sensor, metric string, meta map[string]s
 			s.out = expand(sc.ToMetric, sensor, metric)
 		}
 	case StageDedup:
-		s.ring = make([]seen, 0, st.dedupLen)
+		s.Ring = make([]state.Seen, 0, st.dedupLen)
 	}
 	return s, true
 }
@@ -461,61 +459,65 @@ func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading)
 		r.Unit = st.cfg.To
 		return true, nil
 	case kDeadband:
-		if s.hasLast && math.Abs(r.Value-s.lastV) <= st.cfg.Delta &&
-			(st.silence == 0 || r.Time-s.lastT < st.silence) {
+		if s.HasLast && math.Abs(r.Value-s.LastV) <= st.cfg.Delta &&
+			(st.silence == 0 || r.Time-s.LastT < st.silence) {
 			c.filtered.Add(1)
 			return false, nil
 		}
-		s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
+		s.HasLast, s.LastV, s.LastT = true, r.Value, r.Time
+		c.routeCk.Touch(rt)
 		return true, nil
 	case kDedup:
-		for _, p := range s.ring {
-			if p.t == r.Time && p.v == r.Value {
+		for _, p := range s.Ring {
+			if p.T == r.Time && p.V == r.Value {
 				c.filtered.Add(1)
 				return false, nil
 			}
 		}
-		if len(s.ring) < cap(s.ring) {
-			s.ring = append(s.ring, seen{r.Time, r.Value})
+		if len(s.Ring) < cap(s.Ring) {
+			s.Ring = append(s.Ring, state.Seen{T: r.Time, V: r.Value})
 		} else {
-			s.ring[s.ringPos] = seen{r.Time, r.Value}
-			s.ringPos = (s.ringPos + 1) % len(s.ring)
+			s.Ring[s.RingPos] = state.Seen{T: r.Time, V: r.Value}
+			s.RingPos = (s.RingPos + 1) % len(s.Ring)
 		}
+		c.routeCk.Touch(rt)
 		return true, nil
 	case kRename:
 		r.Sensor, r.Metric = s.outS, s.out
 		return true, nil
 	case kRate:
-		if s.hasLast && r.Time > s.lastT {
-			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
-			s.lastV, s.lastT = r.Value, r.Time
+		c.routeCk.Touch(rt)
+		if s.HasLast && r.Time > s.LastT {
+			rate := (r.Value - s.LastV) / float64(r.Time-s.LastT) * st.perNs
+			s.LastV, s.LastT = r.Value, r.Time
 			if err := c.emitDerived(em, st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
 				return false, err
 			}
 			return true, nil
 		}
-		if !s.hasLast || r.Time > s.lastT {
-			s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
+		if !s.HasLast || r.Time > s.LastT {
+			s.HasLast, s.LastV, s.LastT = true, r.Value, r.Time
 		}
 		return true, nil
 	case kDerive:
 		ds := s.derive
-		ds.vals[s.slot], ds.times[s.slot], ds.quality[s.slot], ds.have[s.slot] = r.Value, r.Time, r.Quality, true
+		ds.Vals[s.slot], ds.Times[s.slot], ds.Quality[s.slot], ds.Have[s.slot] = r.Value, r.Time, r.Quality, true
+		c.deriveCk.Touch(ds)
 		lo, hi := r.Time, r.Time
 		var q ingest.Quality
-		for i, h := range ds.have {
+		for i, h := range ds.Have {
 			if !h {
 				return true, nil
 			}
-			lo, hi = min(lo, ds.times[i]), max(hi, ds.times[i])
-			q |= ds.quality[i]
+			lo, hi = min(lo, ds.Times[i]), max(hi, ds.Times[i])
+			q |= ds.Quality[i]
 		}
 		if hi-lo > st.maxAge {
 			return true, nil
 		}
 		c.env.R = *r
 		c.env.Meta = s.meta
-		c.env.Vars = ds.vals
+		c.env.Vars = ds.Vals
 		v, err := st.prog.Num(&c.env)
 		c.env.Vars = nil
 		if err != nil {
@@ -557,13 +559,3 @@ func (c *stageChain) exprError(st *stage, err error) {
 	c.exprLogged[st.idx] = true
 	c.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
 }
-
-// seen is one (event time, value) pair a dedup stage remembers.
-type seen struct {
-	t int64
-	v float64
-}
-
-// DewPoint returns the dew point in °C for a temperature in °C and a
-// relative humidity in percent (the expressions' dewpoint function).
-func DewPoint(t, rh float64) float64 { return exprc.DewPoint(t, rh) }
