@@ -112,6 +112,7 @@ type Engine struct {
 	flushHook func(Sink) // tests: called when the flush begins
 	lastTick  int64
 	lastSweep int64
+	pinUntil  int64 // restored window keys are pinned until then (window.Keyed.Unpin)
 
 	readings atomic.Uint64
 	rejected atomic.Uint64
@@ -409,6 +410,10 @@ func (e *Engine) tick(em *emitter) error {
 		e.win.ShiftBack(back)
 	}
 	e.lastTick = now
+	if e.pinUntil != 0 && now >= e.pinUntil {
+		e.win.Unpin()
+		e.pinUntil = 0
+	}
 	e.chain.tick()
 	if err := e.win.Advance(now, em.summary); err != nil {
 		return e.wrapSink(em, err)

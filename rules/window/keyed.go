@@ -33,9 +33,10 @@ type Keyed struct {
 
 	// Checkpoints (state.go): with track on, the keys whose state changed
 	// since the last Committed, and the stored keys swept since.
-	track bool
-	dirty []*Key
-	gone  []*Key
+	track  bool
+	dirty  []*Key
+	gone   []*Key
+	pinned []*Key // restored keys, held until Unpin
 
 	lateDropped atomic.Uint64
 	lateFolded  atomic.Uint64
@@ -125,6 +126,7 @@ func (kd *Keyed) ShiftBack(back int64) {
 	for _, k := range kd.order {
 		kd.touch(k)
 		k.anchorWall -= back
+		k.anchorTick -= back
 		if k.maxArrival != 0 {
 			k.maxArrival -= back
 		}
@@ -204,7 +206,7 @@ func (kd *Keyed) Adopt(old *Keyed, rules []*Rule, emit Emit) error {
 		kd.nkeys.Add(1)
 		kd.openWindows.Add(int64(len(k.open)))
 	}
-	old.order, old.keys, old.dirty, old.gone = nil, map[keyID]*Key{}, nil, nil
+	old.order, old.keys, old.dirty, old.gone, old.pinned = nil, map[keyID]*Key{}, nil, nil, nil
 	old.openWindows.Store(0)
 	old.nkeys.Store(0)
 	return flushErr
@@ -295,7 +297,8 @@ type Key struct {
 	// (anchorT, anchorWall) while the key gets no readings.
 	anchorT    int64
 	anchorWall int64
-	active     bool // got readings since the last tick
+	anchorTick int64 // the tick that set the anchors (Resume: the idle advance starts after it)
+	active     bool  // got readings since the last tick
 
 	open    []*bucket // by start
 	emitted []*bucket // revise: emitted windows kept for Retention, by start
@@ -721,7 +724,7 @@ func (kd *Keyed) tickKey(emit Emit, k *Key, now int64) error {
 		// gets at least one tick interval of grace.
 		k.active = false
 		kd.touch(k)
-		k.anchorT, k.anchorWall = k.maxT, now
+		k.anchorT, k.anchorWall, k.anchorTick = k.maxT, now, now
 		if k.maxArrival != 0 && k.maxArrival < now {
 			k.anchorWall = k.maxArrival
 		}

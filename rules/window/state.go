@@ -174,6 +174,7 @@ func (k *Key) appendState(b []byte) []byte {
 	for _, v := range []int64{k.maxArrival, k.anchorT, k.anchorWall} {
 		b = binary.AppendVarint(b, v-base)
 	}
+	b = binary.AppendVarint(b, k.anchorTick-k.anchorWall)
 	if k.wm != minTime {
 		b = binary.AppendVarint(b, k.wm-base)
 	}
@@ -260,8 +261,8 @@ func appendBucketState(b []byte, bk *bucket, base int64) []byte {
 // kd, for rules, the window rules of the running config. A key of a rule
 // that is not among them, or whose kind of window changed, is not loaded
 // (ErrDropped); a value that cannot be read is an error wrapping
-// state.ErrCorrupt. The key comes back without references (the routes
-// take theirs again through Key) and counts as stored.
+// state.ErrCorrupt. The key comes back pinned (see Unpin) and counts as
+// stored.
 func (kd *Keyed) RestoreKey(key, value []byte, rules []*Rule) error {
 	parts := splitName(key)
 	if parts == nil {
@@ -295,6 +296,7 @@ func (kd *Keyed) RestoreKey(key, value []byte, rules []*Rule) error {
 	base := d.Varint()
 	k.maxT = base
 	k.maxArrival, k.anchorT, k.anchorWall = base+d.Varint(), base+d.Varint(), base+d.Varint()
+	k.anchorTick = k.anchorWall + d.Varint()
 	if fl&fWM != 0 {
 		k.wm = base + d.Varint()
 	}
@@ -319,11 +321,25 @@ func (kd *Keyed) RestoreKey(key, value []byte, rules []*Rule) error {
 	if err := d.Done(); err != nil {
 		return fmt.Errorf("window: state key %q: %w", key, err)
 	}
+	k.refs = 1
+	kd.pinned = append(kd.pinned, k)
 	kd.keys[id] = k
 	kd.order = append(kd.order, k)
 	kd.nkeys.Add(1)
 	kd.openWindows.Add(int64(len(k.open)))
 	return nil
+}
+
+// Unpin releases the reference every restored key holds until then: the
+// routes that lead to a key come back only with their next reading, and
+// an idle key Sweep forgot before would lose its watermark (a late
+// reading would reopen a window already emitted). The engine unpins once
+// its key TTL has passed since the last tick before the stop.
+func (kd *Keyed) Unpin() {
+	for _, k := range kd.pinned {
+		k.Release()
+	}
+	kd.pinned = nil
 }
 
 func decodeBucketState(d *state.Dec, base int64) *bucket {
@@ -395,7 +411,7 @@ func (kd *Keyed) Resume(lastTick int64) {
 		switch {
 		case w.processing:
 			k.wm = max(k.wm, lastTick-w.lateness)
-		case !k.active && k.hasMax && lastTick > k.anchorWall:
+		case !k.active && k.hasMax && lastTick > k.anchorWall && lastTick > k.anchorTick:
 			k.wm = max(k.wm, k.anchorT+(lastTick-k.anchorWall)-w.lateness)
 		}
 	}
