@@ -26,7 +26,8 @@ var ErrAdopt = errors.New("rules: adopt")
 // now. Alert state moves for rules with the same id and the same
 // definition; a firing alert of a rule that changed or went away is
 // forgotten without a clear. Per-route stage state (deadband, rate, dedup,
-// derive inputs) starts afresh.
+// derive inputs) starts afresh. With checkpoints, e's first checkpoint is
+// Replace, with its full state.
 func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 	if e == old {
 		return fmt.Errorf("%w: an engine cannot adopt itself", ErrAdopt)
@@ -41,6 +42,10 @@ func (e *Engine) Adopt(ctx context.Context, old *Engine, sink Sink) error {
 	flushErr := e.win.Adopt(old.win, e.windows, em.summary)
 	e.alerts.adopt(old.alerts)
 	e.lastTick, e.lastSweep = old.lastTick, old.lastSweep
+	if e.ck != nil {
+		e.ck.replace = true
+		e.ck.trig.Soon(e.now().UnixNano()) // what the flush of old's windows emitted is committed soon
+	}
 	old.routes = map[routeKey]*route{}
 	old.nroutes.Store(0)
 	if flushErr != nil {

@@ -1,14 +1,11 @@
 package rules
 
 import (
-	"encoding/binary"
-	"encoding/hex"
-	"fmt"
-	"hash/fnv"
-	"strconv"
 	"sync/atomic"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/internal/alertfmt"
+	"github.com/sensorgate/sensorgate/rules/internal/state"
 )
 
 // alertSet owns the alert rules and the state of every (rule, sensor,
@@ -18,6 +15,7 @@ type alertSet struct {
 	states map[alertKey]*alertState
 	alert  ingest.Alert // reused for every emission
 	sent   atomic.Uint64
+	ck     state.List[*alertState] // checkpoints: states changed since the last one
 }
 
 func newAlertSet(cfg []AlertRule) *alertSet {
@@ -43,6 +41,9 @@ func (as *alertSet) attach(sensor, metric string, meta map[string]string) []*ale
 			st = &alertState{rule: a, sensor: sensor, metric: metric, meta: meta, key: ak}
 			as.states[ak] = st
 		}
+		if st.meta == nil {
+			st.meta = meta // restored from a checkpoint
+		}
 		st.refs++
 		out = append(out, st)
 	}
@@ -53,6 +54,7 @@ func (as *alertSet) attach(sensor, metric string, meta map[string]string) []*ale
 func (as *alertSet) release(st *alertState) {
 	if st.refs--; st.refs == 0 {
 		delete(as.states, st.key)
+		as.ck.Drop(st)
 	}
 }
 
@@ -111,18 +113,12 @@ type alertState struct {
 	metric string
 	meta   map[string]string
 
-	pending    bool
-	pendSince  int64
-	active     bool
-	since      int64
-	seq        uint32
-	lastNotify int64
-	id         string
-	seen       bool
-	lastT      int64 // newest event time evaluated
+	state.Alert
+	id string
 
 	key  alertKey
 	refs int // routes that lead here
+	state.Flags
 }
 
 func (a *alertRule) fires(v float64) bool {
@@ -143,40 +139,41 @@ func (a *alertRule) clears(v float64) bool {
 func (as *alertSet) check(em *emitter, st *alertState, r *ingest.Reading) error {
 	rule := st.rule
 	v := r.Value
-	if st.seen && r.Time < st.lastT {
+	if st.Seen && r.Time < st.LastT {
 		// Out of order: the state already reflects newer readings.
 		return nil
 	}
-	st.seen, st.lastT = true, r.Time
-	if !st.active {
+	st.Seen, st.LastT = true, r.Time
+	as.ck.Touch(st)
+	if !st.Active {
 		if !rule.fires(v) {
-			st.pending = false
+			st.Pending = false
 			return nil
 		}
-		if !st.pending || r.Time < st.pendSince {
-			st.pending = true
-			st.pendSince = r.Time
+		if !st.Pending || r.Time < st.PendSince {
+			st.Pending = true
+			st.PendSince = r.Time
 		}
-		if r.Time-st.pendSince < rule.hold {
+		if r.Time-st.PendSince < rule.hold {
 			return nil
 		}
-		st.active = true
-		st.pending = false
-		st.since = st.pendSince
-		st.seq = 0
-		st.lastNotify = r.Time
-		st.id = alertID(rule.cfg.ID, st.sensor, st.metric, st.since)
+		st.Active = true
+		st.Pending = false
+		st.Since = st.PendSince
+		st.Seq = 0
+		st.LastNotify = r.Time
+		st.id = alertfmt.ID(rule.cfg.ID, st.sensor, st.metric, st.Since)
 		return as.send(em, st, r, ingest.AlertFire, rule.limit)
 	}
 	if rule.clears(v) {
-		st.active = false
-		st.pending = false
-		st.seq++
+		st.Active = false
+		st.Pending = false
+		st.Seq++
 		return as.send(em, st, r, ingest.AlertClear, rule.clearAt)
 	}
-	if rule.renotify > 0 && r.Time-st.lastNotify >= rule.renotify {
-		st.seq++
-		st.lastNotify = r.Time
+	if rule.renotify > 0 && r.Time-st.LastNotify >= rule.renotify {
+		st.Seq++
+		st.LastNotify = r.Time
 		return as.send(em, st, r, ingest.AlertFire, rule.limit)
 	}
 	return nil
@@ -195,48 +192,17 @@ func (as *alertSet) send(em *emitter, st *alertState, r *ingest.Reading, state s
 		Severity:  rule.cfg.Severity,
 		Value:     r.Value,
 		Threshold: threshold,
-		Since:     st.since,
+		Since:     st.Since,
 		Time:      r.Time,
-		Seq:       st.seq,
+		Seq:       st.Seq,
 		Message:   rule.cfg.Message,
 		Meta:      st.meta,
 	}
 	if a.Message == "" {
-		a.Message = alertMessage(a, rule.high)
+		a.Message = alertfmt.Message(a, rule.high)
 	}
 	as.sent.Add(1)
 	return em.sink.Alert(em.ctx, a)
-}
-
-func alertMessage(a *ingest.Alert, high bool) string {
-	dir := "above"
-	if high == (a.State == ingest.AlertClear) {
-		dir = "below"
-	}
-	what := "fired"
-	if a.State == ingest.AlertClear {
-		what = "cleared"
-	}
-	unit := ""
-	if a.Unit != "" {
-		unit = " " + a.Unit
-	}
-	return fmt.Sprintf("%s %s on %s: %s %s%s (%s %s)", a.Rule, what, a.Sensor, a.Metric,
-		strconv.FormatFloat(a.Value, 'g', 6, 64), unit, dir, strconv.FormatFloat(a.Threshold, 'g', 6, 64))
-}
-
-// alertID is stable for one firing of rule on sensor/metric.
-func alertID(rule, sensor, metric string, since int64) string {
-	h := fnv.New64a()
-	for _, s := range [...]string{"alert", rule, sensor, metric} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(since))
-	h.Write(b[:])
-	binary.BigEndian.PutUint64(b[:], h.Sum64())
-	return hex.EncodeToString(b[:])
 }
 
 type alertKey struct {

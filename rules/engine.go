@@ -38,6 +38,10 @@ type Options struct {
 	// Door builds the engine's door, its first stage (see Door); nil keeps
 	// only the finiteness and time-bounds checks.
 	Door *Door
+	// Commit turns checkpoints on (see Committer, Restore); nil keeps no
+	// state store: receipts are completed as soon as their reading is
+	// processed, and Run flushes every open window when its input closes.
+	Commit *CommitPolicy
 }
 
 // Sink receives what the engine emits. Implemented by cmd: it encodes and
@@ -74,6 +78,15 @@ type Stats struct {
 	OpenWindows int64 // open window instances (hopping windows: open panes)
 	Keys        int64 // window keys (window rule x sensor or group x metric)
 	Routes      int64 // distinct (sensor, metric) routes cached
+
+	// Checkpoints (Options.Commit).
+	Checkpoints    uint64 // committed
+	CommitErrors   uint64 // Commit calls that failed (retried)
+	StateKeys      int64  // keys in the state store, as far as the engine wrote or restored them
+	CheckpointKeys int64  // state changes in the last committed checkpoint
+	Restored       uint64 // keys loaded by Restore
+	StateDropped   uint64 // keys Restore dropped (their rule, stage or alert is gone or changed)
+	Pending        int64  // receipts waiting for a checkpoint
 }
 
 // Engine runs the stages, alerts and windows of a Config over a stream of
@@ -89,6 +102,7 @@ type Engine struct {
 	chain   *stageChain // the stages and their state
 	windows []*window.Rule
 	win     *window.Keyed // the keyed windows and their state
+	ck      *checkpointer // nil: no checkpoints
 
 	running  atomic.Bool
 	handover atomic.Bool // PrepareHandover: no flush when the input closes
@@ -98,6 +112,7 @@ type Engine struct {
 	flushHook func(Sink) // tests: called when the flush begins
 	lastTick  int64
 	lastSweep int64
+	pinUntil  int64 // restored window keys are pinned until then (window.Keyed.Unpin)
 
 	readings atomic.Uint64
 	rejected atomic.Uint64
@@ -144,6 +159,11 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		e.windows = append(e.windows, window.Compile(i, w))
 	}
 	e.win = window.NewKeyed(e.now)
+	if opts.Commit != nil {
+		e.ck = newCheckpointer(*opts.Commit)
+		e.win.Track()
+		e.chain.routeCk.On, e.chain.deriveCk.On, e.alerts.ck.On = true, true, true
+	}
 	return e, nil
 }
 
@@ -163,7 +183,7 @@ func newEmitter(ctx context.Context, sink Sink) *emitter {
 // Stats returns the counters. Safe to call from any goroutine.
 func (e *Engine) Stats() Stats {
 	ws := e.win.Stats()
-	return Stats{
+	s := Stats{
 		Readings:    e.readings.Load(),
 		Rejected:    e.rejected.Load(),
 		Filtered:    e.chain.filtered.Load(),
@@ -180,6 +200,11 @@ func (e *Engine) Stats() Stats {
 		Keys:        ws.Keys,
 		Routes:      e.nroutes.Load(),
 	}
+	if ck := e.ck; ck != nil {
+		s.Checkpoints, s.CommitErrors, s.Restored, s.StateDropped = ck.checkpoints.Load(), ck.commitErrors.Load(), ck.restored.Load(), ck.dropped.Load()
+		s.StateKeys, s.CheckpointKeys, s.Pending = ck.stateKeys.Load(), ck.lastKeys.Load(), ck.npending.Load()
+	}
+	return s
 }
 
 // DoorStats returns the door's counters. Safe to call from any goroutine.
@@ -189,11 +214,28 @@ func (e *Engine) DoorStats() DoorStats { return e.door.stats() }
 // (and pending revision) to sink and returns nil. Cancelling ctx is a hard
 // stop: Run returns ctx.Err() without flushing. An error from sink stops Run
 // and is returned (wrapped). The engine keeps its state between runs.
-func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) error {
+//
+// With Options.Commit, Run checkpoints by the policy (see Committer) and,
+// when in closes, makes a Final checkpoint (flushing first only with
+// FlushOnClose); the sink must be a Committer. Receipts not yet committed
+// when Run returns are completed with its error.
+func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) (err error) {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
 	defer e.running.Store(false)
+	if _, ok := sink.(Committer); e.ck != nil && !ok {
+		return errCommitter
+	}
+	defer func() {
+		if e.ck != nil && len(e.ck.pending) > 0 {
+			cause := err
+			if cause == nil {
+				cause = errors.New("rules: Run ended before a checkpoint")
+			}
+			e.abandon(cause)
+		}
+	}()
 	em := newEmitter(ctx, sink)
 	if e.door.clock != nil {
 		wctx, stop := context.WithCancel(ctx)
@@ -210,10 +252,35 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 	if e.lastTick == 0 {
 		e.lastTick = e.now().UnixNano()
 	}
+	var timer *time.Timer // checkpoint triggers between ticks (not with Options.Tick)
+	var timerC <-chan time.Time
+	var armed int64
+	if e.ck != nil && e.tickC == nil {
+		timer = time.NewTimer(time.Hour)
+		timer.Stop()
+		defer timer.Stop()
+		timerC = timer.C
+	}
+	check := func() error {
+		if e.ck == nil {
+			return nil
+		}
+		next, err := e.maybeCheckpoint(em)
+		if timer != nil && next != 0 && (armed == 0 || next < armed) {
+			armed = next
+			timer.Reset(time.Duration(next - e.now().UnixNano()))
+		}
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-timerC:
+			armed = 0
+			if err := check(); err != nil {
+				return err
+			}
 		case _, ok := <-tick:
 			if !ok {
 				tick = nil // a closed Options.Tick: no more ticks
@@ -222,11 +289,14 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 			if err := e.tick(em); err != nil {
 				return err
 			}
+			if err := check(); err != nil {
+				return err
+			}
 		case r, ok := <-in:
 			if !ok {
 				return e.closed(em)
 			}
-			if err := e.process(em, &r); err != nil {
+			if err := e.processReceipt(em, &r); err != nil {
 				return err
 			}
 			// Drain what is queued without going through the full select
@@ -238,15 +308,31 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) e
 					if !ok {
 						return e.closed(em)
 					}
-					if err := e.process(em, &r); err != nil {
+					if err := e.processReceipt(em, &r); err != nil {
 						return err
 					}
 				default:
 					break drain
 				}
 			}
+			if err := check(); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// processReceipt processes r and takes care of its receipt.
+func (e *Engine) processReceipt(em *emitter, r *ingest.Reading) error {
+	rc := r.Receipt
+	err := e.process(em, r)
+	if rc != nil {
+		e.receipt(rc, err)
+	}
+	if e.ck != nil && e.ck.trig.Full(len(e.ck.pending)) && err == nil {
+		_, err = e.maybeCheckpoint(em)
+	}
+	return err
 }
 
 func (e *Engine) wrapSink(em *emitter, err error) error {
@@ -285,7 +371,7 @@ func (e *Engine) process(em *emitter, r *ingest.Reading) error {
 func (e *Engine) reject(rt *route) {
 	e.rejected.Add(1)
 	for _, k := range rt.wins {
-		k.Reject()
+		e.win.Reject(k)
 	}
 }
 
@@ -324,6 +410,10 @@ func (e *Engine) tick(em *emitter) error {
 		e.win.ShiftBack(back)
 	}
 	e.lastTick = now
+	if e.pinUntil != 0 && now >= e.pinUntil {
+		e.win.Unpin()
+		e.pinUntil = 0
+	}
 	e.chain.tick()
 	if err := e.win.Advance(now, em.summary); err != nil {
 		return e.wrapSink(em, err)
@@ -336,12 +426,21 @@ func (e *Engine) tick(em *emitter) error {
 }
 
 // closed handles the end of the input: flush, unless a handover was
-// prepared.
+// prepared or checkpoints keep the windows open; then the final
+// checkpoint.
 func (e *Engine) closed(em *emitter) error {
-	if e.handover.Load() {
+	if e.ck == nil || e.ck.pol.FlushOnClose && !e.handover.Load() {
+		if e.handover.Load() {
+			return nil
+		}
+		if err := e.flush(em); err != nil {
+			return err
+		}
+	}
+	if e.ck == nil {
 		return nil
 	}
-	return e.flush(em)
+	return e.checkpoint(em, true)
 }
 
 // PrepareHandover makes Run return nil without flushing when its input

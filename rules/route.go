@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 
+	"github.com/sensorgate/sensorgate/rules/internal/state"
 	"github.com/sensorgate/sensorgate/rules/window"
 )
 
@@ -28,6 +29,7 @@ type route struct {
 	alerts []*alertState
 	wins   []*window.Key
 	rng    *Range // the door's range for the sensor and metric (from 0 only)
+	state.Flags
 }
 
 // routeFor returns the route of sensor/metric entering at stage from,
@@ -132,6 +134,7 @@ func (e *Engine) sweep(before int64) {
 			e.alerts.release(a)
 		}
 		e.chain.release(rt.steps)
+		e.chain.routeCk.Drop(rt)
 	}
 	e.win.Sweep()
 }
@@ -143,7 +146,7 @@ func routeIdle(rt *route) bool {
 		}
 	}
 	for _, a := range rt.alerts {
-		if a.active {
+		if a.Active {
 			return false
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/sensorgate/sensorgate/ingest"
+	"github.com/sensorgate/sensorgate/rules/internal/exprc"
+	"github.com/sensorgate/sensorgate/rules/internal/state"
 	"github.com/sensorgate/sensorgate/rules/units"
 )
 
@@ -18,7 +20,7 @@ type stage struct {
 	cfg      StageConfig
 	idx      int
 	kind     stageKind
-	prog     *program
+	prog     *exprc.Program
 	lo, hi   float64
 	scale    float64
 	offset   float64
@@ -52,35 +54,29 @@ var stageKinds = map[string]stageKind{
 
 // step is a stage applied to one route, with that route's state.
 type step struct {
-	st       *stage
-	sensor   string // names when the reading reaches this stage
-	metric   string
-	out      string // rate/derive: output metric; rename: new metric
-	outS     string // rename: new sensor
-	meta     map[string]string
-	hasLast  bool
-	lastV    float64
-	lastT    int64
-	ring     []seen
-	ringPos  int
-	convFrom string
-	convA    float64
-	convB    float64
-	convErr  bool
-	convSet  bool
-	derive   *deriveState
-	slot     int
+	st           *stage
+	sensor       string // names when the reading reaches this stage
+	metric       string
+	out          string // rate/derive: output metric; rename: new metric
+	outS         string // rename: new sensor
+	meta         map[string]string
+	state.Memory // deadband, rate, dedup
+	convFrom     string
+	convA        float64
+	convB        float64
+	convErr      bool
+	convSet      bool
+	derive       *deriveState
+	slot         int
 }
 
 // deriveState is what a derive stage knows of one sensor: the latest value
 // of each input.
 type deriveState struct {
-	vals    []float64
-	times   []int64
-	quality []ingest.Quality
-	have    []bool
-	key     deriveKey
-	refs    int
+	state.Inputs
+	key  deriveKey
+	refs int
+	state.Flags
 }
 
 type deriveKey struct {
@@ -160,7 +156,7 @@ func validateStage(s *StageConfig, p string) error {
 	case StageFilter:
 		if s.Expr == "" {
 			add(ingest.FieldErrorf(p+".expr", "must not be empty"))
-		} else if _, err := compileExpr(s.Expr, nil, true); err != nil {
+		} else if _, err := exprc.Compile(s.Expr, nil, true); err != nil {
 			add(ingest.FieldErrorf(p+".expr", "%w", err))
 		}
 	case StageRange:
@@ -236,7 +232,7 @@ func validateStage(s *StageConfig, p string) error {
 		}
 		if s.Expr == "" {
 			add(ingest.FieldErrorf(p+".expr", "must not be empty"))
-		} else if _, err := compileExpr(s.Expr, s.Inputs, false); err != nil {
+		} else if _, err := exprc.Compile(s.Expr, s.Inputs, false); err != nil {
 			add(ingest.FieldErrorf(p+".expr", "%w", err))
 		}
 	case StageRename:
@@ -260,9 +256,9 @@ func compileStage(i int, c *StageConfig) (*stage, error) {
 	var err error
 	switch c.Type {
 	case StageFilter:
-		st.prog, err = compileExpr(c.Expr, nil, true)
+		st.prog, err = exprc.Compile(c.Expr, nil, true)
 	case StageDerive:
-		st.prog, err = compileExpr(c.Expr, c.Inputs, false)
+		st.prog, err = exprc.Compile(c.Expr, c.Inputs, false)
 		st.maxAge = int64(c.MaxAge)
 	case StageRange:
 		st.lo, st.hi = math.Inf(-1), math.Inf(1)
@@ -308,8 +304,10 @@ func expand(tmpl, sensor, metric string) string {
 type stageChain struct {
 	stages     []*stage
 	derives    map[deriveKey]*deriveState
-	env        evalEnv
-	exprLogged map[int]bool // expression failure logs: one per stage per tick
+	env        exprc.Env
+	exprLogged map[int]bool             // expression failure logs: one per stage per tick
+	routeCk    state.List[*route]       // checkpoints: routes whose deadband, rate or dedup state changed
+	deriveCk   state.List[*deriveState] // and derive inputs
 	log        *slog.Logger
 	eng        *Engine
 
@@ -340,6 +338,7 @@ func (c *stageChain) release(steps []step) {
 		if s.derive != nil {
 			if s.derive.refs--; s.derive.refs == 0 {
 				delete(c.derives, s.derive.key)
+				c.deriveCk.Drop(s.derive)
 			}
 		}
 	}
@@ -365,7 +364,7 @@ func (c *stageChain) newStep(st *stage, sensor, metric string, meta map[string]s
 		ds := c.derives[dk]
 		if ds == nil {
 			n := len(sc.Inputs)
-			ds = &deriveState{vals: make([]float64, n), times: make([]int64, n), quality: make([]ingest.Quality, n), have: make([]bool, n), key: dk}
+			ds = &deriveState{Inputs: state.NewInputs(n), key: dk}
 			c.derives[dk] = ds
 		}
 		ds.refs++
@@ -379,7 +378,7 @@ func (c *stageChain) newStep(st *stage, sensor, metric string, meta map[string]s
 			s.out = expand(sc.ToMetric, sensor, metric)
 		}
 	case StageDedup:
-		s.ring = make([]seen, 0, st.dedupLen)
+		s.Ring = make([]state.Seen, 0, st.dedupLen)
 	}
 	return s, true
 }
@@ -389,9 +388,9 @@ func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading)
 	st := s.st
 	switch st.kind {
 	case kFilter:
-		c.env.r = *r
-		c.env.meta = s.meta
-		ok, err := st.prog.evalBool(&c.env)
+		c.env.R = *r
+		c.env.Meta = s.meta
+		ok, err := st.prog.Bool(&c.env)
 		if err != nil {
 			c.exprErrors.Add(1)
 			c.exprError(st, err)
@@ -460,63 +459,67 @@ func (c *stageChain) runStep(em *emitter, rt *route, s *step, r *ingest.Reading)
 		r.Unit = st.cfg.To
 		return true, nil
 	case kDeadband:
-		if s.hasLast && math.Abs(r.Value-s.lastV) <= st.cfg.Delta &&
-			(st.silence == 0 || r.Time-s.lastT < st.silence) {
+		if s.HasLast && math.Abs(r.Value-s.LastV) <= st.cfg.Delta &&
+			(st.silence == 0 || r.Time-s.LastT < st.silence) {
 			c.filtered.Add(1)
 			return false, nil
 		}
-		s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
+		s.HasLast, s.LastV, s.LastT = true, r.Value, r.Time
+		c.routeCk.Touch(rt)
 		return true, nil
 	case kDedup:
-		for _, p := range s.ring {
-			if p.t == r.Time && p.v == r.Value {
+		for _, p := range s.Ring {
+			if p.T == r.Time && p.V == r.Value {
 				c.filtered.Add(1)
 				return false, nil
 			}
 		}
-		if len(s.ring) < cap(s.ring) {
-			s.ring = append(s.ring, seen{r.Time, r.Value})
+		if len(s.Ring) < cap(s.Ring) {
+			s.Ring = append(s.Ring, state.Seen{T: r.Time, V: r.Value})
 		} else {
-			s.ring[s.ringPos] = seen{r.Time, r.Value}
-			s.ringPos = (s.ringPos + 1) % len(s.ring)
+			s.Ring[s.RingPos] = state.Seen{T: r.Time, V: r.Value}
+			s.RingPos = (s.RingPos + 1) % len(s.Ring)
 		}
+		c.routeCk.Touch(rt)
 		return true, nil
 	case kRename:
 		r.Sensor, r.Metric = s.outS, s.out
 		return true, nil
 	case kRate:
-		if s.hasLast && r.Time > s.lastT {
-			rate := (r.Value - s.lastV) / float64(r.Time-s.lastT) * st.perNs
-			s.lastV, s.lastT = r.Value, r.Time
+		c.routeCk.Touch(rt)
+		if s.HasLast && r.Time > s.LastT {
+			rate := (r.Value - s.LastV) / float64(r.Time-s.LastT) * st.perNs
+			s.LastV, s.LastT = r.Value, r.Time
 			if err := c.emitDerived(em, st, r, s.out, st.cfg.Unit, rate, r.Quality); err != nil {
 				return false, err
 			}
 			return true, nil
 		}
-		if !s.hasLast || r.Time > s.lastT {
-			s.hasLast, s.lastV, s.lastT = true, r.Value, r.Time
+		if !s.HasLast || r.Time > s.LastT {
+			s.HasLast, s.LastV, s.LastT = true, r.Value, r.Time
 		}
 		return true, nil
 	case kDerive:
 		ds := s.derive
-		ds.vals[s.slot], ds.times[s.slot], ds.quality[s.slot], ds.have[s.slot] = r.Value, r.Time, r.Quality, true
+		ds.Vals[s.slot], ds.Times[s.slot], ds.Quality[s.slot], ds.Have[s.slot] = r.Value, r.Time, r.Quality, true
+		c.deriveCk.Touch(ds)
 		lo, hi := r.Time, r.Time
 		var q ingest.Quality
-		for i, h := range ds.have {
+		for i, h := range ds.Have {
 			if !h {
 				return true, nil
 			}
-			lo, hi = min(lo, ds.times[i]), max(hi, ds.times[i])
-			q |= ds.quality[i]
+			lo, hi = min(lo, ds.Times[i]), max(hi, ds.Times[i])
+			q |= ds.Quality[i]
 		}
 		if hi-lo > st.maxAge {
 			return true, nil
 		}
-		c.env.r = *r
-		c.env.meta = s.meta
-		c.env.vars = ds.vals
-		v, err := st.prog.evalNum(&c.env)
-		c.env.vars = nil
+		c.env.R = *r
+		c.env.Meta = s.meta
+		c.env.Vars = ds.Vals
+		v, err := st.prog.Num(&c.env)
+		c.env.Vars = nil
 		if err != nil {
 			c.exprErrors.Add(1)
 			c.exprError(st, err)
@@ -555,10 +558,4 @@ func (c *stageChain) exprError(st *stage, err error) {
 	}
 	c.exprLogged[st.idx] = true
 	c.log.Warn("rules: expression failed", "stage", st.idx, "expr", st.cfg.Expr, "err", err)
-}
-
-// seen is one (event time, value) pair a dedup stage remembers.
-type seen struct {
-	t int64
-	v float64
 }

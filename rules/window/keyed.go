@@ -31,6 +31,13 @@ type Keyed struct {
 	quantBuf  []ingest.Quantile // reused for sum.Quantiles
 	sketchBuf []byte            // reused for sum.Sketch
 
+	// Checkpoints (state.go): with track on, the keys whose state changed
+	// since the last Committed, and the stored keys swept since.
+	track  bool
+	dirty  []*Key
+	gone   []*Key
+	pinned []*Key // restored keys, held until Unpin
+
 	lateDropped atomic.Uint64
 	lateFolded  atomic.Uint64
 	summaries   atomic.Uint64
@@ -103,7 +110,10 @@ func (k *Key) Release() { k.refs-- }
 func (k *Key) Idle() bool { return len(k.open) == 0 && len(k.emitted) == 0 }
 
 // Reject counts a rejected reading of k, reported with its next summary.
-func (k *Key) Reject() { k.pendRej++ }
+func (kd *Keyed) Reject(k *Key) {
+	k.pendRej++
+	kd.touch(k)
+}
 
 // Add folds r into the windows of k, emitting those it closes.
 func (kd *Keyed) Add(k *Key, r *ingest.Reading, emit Emit) error { return kd.add(emit, k, r) }
@@ -114,7 +124,9 @@ func (kd *Keyed) Add(k *Key, r *ingest.Reading, emit Emit) error { return kd.add
 // never move back, so nothing is emitted twice.
 func (kd *Keyed) ShiftBack(back int64) {
 	for _, k := range kd.order {
+		kd.touch(k)
 		k.anchorWall -= back
+		k.anchorTick -= back
 		if k.maxArrival != 0 {
 			k.maxArrival -= back
 		}
@@ -144,6 +156,7 @@ func (kd *Keyed) Sweep() {
 		}
 		delete(kd.keys, k.id)
 		kd.nkeys.Add(-1)
+		kd.forget(k)
 	}
 	clear(kd.order[len(keep):])
 	kd.order = keep
@@ -187,13 +200,13 @@ func (kd *Keyed) Adopt(old *Keyed, rules []*Rule, emit Emit) error {
 			continue
 		}
 		id := keyID{win: nw.idx, sensor: k.sensor, group: k.group, metric: k.metric}
-		k.w, k.id, k.refs = nw, id, 0
+		k.w, k.id, k.refs, k.dirty = nw, id, 0, false
 		kd.keys[id] = k
 		kd.order = append(kd.order, k)
 		kd.nkeys.Add(1)
 		kd.openWindows.Add(int64(len(k.open)))
 	}
-	old.order, old.keys = nil, map[keyID]*Key{}
+	old.order, old.keys, old.dirty, old.gone, old.pinned = nil, map[keyID]*Key{}, nil, nil, nil
 	old.openWindows.Store(0)
 	old.nkeys.Store(0)
 	return flushErr
@@ -205,6 +218,7 @@ const minTime = -1 << 63
 type Rule struct {
 	cfg        Config
 	idx        int
+	fp         uint32 // fingerprint of the kind of window (state.go)
 	kind       uint8
 	processing bool
 	revise     bool
@@ -247,6 +261,7 @@ func Compile(i int, c Config) *Rule {
 		rate:       c.Has(AggRate),
 	}
 	w.samples = w.twa || w.delta || w.rate
+	w.fp = fingerprint(c)
 	w.maxSamples = MaxSamples
 	switch c.Type {
 	case Hopping:
@@ -282,7 +297,8 @@ type Key struct {
 	// (anchorT, anchorWall) while the key gets no readings.
 	anchorT    int64
 	anchorWall int64
-	active     bool // got readings since the last tick
+	anchorTick int64 // the tick that set the anchors (Resume: the idle advance starts after it)
+	active     bool  // got readings since the last tick
 
 	open    []*bucket // by start
 	emitted []*bucket // revise: emitted windows kept for Retention, by start
@@ -294,6 +310,10 @@ type Key struct {
 
 	id   keyID
 	refs int // routes that lead here
+
+	dirty  bool // in Keyed.dirty
+	stored bool // in the state store as of the last Committed
+	swept  bool // forgotten by Sweep
 }
 
 func floorDiv(a, b int64) int64 {
@@ -353,6 +373,7 @@ func (kd *Keyed) add(emit Emit, k *Key, r *ingest.Reading) error {
 		}
 	}
 	k.active = true
+	kd.touch(k)
 	// A reading that misses a closed window is late (counted once, even
 	// when it misses several hopping windows); with late: revise it is
 	// folded into the retained windows.
@@ -524,6 +545,7 @@ func (kd *Keyed) emitHopping(emit Emit, k *Key, lo, hi int64) error {
 	keep := k.open[:0]
 	for _, p := range k.open {
 		if floorDiv(p.start, w.slide)*w.slide+w.size <= hi {
+			kd.touch(k)
 			kd.freeBucket(p)
 			kd.openWindows.Add(-1)
 			continue
@@ -586,6 +608,7 @@ func (kd *Keyed) revise(emit Emit, k *Key) error {
 			b.dirty = false
 		}
 		if b.end+k.w.retention <= k.wm {
+			kd.touch(k)
 			kd.freeBucket(b)
 			continue
 		}
@@ -673,6 +696,7 @@ func (kd *Keyed) emit(emit Emit, k *Key, b *bucket) error {
 		kd.quantBuf, kd.sketchBuf = s.Quantiles, s.Sketch
 	}
 	b.emitted = true
+	kd.touch(k)
 	if w.kind == kindSession {
 		k.sessEnd = max(k.sessEnd, b.end)
 	}
@@ -699,7 +723,8 @@ func (kd *Keyed) tickKey(emit Emit, k *Key, now int64) error {
 		// own watermark closes its windows, and a reading still in flight
 		// gets at least one tick interval of grace.
 		k.active = false
-		k.anchorT, k.anchorWall = k.maxT, now
+		kd.touch(k)
+		k.anchorT, k.anchorWall, k.anchorTick = k.maxT, now, now
 		if k.maxArrival != 0 && k.maxArrival < now {
 			k.anchorWall = k.maxArrival
 		}

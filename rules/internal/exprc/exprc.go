@@ -1,18 +1,6 @@
-package rules
-
-import (
-	"errors"
-	"fmt"
-	"math"
-	"strings"
-
-	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/vm"
-
-	"github.com/sensorgate/sensorgate/ingest"
-)
-
+// Package exprc compiles the expressions of the rules engine
+// (filter conditions, derive formulas).
+//
 // Expressions (filter conditions, derive formulas) use the expr language
 // (github.com/expr-lang/expr), compiled and type-checked once at load time.
 // The environment:
@@ -35,20 +23,36 @@ import (
 // arithmetic, comparisons, logic, the conditional operator and the numeric
 // functions are compiled further into Go closures that do not allocate;
 // anything else runs on expr's VM (which allocates a little per run).
+package exprc
 
-// evalEnv is what an expression sees for one evaluation.
-type evalEnv struct {
-	r    ingest.Reading
-	vars []float64 // derive inputs, by slot
-	meta map[string]string
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/sensorgate/sensorgate/ingest"
+)
+
+// Env is what an expression sees for one evaluation.
+type Env struct {
+	R    ingest.Reading
+	Vars []float64 // derive inputs, by slot
+	Meta map[string]string
 }
 
-type program struct {
+// Program is a compiled expression. Not safe for concurrent use (its VM
+// and environment are reused).
+type Program struct {
 	src  string
 	prog *vm.Program
 	vars []string
-	cond func(*evalEnv) bool    // fast path, boolean result
-	num  func(*evalEnv) float64 // fast path, numeric result
+	cond func(*Env) bool    // fast path, boolean result
+	num  func(*Env) float64 // fast path, numeric result
 	vm   vm.VM
 	env  map[string]any // VM fallback environment, reused
 }
@@ -131,8 +135,8 @@ func exprOptions(vars []string, wantBool bool) []expr.Option {
 	return opts
 }
 
-// compileExpr compiles src; vars are the derive inputs.
-func compileExpr(src string, vars []string, wantBool bool) (*program, error) {
+// Compile compiles src (wantBool: a condition, else a number); vars are the derive inputs.
+func Compile(src string, vars []string, wantBool bool) (*Program, error) {
 	for _, v := range vars {
 		switch v {
 		case "value", "sensor", "metric", "unit", "time", "quality", "meta":
@@ -143,7 +147,7 @@ func compileExpr(src string, vars []string, wantBool bool) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &program{src: src, prog: prog, vars: vars}
+	p := &Program{src: src, prog: prog, vars: vars}
 	c := closureCompiler{vars: vars}
 	if wantBool {
 		p.cond, _ = c.boolean(prog.Node())
@@ -153,30 +157,31 @@ func compileExpr(src string, vars []string, wantBool bool) (*program, error) {
 	return p, nil
 }
 
-func (p *program) vmEnv(env *evalEnv) map[string]any {
+func (p *Program) vmEnv(env *Env) map[string]any {
 	if p.env == nil {
 		p.env = map[string]any{}
 	}
 	m := p.env
-	r := &env.r
+	r := &env.R
 	m["value"] = r.Value
 	m["sensor"] = r.Sensor
 	m["metric"] = r.Metric
 	m["unit"] = r.Unit
 	m["time"] = int(r.Time)
 	m["quality"] = int(r.Quality)
-	meta := env.meta
+	meta := env.Meta
 	if meta == nil {
 		meta = map[string]string{}
 	}
 	m["meta"] = meta
 	for i, v := range p.vars {
-		m[v] = env.vars[i]
+		m[v] = env.Vars[i]
 	}
 	return m
 }
 
-func (p *program) evalBool(env *evalEnv) (bool, error) {
+// Bool evaluates a condition.
+func (p *Program) Bool(env *Env) (bool, error) {
 	if p.cond != nil {
 		return p.cond(env), nil
 	}
@@ -191,7 +196,8 @@ func (p *program) evalBool(env *evalEnv) (bool, error) {
 	return b, nil
 }
 
-func (p *program) evalNum(env *evalEnv) (float64, error) {
+// Num evaluates a number.
+func (p *Program) Num(env *Env) (float64, error) {
 	if p.num != nil {
 		return p.num(env), nil
 	}
@@ -208,9 +214,9 @@ func (p *program) evalNum(env *evalEnv) (float64, error) {
 type closureCompiler struct{ vars []string }
 
 type (
-	numFn  = func(*evalEnv) float64
-	boolFn = func(*evalEnv) bool
-	strFn  = func(*evalEnv) string
+	numFn  = func(*Env) float64
+	boolFn = func(*Env) bool
+	strFn  = func(*Env) string
 )
 
 func constNum(n ast.Node) (float64, bool) {
@@ -228,19 +234,19 @@ func constNum(n ast.Node) (float64, bool) {
 
 func (c closureCompiler) number(n ast.Node) (numFn, bool) {
 	if v, ok := constNum(n); ok {
-		return func(*evalEnv) float64 { return v }, true
+		return func(*Env) float64 { return v }, true
 	}
 	switch x := n.(type) {
 	case *ast.IdentifierNode:
 		switch x.Value {
 		case "value":
-			return func(e *evalEnv) float64 { return e.r.Value }, true
+			return func(e *Env) float64 { return e.R.Value }, true
 		case "quality":
-			return func(e *evalEnv) float64 { return float64(e.r.Quality) }, true
+			return func(e *Env) float64 { return float64(e.R.Quality) }, true
 		}
 		for i, v := range c.vars {
 			if v == x.Value {
-				return func(e *evalEnv) float64 { return e.vars[i] }, true
+				return func(e *Env) float64 { return e.Vars[i] }, true
 			}
 		}
 	case *ast.UnaryNode:
@@ -250,7 +256,7 @@ func (c closureCompiler) number(n ast.Node) (numFn, bool) {
 		}
 		switch x.Operator {
 		case "-":
-			return func(e *evalEnv) float64 { return -a(e) }, true
+			return func(e *Env) float64 { return -a(e) }, true
 		case "+":
 			return a, true
 		}
@@ -262,15 +268,15 @@ func (c closureCompiler) number(n ast.Node) (numFn, bool) {
 		}
 		switch x.Operator {
 		case "+":
-			return func(e *evalEnv) float64 { return a(e) + b(e) }, true
+			return func(e *Env) float64 { return a(e) + b(e) }, true
 		case "-":
-			return func(e *evalEnv) float64 { return a(e) - b(e) }, true
+			return func(e *Env) float64 { return a(e) - b(e) }, true
 		case "*":
-			return func(e *evalEnv) float64 { return a(e) * b(e) }, true
+			return func(e *Env) float64 { return a(e) * b(e) }, true
 		case "/":
-			return func(e *evalEnv) float64 { return a(e) / b(e) }, true
+			return func(e *Env) float64 { return a(e) / b(e) }, true
 		case "**", "^":
-			return func(e *evalEnv) float64 { return math.Pow(a(e), b(e)) }, true
+			return func(e *Env) float64 { return math.Pow(a(e), b(e)) }, true
 		}
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
@@ -298,7 +304,7 @@ func (c closureCompiler) number(n ast.Node) (numFn, bool) {
 		a, ok1 := c.number(x.Exp1)
 		b, ok2 := c.number(x.Exp2)
 		if ok && ok1 && ok2 {
-			return func(e *evalEnv) float64 {
+			return func(e *Env) float64 {
 				if cond(e) {
 					return a(e)
 				}
@@ -316,14 +322,14 @@ func (c closureCompiler) call(fn func(x, y float64) float64, args []ast.Node) (n
 		if !ok {
 			return nil, false
 		}
-		return func(e *evalEnv) float64 { return fn(a(e), 0) }, true
+		return func(e *Env) float64 { return fn(a(e), 0) }, true
 	case 2:
 		a, ok1 := c.number(args[0])
 		b, ok2 := c.number(args[1])
 		if !ok1 || !ok2 {
 			return nil, false
 		}
-		return func(e *evalEnv) float64 { return fn(a(e), b(e)) }, true
+		return func(e *Env) float64 { return fn(a(e), b(e)) }, true
 	}
 	return nil, false
 }
@@ -332,26 +338,26 @@ func (c closureCompiler) str(n ast.Node) (strFn, bool) {
 	switch x := n.(type) {
 	case *ast.StringNode:
 		s := x.Value
-		return func(*evalEnv) string { return s }, true
+		return func(*Env) string { return s }, true
 	case *ast.ConstantNode:
 		if s, ok := x.Value.(string); ok {
-			return func(*evalEnv) string { return s }, true
+			return func(*Env) string { return s }, true
 		}
 	case *ast.IdentifierNode:
 		switch x.Value {
 		case "sensor":
-			return func(e *evalEnv) string { return e.r.Sensor }, true
+			return func(e *Env) string { return e.R.Sensor }, true
 		case "metric":
-			return func(e *evalEnv) string { return e.r.Metric }, true
+			return func(e *Env) string { return e.R.Metric }, true
 		case "unit":
-			return func(e *evalEnv) string { return e.r.Unit }, true
+			return func(e *Env) string { return e.R.Unit }, true
 		}
 	case *ast.MemberNode:
 		id, ok := x.Node.(*ast.IdentifierNode)
 		key, ok2 := x.Property.(*ast.StringNode)
 		if ok && ok2 && id.Value == "meta" && !x.Method {
 			k := key.Value
-			return func(e *evalEnv) string { return e.meta[k] }, true
+			return func(e *Env) string { return e.Meta[k] }, true
 		}
 	case *ast.ChainNode:
 		return c.str(x.Node)
@@ -363,16 +369,16 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 	switch x := n.(type) {
 	case *ast.BoolNode:
 		v := x.Value
-		return func(*evalEnv) bool { return v }, true
+		return func(*Env) bool { return v }, true
 	case *ast.ConstantNode:
 		if v, ok := x.Value.(bool); ok {
-			return func(*evalEnv) bool { return v }, true
+			return func(*Env) bool { return v }, true
 		}
 	case *ast.UnaryNode:
 		if x.Operator == "!" || x.Operator == "not" {
 			a, ok := c.boolean(x.Node)
 			if ok {
-				return func(e *evalEnv) bool { return !a(e) }, true
+				return func(e *Env) bool { return !a(e) }, true
 			}
 		}
 	case *ast.ConditionalNode:
@@ -380,7 +386,7 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 		a, ok1 := c.boolean(x.Exp1)
 		b, ok2 := c.boolean(x.Exp2)
 		if ok && ok1 && ok2 {
-			return func(e *evalEnv) bool {
+			return func(e *Env) bool {
 				if cond(e) {
 					return a(e)
 				}
@@ -396,9 +402,9 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 				return nil, false
 			}
 			if x.Operator == "&&" || x.Operator == "and" {
-				return func(e *evalEnv) bool { return a(e) && b(e) }, true
+				return func(e *Env) bool { return a(e) && b(e) }, true
 			}
-			return func(e *evalEnv) bool { return a(e) || b(e) }, true
+			return func(e *Env) bool { return a(e) || b(e) }, true
 		case "==", "!=", "<", "<=", ">", ">=":
 			if a, ok := c.number(x.Left); ok {
 				if b, ok := c.number(x.Right); ok {
@@ -420,11 +426,11 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 			}
 			switch x.Operator {
 			case "startsWith":
-				return func(e *evalEnv) bool { return strings.HasPrefix(a(e), b(e)) }, true
+				return func(e *Env) bool { return strings.HasPrefix(a(e), b(e)) }, true
 			case "endsWith":
-				return func(e *evalEnv) bool { return strings.HasSuffix(a(e), b(e)) }, true
+				return func(e *Env) bool { return strings.HasSuffix(a(e), b(e)) }, true
 			}
-			return func(e *evalEnv) bool { return strings.Contains(a(e), b(e)) }, true
+			return func(e *Env) bool { return strings.Contains(a(e), b(e)) }, true
 		}
 	}
 	return nil, false
@@ -438,7 +444,7 @@ func (c closureCompiler) in(left, right ast.Node) (boolFn, bool) {
 		switch v := r.Value.(type) {
 		case map[string]struct{}:
 			if a, ok := c.str(left); ok {
-				return func(e *evalEnv) bool { _, ok := v[a(e)]; return ok }, true
+				return func(e *Env) bool { _, ok := v[a(e)]; return ok }, true
 			}
 			return nil, false
 		case map[int]struct{}:
@@ -478,10 +484,10 @@ func (c closureCompiler) in(left, right ast.Node) (boolFn, bool) {
 		}
 	}
 	if a, ok := c.str(left); ok && len(nums) == 0 {
-		return func(e *evalEnv) bool { _, ok := strs[a(e)]; return ok }, true
+		return func(e *Env) bool { _, ok := strs[a(e)]; return ok }, true
 	}
 	if a, ok := c.number(left); ok && len(strs) == 0 {
-		return func(e *evalEnv) bool {
+		return func(e *Env) bool {
 			v := a(e)
 			for _, n := range nums {
 				if v == n {
@@ -497,31 +503,31 @@ func (c closureCompiler) in(left, right ast.Node) (boolFn, bool) {
 func cmpNum(op string, a, b numFn) boolFn {
 	switch op {
 	case "==":
-		return func(e *evalEnv) bool { return a(e) == b(e) }
+		return func(e *Env) bool { return a(e) == b(e) }
 	case "!=":
-		return func(e *evalEnv) bool { return a(e) != b(e) }
+		return func(e *Env) bool { return a(e) != b(e) }
 	case "<":
-		return func(e *evalEnv) bool { return a(e) < b(e) }
+		return func(e *Env) bool { return a(e) < b(e) }
 	case "<=":
-		return func(e *evalEnv) bool { return a(e) <= b(e) }
+		return func(e *Env) bool { return a(e) <= b(e) }
 	case ">":
-		return func(e *evalEnv) bool { return a(e) > b(e) }
+		return func(e *Env) bool { return a(e) > b(e) }
 	}
-	return func(e *evalEnv) bool { return a(e) >= b(e) }
+	return func(e *Env) bool { return a(e) >= b(e) }
 }
 
 func cmpStr(op string, a, b strFn) boolFn {
 	switch op {
 	case "==":
-		return func(e *evalEnv) bool { return a(e) == b(e) }
+		return func(e *Env) bool { return a(e) == b(e) }
 	case "!=":
-		return func(e *evalEnv) bool { return a(e) != b(e) }
+		return func(e *Env) bool { return a(e) != b(e) }
 	case "<":
-		return func(e *evalEnv) bool { return a(e) < b(e) }
+		return func(e *Env) bool { return a(e) < b(e) }
 	case "<=":
-		return func(e *evalEnv) bool { return a(e) <= b(e) }
+		return func(e *Env) bool { return a(e) <= b(e) }
 	case ">":
-		return func(e *evalEnv) bool { return a(e) > b(e) }
+		return func(e *Env) bool { return a(e) > b(e) }
 	}
-	return func(e *evalEnv) bool { return a(e) >= b(e) }
+	return func(e *Env) bool { return a(e) >= b(e) }
 }
