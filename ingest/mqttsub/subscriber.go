@@ -464,8 +464,9 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 			connect()
 		case <-kick:
 			// A commit failed: nothing after it may be acknowledged on this
-			// connection, and the broker must deliver it again.
-			conn.Abort()
+			// connection, and the broker must deliver it again. paho
+			// reports the cut as a lost connection.
+			conn.Cut()
 		case <-lost:
 			if connecting == nil && retryC == nil {
 				schedule()
