@@ -24,6 +24,9 @@ const (
 	DefaultMaxPayload           = 64 << 10
 	DefaultConnectTimeout       = 10 * time.Second
 	DefaultMaxReconnectInterval = 30 * time.Second
+	// DefaultInFlight is mosquitto's max_inflight_messages default, the
+	// smallest window of the common brokers (EMQX max_inflight: 32).
+	DefaultInFlight = 20
 )
 
 // Payload formats of [Subscription.Format].
@@ -60,9 +63,27 @@ type Config struct {
 	TLS mqttnet.TLS `yaml:"tls"`
 	// KeepAlive is the MQTT keepalive interval (default 30s).
 	KeepAlive time.Duration `yaml:"keepalive"`
-	// CleanSession (default true). false asks the broker to keep the
-	// subscriptions and queue QoS 1/2 messages while the gateway is away.
+	// CleanSession false asks the broker to keep the subscriptions, queue
+	// QoS 1/2 messages while the gateway is away and, above all, deliver
+	// again every message that was not acknowledged when a connection
+	// ended: that is what makes a durable subscription lose nothing. The
+	// default is false when a subscription is durable at QoS 1 or 2, true
+	// otherwise. true with a durable subscription is allowed but logged
+	// as a warning at start: a message whose commit was still pending when
+	// the connection ended is then lost.
 	CleanSession *bool `yaml:"clean_session"`
+	// InFlight is how many unacknowledged QoS 1/2 messages the broker
+	// sends this client before it waits for PUBACKs (default 20, 1 to
+	// 65535). It configures nothing on the broker (MQTT 3.1.1 has no way
+	// to ask): set it to the broker's window, so that the gateway commits
+	// as soon as that many messages wait for their commit instead of
+	// leaving the broker stalled until the next timed commit. mosquitto:
+	// max_inflight_messages (default 20; 0 is unlimited); EMQX:
+	// mqtt.max_inflight (default 32); HiveMQ: no window for MQTT 3
+	// clients (they get the MQTT 5 default receive maximum, 65535), so
+	// pick the commit batch you want, e.g. 1024; sensorgate's own broker:
+	// see package broker (1024).
+	InFlight int `yaml:"inflight"`
 	// QueueSize bounds the hand-off queue between paho's network goroutine
 	// and Run, in messages (default 16384: at 20k msg/s a 1024-message
 	// queue was 51 ms of slack, and the end-to-end benchmark lost QoS 0
@@ -111,10 +132,36 @@ type Subscription struct {
 	Msgpack decode.MsgpackMapping `yaml:"msgpack"`
 	// Number is the mapping for format number.
 	Number decode.NumberMapping `yaml:"number"`
-	// Durable (QoS 1 and 2 only) acknowledges a message only after its
-	// readings were committed to the journal given in Options.Journal,
-	// instead of as soon as they were handed to the pipeline.
-	Durable bool `yaml:"durable"`
+	// Durable (default true for QoS 1 and 2, false for QoS 0) makes the
+	// last reading of each message carry an ingest.Receipt, and the
+	// message is acknowledged (PUBACK, PUBREC) only when the engine reports
+	// that the checkpoint holding its effect is committed, in the order
+	// the messages arrived. false acknowledges as soon as the readings
+	// were handed to the pipeline: a crash then loses what the pipeline
+	// held. A durable QoS 0 subscription has no acknowledgement to hold:
+	// its receipts only ask the engine to commit promptly.
+	Durable *bool `yaml:"durable"`
+}
+
+// IsDurable reports whether s is durable after Defaults (the QoS default
+// when Durable is unset).
+func (s Subscription) IsDurable() bool {
+	if s.Durable != nil {
+		return *s.Durable
+	}
+	return s.QoS > 0
+}
+
+// HoldsAcks reports whether the config has a subscription whose
+// acknowledgements wait for a commit (durable at QoS 1 or 2): its
+// InFlight then matters to the engine's commit trigger.
+func (c Config) HoldsAcks() bool {
+	for _, s := range c.Subscriptions {
+		if s.QoS > 0 && s.IsDurable() {
+			return true
+		}
+	}
+	return false
 }
 
 // Defaults fills the zero fields of c with the defaults documented on each
@@ -123,9 +170,18 @@ func (c *Config) Defaults() {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
+	for i := range c.Subscriptions {
+		if s := &c.Subscriptions[i]; s.Durable == nil {
+			d := s.QoS > 0
+			s.Durable = &d
+		}
+	}
 	if c.CleanSession == nil {
-		t := true
-		c.CleanSession = &t
+		clean := !c.HoldsAcks()
+		c.CleanSession = &clean
+	}
+	if c.InFlight == 0 {
+		c.InFlight = DefaultInFlight
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
@@ -199,6 +255,9 @@ func (c Config) Validate() error {
 	if c.KeepAlive < 0 || (c.KeepAlive > 0 && c.KeepAlive < time.Second) || c.KeepAlive > 65535*time.Second {
 		errs = append(errs, ingest.FieldErrorf("keepalive", "must be 0 or between 1s and 18h12m15s"))
 	}
+	if c.InFlight < 1 || c.InFlight > 65535 {
+		errs = append(errs, ingest.FieldErrorf("inflight", "must be between 1 and 65535, got %d", c.InFlight))
+	}
 	if c.QueueBytes <= 0 {
 		errs = append(errs, ingest.FieldErrorf("queue_bytes", "must be > 0"))
 	}
@@ -232,9 +291,6 @@ func (c Config) Validate() error {
 		}
 		if s.QoS > 2 {
 			errs = append(errs, ingest.FieldErrorf(p+".qos", "must be 0, 1 or 2"))
-		}
-		if s.Durable && s.QoS == 0 {
-			errs = append(errs, ingest.FieldErrorf(p+".durable", "needs qos 1 or 2: a QoS 0 message is never acknowledged"))
 		}
 		switch s.Format {
 		case FormatJSON, "":

@@ -32,7 +32,10 @@ subscriptions:
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.KeepAlive != 15*time.Second || c.QueueSize != 10 || !*c.CleanSession || c.MaxPayload != DefaultMaxPayload || c.ClientID == "" {
+	// A QoS 1 subscription is durable by default, which asks for a
+	// persistent session (the broker must redeliver what was not acked).
+	if c.KeepAlive != 15*time.Second || c.QueueSize != 10 || *c.CleanSession || c.MaxPayload != DefaultMaxPayload || c.ClientID == "" ||
+		c.InFlight != DefaultInFlight || !*c.Subscriptions[0].Durable {
 		t.Errorf("defaults: %+v", c)
 	}
 	s := c.Subscriptions[0]
@@ -76,6 +79,10 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Subscriptions[0].JSON.TimeFormat = "days" }, []string{"subscriptions[0].json.time_format"}},
 		{func(c *Config) { c.Subscriptions[0].Topic = "$share/g/x/+" }, nil},
 		{func(c *Config) { c.Subscriptions[0].Topic = "$share//x" }, []string{"subscriptions[0].topic"}},
+		{func(c *Config) { c.InFlight = 0 }, []string{"inflight"}},
+		{func(c *Config) { c.InFlight = 65536 }, []string{"inflight"}},
+		{func(c *Config) { c.InFlight = 65535 }, nil},
+		{func(c *Config) { t := true; c.Subscriptions[0].Durable = &t }, nil}, // QoS 0 may opt in
 	}
 	for i, tt := range tests {
 		c := good()
@@ -90,6 +97,41 @@ func TestConfigValidate(t *testing.T) {
 		}
 		if !slices.Equal(got, tt.paths) {
 			t.Errorf("%d: paths %v, want %v", i, got, tt.paths)
+		}
+	}
+}
+
+// Durable follows the QoS unless set; the session is persistent exactly
+// when some acknowledgement waits for a commit, unless set.
+func TestConfigDurableDefaults(t *testing.T) {
+	yes, no := true, false
+	with := func(s Subscription, d *bool) Subscription { s.Durable = d; return s }
+	tests := []struct {
+		subs      []Subscription
+		clean     *bool
+		durable   []bool
+		wantClean bool
+	}{
+		{[]Subscription{jsonSub("a", 0, 1)}, nil, []bool{false}, true},
+		{[]Subscription{jsonSub("a", 1, 1)}, nil, []bool{true}, false},
+		{[]Subscription{jsonSub("a", 2, 1), jsonSub("b", 0, 1)}, nil, []bool{true, false}, false},
+		{[]Subscription{with(jsonSub("a", 1, 1), &no)}, nil, []bool{false}, true},
+		{[]Subscription{with(jsonSub("a", 0, 1), &yes)}, nil, []bool{true}, true}, // no ack to hold
+		{[]Subscription{jsonSub("a", 1, 1)}, &yes, []bool{true}, true},            // allowed, warned at start
+	}
+	for i, tt := range tests {
+		c := Config{Broker: "tcp://h", Subscriptions: tt.subs, CleanSession: tt.clean}
+		c.Defaults()
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		for j, want := range tt.durable {
+			if got := c.Subscriptions[j].IsDurable(); got != want || *c.Subscriptions[j].Durable != want {
+				t.Errorf("%d: subscriptions[%d] durable %v, want %v", i, j, got, want)
+			}
+		}
+		if *c.CleanSession != tt.wantClean {
+			t.Errorf("%d: clean_session %v, want %v", i, *c.CleanSession, tt.wantClean)
 		}
 	}
 }

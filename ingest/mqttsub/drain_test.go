@@ -36,7 +36,8 @@ func TestStopHandsOnWhatIsQueued(t *testing.T) {
 		defer close(done)
 		for {
 			select {
-			case <-out:
+			case r := <-out:
+				r.Receipt.Committed(nil)
 				got.Add(1)
 			case <-time.After(5 * time.Second):
 				return

@@ -37,8 +37,25 @@ func running(t *testing.T, s *Subscriber, out chan ingest.Reading) (stop func())
 	return mqtttest.Go(t, func(ctx context.Context) error { return s.Run(ctx, out) })
 }
 
-// collect reads n readings from out, failing after 20 s of silence.
+// collect reads n readings from out, failing after 20 s of silence, and
+// completes each receipt as it comes, as an engine that commits every
+// reading at once would (durable subscriptions are the QoS 1/2 default).
+// The readings are returned without their receipts.
 func collect(t *testing.T, out <-chan ingest.Reading, n int) []ingest.Reading {
+	t.Helper()
+	got := make([]ingest.Reading, 0, n)
+	for len(got) < n {
+		r := collectHeld(t, out, 1)[0]
+		r.Receipt.Committed(nil)
+		r.Receipt = nil
+		got = append(got, r)
+	}
+	return got
+}
+
+// collectHeld reads n readings from out like collect, but leaves their
+// receipts to the test.
+func collectHeld(t *testing.T, out <-chan ingest.Reading, n int) []ingest.Reading {
 	t.Helper()
 	var got []ingest.Reading
 	for len(got) < n {

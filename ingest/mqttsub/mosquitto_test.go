@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -84,10 +83,12 @@ func TestMosquittoWildcardsAndQoS(t *testing.T) {
 	}
 }
 
+// drain discards what is in out now (completing the receipts).
 func drain(out chan ingest.Reading) {
 	for {
 		select {
-		case <-out:
+		case r := <-out:
+			r.Receipt.Committed(nil)
 		default:
 			return
 		}
@@ -264,80 +265,5 @@ func TestMosquittoHeldAckThrottlesBroker(t *testing.T) {
 	}
 	if st := s.Stats(); st.Dropped != 0 || st.Received != n {
 		t.Errorf("stats %+v", st)
-	}
-}
-
-// testJournal is a journal whose commits the test triggers by hand.
-type testJournal struct {
-	mu      sync.Mutex
-	pending []func(error)
-	stored  []ingest.Reading
-}
-
-func (j *testJournal) Append(rs []ingest.Reading, done func(error)) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.stored = append(j.stored, rs...) // copies
-	j.pending = append(j.pending, done)
-}
-
-// commit completes every pending append with err.
-func (j *testJournal) commit(err error) int {
-	j.mu.Lock()
-	p := j.pending
-	j.pending = nil
-	j.mu.Unlock()
-	for _, done := range p {
-		done(err)
-	}
-	return len(p)
-}
-
-// TestMosquittoDurableAcksAfterJournalCommit: a durable subscription hands
-// readings on at once but acknowledges only after the journal commit, so
-// the broker's in-flight window (2 here) holds the rest back until then.
-func TestMosquittoDurableAcksAfterJournalCommit(t *testing.T) {
-	checkNoLeak(t)
-	addr := mqtttest.StartMosquitto(t, mqtttest.MosquittoConfig{Conf: "allow_anonymous true\nmax_inflight_messages 2"}).Addr()
-	sub := jsonSub("d/+", 1, 1)
-	sub.Durable = true
-	if _, err := New(Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{sub}}, Options{}); !errors.Is(err, ErrNoJournal) {
-		t.Fatalf("durable without journal: %v", err)
-	}
-	j := &testJournal{}
-	s, err := New(Config{Broker: "tcp://" + addr, Subscriptions: []Subscription{sub}}, Options{Logger: testLogger(t), Journal: j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(chan ingest.Reading, 64)
-	running(t, s, out)
-	pub := publisher(t, "tcp://"+addr, "", "")
-	mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
-	for i := range 6 {
-		publish(t, pub, "d/x", 1, payload(1714564800, "v", i))
-	}
-	got := collect(t, out, 2) // handed on before any commit
-	time.Sleep(200 * time.Millisecond)
-	if st := s.Stats(); st.Received != 2 || st.Journaled != 0 {
-		t.Fatalf("before commit: %+v", st)
-	}
-	for len(got) < 6 {
-		j.commit(nil)
-		select {
-		case r := <-out:
-			got = append(got, r)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	mqtttest.WaitFor(t, waitLimit, func() bool { j.commit(nil); return s.Stats().Journaled == 6 }, "the last commits")
-	for i, r := range got {
-		if r.Value != float64(i) {
-			t.Fatalf("reading %d: %+v", i, r)
-		}
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if len(j.stored) != 6 {
-		t.Errorf("journal holds %d readings, want 6", len(j.stored))
 	}
 }

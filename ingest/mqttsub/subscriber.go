@@ -3,6 +3,7 @@ package mqttsub
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -30,22 +31,6 @@ var ErrRunning = errors.New("mqttsub: already running")
 // configured filters (the broker sent something we did not ask for).
 const ReasonNoSubscription = "no_subscription"
 
-// ErrNoJournal is returned by New when a subscription is durable and
-// Options.Journal is nil.
-var ErrNoJournal = errors.New("mqttsub: durable subscription without a journal")
-
-// Journal makes the readings of durable subscriptions durable before their
-// message is acknowledged (the durable-ingest guarantee). It is declared
-// here, where it is used; the buffer's journal implements it.
-type Journal interface {
-	// Append takes a copy of rs (the slice is reused after the call) and
-	// queues it for the journal. It must call done exactly once, after the
-	// readings were committed (nil) or could not be (an error), and in the
-	// order of the Append calls. It must not block for long: group commits
-	// are expected, Run calls Append once per message.
-	Append(rs []ingest.Reading, done func(error))
-}
-
 // Options are the run-time dependencies of a Subscriber.
 type Options struct {
 	// Logger receives connection events and rate-limited decode errors;
@@ -53,8 +38,20 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for arrival times; nil means time.Now.
 	Now func() time.Time
-	// Journal is required when a subscription is durable.
-	Journal Journal
+	// State, when set, is where New finds which messages were already
+	// committed (the Key/Value of earlier receipts: StatePrefix(client_id)
+	// followed by a packet id); cmd passes buffer.Outbox.LoadState. nil
+	// starts with none: a redelivery of a message committed by an earlier
+	// process is then counted again.
+	State func(prefix []byte, fn func(key, value []byte) error) error
+}
+
+// StatePrefix is the prefix of the state keys of the receipts of a source
+// with this client id: "src/mqtt/<client_id>/", followed in each key by
+// the packet id (2 bytes, big-endian); the value is the 8-byte hash of the
+// message's topic and payload.
+func StatePrefix(clientID string) []byte {
+	return []byte("src/mqtt/" + clientID + "/")
 }
 
 // Stats is a snapshot of a Subscriber's counters.
@@ -70,18 +67,28 @@ type Stats struct {
 	// Held counts QoS 1/2 messages for which paho's goroutine had to wait
 	// for room in the queue (back-pressure, nothing lost).
 	Held uint64
-	// Journaled counts durable messages acknowledged after their journal
-	// commit; JournalErrors those whose commit failed (left unacknowledged:
-	// the broker redelivers them on the next session).
-	Journaled, JournalErrors uint64
-	Queued                   int  // messages waiting in the hand-off queue now
-	Connected                bool // connected to the broker now
-	Connects                 uint64
-	Reconnects               uint64 // connections after the first
-	ConnectFailures          uint64
-	SubscribeFailures        uint64 // filters the broker refused
-	Subscribed               uint64 // SUBACKs received: one per connection that subscribed
-	LastError                string // last connection or subscription error, "" if none
+	// DurableAcked counts durable QoS 1/2 messages acknowledged after the
+	// commit of their receipt.
+	DurableAcked uint64
+	// PendingAcks is the number of durable messages waiting for the commit
+	// of their receipt now (a gauge).
+	PendingAcks int64
+	// AckFailures counts receipts completed with an error (the engine gave
+	// up committing): the message and those after it are left
+	// unacknowledged and the connection is cut, so that the broker
+	// delivers them again.
+	AckFailures uint64
+	// Redelivered counts messages the broker delivered again (DUP) that
+	// were recognised as already committed: acknowledged, not handed on.
+	Redelivered       uint64
+	Queued            int  // messages waiting in the hand-off queue now
+	Connected         bool // connected to the broker now
+	Connects          uint64
+	Reconnects        uint64 // connections after the first
+	ConnectFailures   uint64
+	SubscribeFailures uint64 // filters the broker refused
+	Subscribed        uint64 // SUBACKs received: one per connection that subscribed
+	LastError         string // last connection or subscription error, "" if none
 }
 
 type decoder interface {
@@ -111,7 +118,6 @@ type item struct {
 // the configured filters and turns messages into readings.
 type Subscriber struct {
 	cfg      Config
-	journal  Journal
 	log      *slog.Logger
 	now      func() time.Time
 	url      *url.URL
@@ -126,7 +132,8 @@ type Subscriber struct {
 	received, readings, dropped, held atomic.Uint64
 	// queuedBytes is the payload bytes in the hand-off queue (QueueBytes).
 	queuedBytes               atomic.Int64
-	journaled, journalErrors  atomic.Uint64
+	durableAcked, ackFailures atomic.Uint64
+	redelivered               atomic.Uint64
 	connects, connectFailures atomic.Uint64
 	subscribeFailures         atomic.Uint64
 	subscribed                atomic.Uint64
@@ -135,7 +142,17 @@ type Subscriber struct {
 	lastErr                   atomic.Pointer[string]
 	lastErrVal                atomic.Pointer[error]
 
-	dropLog, decodeLog, connLog, secretLog lograte.Limiter
+	// The durable path (acks.go): receipts out now, and a signal when
+	// that falls to zero; the committed messages by packet id; the state
+	// key prefix; the receipt of durable QoS 0 messages (nothing to
+	// acknowledge, so one for all).
+	pending     atomic.Int64
+	settled     chan struct{}
+	seen        seenTable
+	keyPrefix   []byte
+	qos0Receipt ingest.Receipt
+
+	dropLog, decodeLog, connLog, secretLog, ackFailLog lograte.Limiter
 }
 
 // New checks cfg (after applying Defaults to a copy), reads the password
@@ -146,7 +163,8 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("mqttsub: config: %w", err)
 	}
-	s := &Subscriber{cfg: cfg, log: opts.Logger, now: opts.Now, journal: opts.Journal}
+	s := &Subscriber{cfg: cfg, log: opts.Logger, now: opts.Now,
+		settled: make(chan struct{}, 1), keyPrefix: StatePrefix(cfg.ClientID)}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -197,12 +215,37 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 			}
 			d = nd
 		}
-		if sub.Durable && s.journal == nil {
-			return nil, fmt.Errorf("%w (subscriptions[%d])", ErrNoJournal, i)
+		s.subs = append(s.subs, subscription{filter: sub.Topic, qos: sub.QoS, dec: d, durable: sub.IsDurable()})
+	}
+	if opts.State != nil && cfg.HoldsAcks() {
+		if err := s.loadSeen(opts.State); err != nil {
+			return nil, err
 		}
-		s.subs = append(s.subs, subscription{filter: sub.Topic, qos: sub.QoS, dec: d, durable: sub.Durable})
 	}
 	return s, nil
+}
+
+// loadSeen fills the table of committed messages from the state the
+// receipts of earlier runs left. Keys of another length or values that are
+// not 8 bytes are not ours (another client id that starts like this one,
+// or a later encoding) and are skipped.
+func (s *Subscriber) loadSeen(state func([]byte, func(k, v []byte) error) error) error {
+	n := 0
+	err := state(s.keyPrefix, func(k, v []byte) error {
+		if len(k) != len(s.keyPrefix)+2 || len(v) != 8 {
+			return nil
+		}
+		if h := binary.BigEndian.Uint64(v); h != 0 {
+			s.seen.put(binary.BigEndian.Uint16(k[len(s.keyPrefix):]), h)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mqttsub: load the committed messages of %s: %w", s.cfg.ClientID, err)
+	}
+	s.log.Info("mqttsub: committed messages loaded", "client_id", s.cfg.ClientID, "entries", n)
+	return nil
 }
 
 // currentPassword re-reads the password for a connection attempt, so that
@@ -229,8 +272,10 @@ func (s *Subscriber) Stats() Stats {
 		Readings:          s.readings.Load(),
 		Dropped:           s.dropped.Load(),
 		Held:              s.held.Load(),
-		Journaled:         s.journaled.Load(),
-		JournalErrors:     s.journalErrors.Load(),
+		DurableAcked:      s.durableAcked.Load(),
+		PendingAcks:       s.pending.Load(),
+		AckFailures:       s.ackFailures.Load(),
+		Redelivered:       s.redelivered.Load(),
 		Connected:         s.connected.Load(),
 		Connects:          s.connects.Load(),
 		ConnectFailures:   s.connectFailures.Load(),
@@ -297,12 +342,36 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 	s.queue.Store(&queue)
 	stop := make(chan struct{})
 	lost := make(chan struct{}, 1)
+	// The acknowledgements of the current connection (a new queue per
+	// connection: paho drops an Ack for a message of an earlier one). The
+	// acker goroutine flushes when a receipt is settled, so that neither
+	// the engine nor this loop waits for paho to take an Ack.
+	wake, kick := make(chan struct{}, 1), make(chan struct{}, 1)
+	acks := newAckQueue(s, wake, kick)
+	var current atomic.Pointer[ackQueue]
+	current.Store(acks)
+	ackerStop, ackerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		for {
+			select {
+			case <-wake:
+				current.Load().flush()
+			case <-ackerStop:
+				return
+			}
+		}
+	}()
 	var hooks hookGroup
 	dialCtx, cancelDial := context.WithCancel(ctx)
 	defer cancelDial()
 	var conn mqttnet.LastConn
 	client := mqtt.NewClient(s.clientOptions(dialCtx, &conn, queue, stop, lost, &hooks))
 	s.log.Info("mqttsub: connecting", "config", s.cfg)
+	if *s.cfg.CleanSession && s.cfg.HoldsAcks() {
+		s.log.Warn("mqttsub: durable subscriptions with clean_session: true: a message whose commit is pending when a connection ends is lost (the broker forgets it)",
+			"broker", s.cfg.Broker, "client_id", s.cfg.ClientID)
+	}
 
 	var (
 		tok        mqtt.Token
@@ -320,6 +389,12 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 		retryC = retry.C
 	}
 	defer func() {
+		// Acknowledge what is committed; what is not stays unacknowledged
+		// (a persistent session's broker delivers it again, and what was
+		// committed by then is recognised).
+		close(ackerStop)
+		<-ackerDone
+		current.Load().flush()
 		close(stop) // unblock a paho handler waiting for queue room
 		if retry != nil {
 			retry.Stop()
@@ -349,12 +424,15 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 	defer hardStop.Stop()
 	defer context.AfterFunc(ctx, func() { hardStop.Reset(drainMax) })()
 
-	connect()
 	buf := make([]ingest.Reading, 0, 64)
+	if !s.waitSettled(ctx) { // receipts of an earlier Run
+		return nil
+	}
+	connect()
 	for {
 		select {
 		case <-ctx.Done():
-			s.drain(sendCtx, queue, out, buf)
+			s.drain(sendCtx, queue, out, buf, acks)
 			return nil
 		case <-connecting:
 			connecting = nil
@@ -371,18 +449,76 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 			}
 		case <-retryC:
 			retryC = nil
+			// The broker of a persistent session delivers again what was
+			// not acknowledged. What the last connection brought must be
+			// handed on and its commits settled first, or a redelivery
+			// could overtake the commit of its first delivery and count
+			// twice.
+			var ok bool
+			if buf, ok = s.handleQueued(sendCtx, queue, out, buf, acks); !ok || !s.waitSettled(ctx) {
+				return nil
+			}
+			acks.dead.Store(true)
+			acks = newAckQueue(s, wake, kick)
+			current.Store(acks)
 			connect()
+		case <-kick:
+			// A commit failed: nothing after it may be acknowledged on this
+			// connection, and the broker must deliver it again. paho
+			// reports the cut as a lost connection.
+			conn.Cut()
 		case <-lost:
 			if connecting == nil && retryC == nil {
 				schedule()
 			}
 		case it := <-queue:
 			var ok bool
-			if buf, ok = s.handle(sendCtx, it, buf[:0], out); !ok {
+			if buf, ok = s.handle(sendCtx, it, buf[:0], out, acks); !ok {
 				return nil
 			}
 		}
 	}
+}
+
+// handleQueued hands on what is in the queue now.
+func (s *Subscriber) handleQueued(ctx context.Context, queue chan item, out chan<- ingest.Reading, buf []ingest.Reading, acks *ackQueue) ([]ingest.Reading, bool) {
+	for {
+		select {
+		case it := <-queue:
+			var ok bool
+			if buf, ok = s.handle(ctx, it, buf[:0], out, acks); !ok {
+				return buf, false
+			}
+		default:
+			return buf, true
+		}
+	}
+}
+
+// settleLogAfter is how long a wait for receipts goes unmentioned.
+const settleLogAfter = 5 * time.Second
+
+// waitSettled waits, before a connection with a persistent session, until
+// every receipt handed out has been settled by the engine (its commit
+// cadence bounds that), or ctx ends (false).
+func (s *Subscriber) waitSettled(ctx context.Context) bool {
+	if *s.cfg.CleanSession || s.pending.Load() == 0 {
+		return true
+	}
+	start := time.Now()
+	tick := time.NewTicker(settleLogAfter)
+	defer tick.Stop()
+	for s.pending.Load() > 0 {
+		select {
+		case <-s.settled:
+		case <-tick.C:
+			s.log.Warn("mqttsub: waiting for the engine to commit messages before connecting again",
+				"broker", s.cfg.Broker, "pending", s.pending.Load(), "waited", time.Since(start).Round(time.Second))
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // How long drain waits for the queue to stay empty, and at most.
@@ -399,14 +535,14 @@ const (
 // handler waiting for room gets to put its message in first), or after
 // drainMax if the broker keeps sending; what is left then is not
 // acknowledged (a persistent session gets it again at the next connect).
-func (s *Subscriber) drain(ctx context.Context, queue chan item, out chan<- ingest.Reading, buf []ingest.Reading) {
+func (s *Subscriber) drain(ctx context.Context, queue chan item, out chan<- ingest.Reading, buf []ingest.Reading, acks *ackQueue) {
 	quiet := time.NewTimer(drainQuiet)
 	defer quiet.Stop()
 	for {
 		select {
 		case it := <-queue:
 			var ok bool
-			if buf, ok = s.handle(ctx, it, buf[:0], out); !ok {
+			if buf, ok = s.handle(ctx, it, buf[:0], out, acks); !ok {
 				return
 			}
 			quiet.Reset(drainQuiet)
@@ -445,15 +581,35 @@ func (h *hookGroup) closeAndWait() {
 	h.wg.Wait()
 }
 
-// handle decodes one message and sends its readings. It acknowledges the
-// message (QoS 1/2) only after every reading was handed to out; it returns
-// false when ctx ended first (the message stays unacknowledged).
-func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, out chan<- ingest.Reading) ([]ingest.Reading, bool) {
+// handle decodes one message and sends its readings. A QoS 1/2 message
+// takes its place in acks first (receive order); it is acknowledged in its
+// turn once its readings were handed on, or, durable, once the receipt on
+// its last reading is settled; a message with nothing to hand on at once.
+// handle returns false when ctx ended first (the message then stays
+// unacknowledged, and so does everything after it).
+func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, out chan<- ingest.Reading, acks *ackQueue) ([]ingest.Reading, bool) {
 	m := it.msg
 	topic, payload := m.Topic(), m.Payload()
 	s.queuedBytes.Add(-int64(len(payload)))
-	var err error
+	var slot *ackSlot
+	if m.Qos() > 0 {
+		slot = acks.push(m)
+	}
 	sub := s.match(topic)
+	durable := sub != nil && sub.durable
+	var hash uint64
+	if durable && slot != nil {
+		hash = hashOf(topic, payload)
+		if !m.Duplicate() {
+			s.seen.forget(m.MessageID())
+		} else if s.seen.has(m.MessageID(), hash) {
+			// Committed before, its PUBACK lost with the connection.
+			s.redelivered.Add(1)
+			acks.done(slot)
+			return buf, true
+		}
+	}
+	var err error
 	switch {
 	case len(payload) > s.cfg.MaxPayload:
 		err = &decode.Error{Format: "mqtt", Reason: decode.ReasonTooLarge, Offset: -1, Skipped: 1,
@@ -477,31 +633,32 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 			s.log.Warn("mqttsub: bad payload", "topic", topic, "reason", reason, "err", err, "suppressed", s.decodeLog.TakeSuppressed())
 		}
 	}
-	durable := sub != nil && sub.durable && m.Qos() > 0 && len(buf) > 0
-	if durable {
-		// The journal acknowledges; the readings go on to the pipeline at
-		// once (the journal is what rebuilds windows after a crash).
-		s.journal.Append(buf, func(err error) {
-			if err != nil {
-				s.journalErrors.Add(1)
-				s.log.Error("mqttsub: journal commit failed; message left unacknowledged", "topic", topic, "err", err)
-				return
-			}
-			s.journaled.Add(1)
-			m.Ack()
-		})
+	held := durable && len(buf) > 0 // the ack waits for the commit
+	if held {
+		last := &buf[len(buf)-1]
+		if slot != nil {
+			last.Receipt = acks.receipt(slot, hash)
+		} else {
+			last.Receipt = &s.qos0Receipt // nothing to acknowledge: only "commit soon"
+		}
 	}
 	for i := range buf {
 		select {
 		case out <- buf[i]:
 		case <-ctx.Done():
 			s.readings.Add(uint64(i))
+			buf[len(buf)-1].Receipt = nil
+			if slot != nil {
+				acks.abandon(slot)
+			}
 			return buf, false
 		}
 	}
 	s.readings.Add(uint64(len(buf)))
-	if !durable {
-		m.Ack()
+	if held {
+		buf[len(buf)-1].Receipt = nil // buf is reused; the receipt went with the copy
+	} else if slot != nil {
+		acks.done(slot)
 	}
 	return buf, true
 }

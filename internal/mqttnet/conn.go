@@ -1,11 +1,19 @@
 package mqttnet
 
 import (
+	"errors"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// ErrCut is what Read returns once Cut closed the connection. paho takes
+// the error of a closed connection for its own disconnect and says
+// nothing; this one it reports as a lost connection, so its owner
+// reconnects.
+var ErrCut = errors.New("mqttnet: connection cut")
 
 const (
 	readBufferSize = 32 << 10
@@ -28,6 +36,7 @@ type Conn struct {
 	reads     int  // reads from the connection
 	useless   int  // waits in a row that did not pay off
 	waits     int  // reads that waited (for tests)
+	cut       atomic.Bool
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -97,6 +106,9 @@ func (b *Conn) Read(p []byte) (int, error) {
 		b.r, b.w = 0, n
 		b.smallRead = n < len(b.rbuf)/4
 		if n == 0 {
+			if err != nil && b.cut.Load() {
+				err = ErrCut
+			}
 			return 0, err
 		}
 	}
@@ -195,6 +207,15 @@ func (b *Conn) close() error {
 		}
 	}
 	return b.Conn.Close()
+}
+
+// Cut closes the connection without flushing, like Abort, and makes the
+// reader see ErrCut: a connection its owner wants paho to lose (the MQTT
+// source does so when a commit failed, so that the broker delivers the
+// unacknowledged messages again).
+func (b *Conn) Cut() {
+	b.cut.Store(true)
+	b.Abort()
 }
 
 // Abort closes the connection without flushing.

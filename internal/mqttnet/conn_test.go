@@ -2,6 +2,7 @@ package mqttnet
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -218,5 +219,29 @@ func TestReadWaitBacksOffForAWindowBoundPeer(t *testing.T) {
 	t.Logf("%d lock-step messages, %d reads waited", messages, conn.waits)
 	if conn.waits*10 > messages {
 		t.Fatalf("%d of %d reads waited for a peer that waits for us", conn.waits, messages)
+	}
+}
+
+// A cut connection's reader gets ErrCut, not the closed-connection error
+// paho keeps quiet about; an aborted one gets the ordinary error.
+func TestCutIsReportedToTheReader(t *testing.T) {
+	for _, cut := range []bool{true, false} {
+		client, server := tcpPair(t)
+		defer server.Close()
+		c := NewConn(client, 0, true)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 16))
+			errc <- err
+		}()
+		if cut {
+			c.Cut()
+		} else {
+			c.Abort()
+		}
+		err := <-errc
+		if got := errors.Is(err, ErrCut); got != cut {
+			t.Errorf("cut=%v: Read error %v", cut, err)
+		}
 	}
 }

@@ -165,6 +165,16 @@ func (l *LastConn) Set(c *Conn) {
 	l.mu.Unlock()
 }
 
+// Cut cuts the newest connection (see Conn.Cut): paho reports it lost.
+// It does nothing when there is none.
+func (l *LastConn) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		l.c.Cut()
+	}
+}
+
 // Abort closes the newest connection without flushing (a cut, not a clean
 // close: nothing to flush, no peer to wait for). It does nothing when
 // there is none.
