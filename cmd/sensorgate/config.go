@@ -242,15 +242,6 @@ func (c *Config) validate() error {
 	add("broker", c.Broker.Validate())
 	for i := range c.Sources.MQTT {
 		add("sources.mqtt["+strconv.Itoa(i)+"]", c.Sources.MQTT[i].Validate())
-		for j, sub := range c.Sources.MQTT[i].Subscriptions {
-			if sub.Durable {
-				// The subscriber can hold the ack until a journal commit, but
-				// the journal (windows rebuilt from it, entries leaving with
-				// their summary) is not built yet: refuse rather than run
-				// without the promised guarantee.
-				errs = append(errs, ingest.FieldErrorf(fmt.Sprintf("sources.mqtt[%d].subscriptions[%d].durable", i, j), "durable ingest is not available in this version (no ingest journal yet); use qos 1 without durable"))
-			}
-		}
 		if c.localSources[i] && !c.Broker.Enabled {
 			errs = append(errs, ingest.FieldErrorf("sources.mqtt["+strconv.Itoa(i)+"].broker", "is \"local\" but the embedded broker is off (set broker.enabled: true)"))
 		}

@@ -80,16 +80,41 @@ func TestConfigNeedsASource(t *testing.T) {
 	}
 }
 
-func TestDurableIngestIsRefusedUntilTheJournalExists(t *testing.T) {
-	_, err := parseConfig([]byte(`sources:
+// TestDurableByDefault: a QoS 1 subscription is durable (acks after the
+// checkpoint) on a persistent session unless the config says otherwise;
+// QoS 0 is not; the checkpoint trigger is the smallest in-flight window of
+// the durable sources.
+func TestDurableByDefault(t *testing.T) {
+	cfg, err := parseConfig([]byte(`sources:
   mqtt:
     - broker: tcp://127.0.0.1:1883
+      inflight: 500
       subscriptions:
-        - {topic: "a/#", qos: 1, durable: true}
+        - {topic: "a/#", qos: 1, json: {sensor_topic_segment: 1}}
+    - broker: tcp://127.0.0.1:1884
+      subscriptions:
+        - {topic: "b/#", qos: 0, json: {sensor_topic_segment: 1}}
+    - broker: tcp://127.0.0.1:1885
+      inflight: 7
+      subscriptions:
+        - {topic: "c/#", qos: 1, durable: false, json: {sensor_topic_segment: 1}}
 uplinks: [{type: stdout}]
 `), env(nil))
-	if err == nil || !strings.Contains(err.Error(), "sources.mqtt[0].subscriptions[0].durable: durable ingest is not available") || !strings.Contains(err.Error(), "(line 5)") {
-		t.Fatalf("err %v", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Sources.MQTT
+	if !m[0].Subscriptions[0].IsDurable() || *m[0].CleanSession {
+		t.Errorf("qos 1: durable %v, clean_session %v; want durable on a persistent session", m[0].Subscriptions[0].IsDurable(), *m[0].CleanSession)
+	}
+	if m[1].Subscriptions[0].IsDurable() || !*m[1].CleanSession {
+		t.Errorf("qos 0: durable %v, clean_session %v; want neither durable nor persistent", m[1].Subscriptions[0].IsDurable(), *m[1].CleanSession)
+	}
+	if m[2].HoldsAcks() {
+		t.Error("durable: false still holds acks")
+	}
+	if n := inFlight(cfg); n != 500 {
+		t.Errorf("checkpoint trigger %d, want 500 (the only durable source's inflight)", n)
 	}
 }
 

@@ -406,7 +406,7 @@ func TestMainReloadHandsOver(t *testing.T) {
 // TestMainFailingSource: a source whose broker is unreachable is reported
 // (counted, with its last error, on /healthz) while the gateway runs, and
 // does not hold up the stop; a source that returns an error stops the
-// pipeline the clean way (what it delivered is flushed into the outbox)
+// pipeline the clean way (what it delivered is in the last checkpoint)
 // and Run returns that error.
 func TestMainFailingSource(t *testing.T) {
 	t.Run("unreachable broker", func(t *testing.T) {
@@ -458,6 +458,14 @@ func TestMainFailingSource(t *testing.T) {
 			t.Fatalf("Run returned %v, want the source's error", err)
 		}
 		if err := tm.stop(); !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		// What it delivered is in the last checkpoint: a start that
+		// decommissions (flushes on stop) emits it, once.
+		again := startMainIn(t, dir, func(d string) string { return mainConfig(d, source.URL(), upstream, "10ms") }, nil,
+			func(m *Main) { m.FlushOnStop = true })
+		again.pipeline()
+		if err := again.stop(); err != nil {
 			t.Fatal(err)
 		}
 		checkOnce(t, outboxSummaries(t, filepath.Join(dir, "outbox.db")), map[string]uint64{"bad-0/temperature": n})

@@ -69,7 +69,9 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 			mc.Broker, mc.Username, mc.Password = p.broker.LocalClient()
 			mc.PasswordFile, mc.PasswordEnv = "", ""
 		}
-		s, err := mqttsub.New(mc, mqttsub.Options{Now: clk.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker)})
+		// The source's table of committed packet ids comes from the same
+		// store its receipts are committed to (see mqttsub's Options.State).
+		s, err := mqttsub.New(mc, mqttsub.Options{Now: clk.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker), State: ob.LoadState})
 		if err != nil {
 			return nil, fmt.Errorf("sources.mqtt[%d]: %w", i, err)
 		}
@@ -146,20 +148,11 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 func inFlight(cfg *Config) int {
 	n := 0
 	for _, mc := range cfg.Sources.MQTT {
-		if mc.InFlight > 0 && (n == 0 || mc.InFlight < n) && durableSource(mc) {
+		if mc.InFlight > 0 && (n == 0 || mc.InFlight < n) && mc.HoldsAcks() {
 			n = mc.InFlight
 		}
 	}
 	return n // 0: the engine's default
-}
-
-func durableSource(mc mqttsub.Config) bool {
-	for _, s := range mc.Subscriptions {
-		if s.QoS > 0 && (s.Durable == nil || *s.Durable) {
-			return true
-		}
-	}
-	return false
 }
 
 // sensorMeta builds the static metadata attached to summaries and alerts:
