@@ -149,8 +149,8 @@ const (
 	bSketch
 	bSamples
 	bCounts // late, rejected, revision
-	bUnit // the bucket's unit differs from the key's
-	bOne  // count 1: one value stands for sum, min, max, mean, first, last (m2 = 0)
+	bUnit   // the bucket's unit differs from the key's
+	bOne    // count 1: one value stands for sum, min, max, mean, first, last (m2 = 0)
 )
 
 // appendState encodes k compactly: times as zigzag deltas from the
