@@ -108,9 +108,9 @@ func (e *Engine) changed() bool {
 }
 
 // receipt handles the receipt of a processed reading (err: processing
-// failed, Run is about to return).
+// failed, Run is about to return and completes the pending ones, in order).
 func (e *Engine) receipt(rc *ingest.Receipt, err error) {
-	if e.ck == nil || err != nil {
+	if e.ck == nil {
 		rc.Committed(err)
 		return
 	}

@@ -116,6 +116,7 @@ stages:
   - {type: range, metric: t, min: -50, max: 80}
   - {type: deadband, metric: p, delta: 0.5, max_silence: 20s}
   - {type: rate, metric: c, output: c_rate, per: 1s}
+  - {type: derive, inputs: [t, p], expr: "t + p", output: tp, max_age: 3s}
 alerts:
   - {id: hot, metric: t, above: 30, clear_below: 28, hold: 2s, renotify: 20s}
   - {id: low, metric: p, below: 5}
@@ -261,8 +262,11 @@ func TestCheckpointCrashReplay(t *testing.T) {
 				rd.step(ev)
 			}
 			rd.finish()
-			if len(ref.committed) < 100 {
-				t.Fatalf("only %d records: the stream does not exercise much", len(ref.committed))
+			all := strings.Join(ref.committed, "\n")
+			for _, want := range []string{"/tp/", "/c_rate/", " rev=1 ", "hop/", "sess/", " fire ", " clear ", "late=1"} {
+				if !strings.Contains(all, want) {
+					t.Fatalf("no record with %q: the stream does not exercise it", want)
+				}
 			}
 
 			st := newStore()

@@ -41,6 +41,7 @@ type Options struct {
 	// Commit turns checkpoints on (see Committer, Restore); nil keeps no
 	// state store: receipts are completed as soon as their reading is
 	// processed, and Run flushes every open window when its input closes.
+	// With Tick set, the triggers are checked on ticks and input only.
 	Commit *CommitPolicy
 }
 
