@@ -226,7 +226,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) (
 	}
 	defer e.running.Store(false)
 	if _, ok := sink.(Committer); e.ck != nil && !ok {
-		return errCommitter
+		return ErrNoCommitter
 	}
 	defer func() {
 		if e.ck != nil && len(e.ck.pending) > 0 {
