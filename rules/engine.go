@@ -430,10 +430,7 @@ func (e *Engine) tick(em *emitter) error {
 // prepared or checkpoints keep the windows open; then the final
 // checkpoint.
 func (e *Engine) closed(em *emitter) error {
-	if e.ck == nil || e.ck.pol.FlushOnClose && !e.handover.Load() {
-		if e.handover.Load() {
-			return nil
-		}
+	if !e.handover.Load() && (e.ck == nil || e.ck.pol.FlushOnClose) {
 		if err := e.flush(em); err != nil {
 			return err
 		}
