@@ -108,9 +108,9 @@ func (e *Engine) changed() bool {
 }
 
 // receipt handles the receipt of a processed reading (err: processing
-// failed, Run is about to return).
+// failed, Run is about to return and completes the pending ones, in order).
 func (e *Engine) receipt(rc *ingest.Receipt, err error) {
-	if e.ck == nil || err != nil {
+	if e.ck == nil {
 		rc.Committed(err)
 		return
 	}
@@ -144,9 +144,9 @@ func (e *Engine) maybeCheckpoint(em *emitter) (int64, error) {
 	return 0, e.checkpoint(em, false)
 }
 
-// errCommitter is returned by Run when Options.Commit is set and the sink
-// is not a Committer.
-var errCommitter = errors.New("rules: Options.Commit is set but the sink does not implement Committer")
+// ErrNoCommitter is returned by Run when Options.Commit is set and the
+// sink is not a Committer.
+var ErrNoCommitter = errors.New("rules: Options.Commit is set but the sink does not implement Committer")
 
 // checkpoint builds and commits a checkpoint. A failed commit is retried
 // later, except the final one, whose error is returned.
@@ -154,7 +154,7 @@ func (e *Engine) checkpoint(em *emitter, final bool) error {
 	ck := e.ck
 	cm, ok := em.sink.(Committer)
 	if !ok {
-		return errCommitter
+		return ErrNoCommitter
 	}
 	b := &ck.batch
 	b.Reset()

@@ -82,6 +82,32 @@
 // revision) and returns nil. Cancelling the context is a hard stop: nothing
 // is flushed.
 //
+// # Checkpoints
+//
+// With [Options].Commit the state is checkpointed instead ([Committer]): each
+// checkpoint holds the window keys (open and retained windows, watermarks,
+// anchors, pending counts, revisions), stage state (dedup, deadband, rate,
+// derive inputs) and alert state (firing, since, hold, re-notify) changed
+// since the previous one, one store key each under "r/" (layout in
+// restore.go, values versioned), and the receipts of the readings it covers;
+// the sink writes them with the records emitted since the previous
+// checkpoint in one transaction, so a closing window's summary and its
+// state leave together, and the receipts are completed (in arrival order)
+// only after that. Checkpoints happen when MaxReceipts receipts are pending,
+// MaxDelay after the first pending receipt or record, StateEvery for state
+// alone, and when the input closes (Final: open windows stay open in the
+// store unless FlushOnClose). [Engine.Restore] loads the store before Run;
+// the restored engine continues exactly where the last committed checkpoint
+// left off, given the readings whose receipts were not completed again (what
+// a broker redelivers): a window that closed while the gateway was down is
+// emitted at the first tick. The rev contract: every summary ID is emitted
+// once, or again only with a higher Revision carrying the complete counts.
+// Caveats: readings without a receipt processed after the last checkpoint
+// are lost by a crash; the engine may checkpoint between two readings of one
+// input, so a source whose input yields several readings must make its
+// redelivery idempotent (or put a receipt on each); an idle key stays in the
+// store until key_ttl forgets it (its watermark says what was emitted).
+//
 // # Reloads
 //
 // Flushing the open windows on a config reload and starting again would
@@ -118,7 +144,7 @@
 // state (routes, window keys and window buckets are cached and recycled);
 // the first reading of a new sensor/metric, emitted summaries and alerts
 // allocate, and so do expressions outside the closure-compiled subset
-// (they run on expr's VM). Window state is held in memory only.
+// (they run on expr's VM). Without checkpoints, state is held in memory only.
 //
 // A tag-keyed (group_by) window has one watermark for the whole group: a
 // sensor of the group lagging behind the others by more than the lateness

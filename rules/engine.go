@@ -41,6 +41,7 @@ type Options struct {
 	// Commit turns checkpoints on (see Committer, Restore); nil keeps no
 	// state store: receipts are completed as soon as their reading is
 	// processed, and Run flushes every open window when its input closes.
+	// With Tick set, the triggers are checked on ticks and input only.
 	Commit *CommitPolicy
 }
 
@@ -225,7 +226,7 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) (
 	}
 	defer e.running.Store(false)
 	if _, ok := sink.(Committer); e.ck != nil && !ok {
-		return errCommitter
+		return ErrNoCommitter
 	}
 	defer func() {
 		if e.ck != nil && len(e.ck.pending) > 0 {
@@ -429,10 +430,7 @@ func (e *Engine) tick(em *emitter) error {
 // prepared or checkpoints keep the windows open; then the final
 // checkpoint.
 func (e *Engine) closed(em *emitter) error {
-	if e.ck == nil || e.ck.pol.FlushOnClose && !e.handover.Load() {
-		if e.handover.Load() {
-			return nil
-		}
+	if !e.handover.Load() && (e.ck == nil || e.ck.pol.FlushOnClose) {
 		if err := e.flush(em); err != nil {
 			return err
 		}

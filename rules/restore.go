@@ -177,7 +177,7 @@ func (e *Engine) Restore(load func(fn func(key, value []byte) error) error) erro
 	e.win.Resume(e.lastTick)
 	e.pinUntil = e.lastTick + int64(e.cfg.KeyTTL)
 	e.ck.restored.Store(uint64(n))
-	e.ck.stateKeys.Store(int64(n))
+	e.ck.stateKeys.Store(int64(n) + int64(e.ck.dropped.Load())) // the dropped ones stay until the Replace
 	e.ck.engineStored = len(byKind[0]) > 0
 	return nil
 }

@@ -19,6 +19,20 @@
 // The engine (package rules) decides which readings reach which key: the
 // door, stages and alerts come before, and group_by is resolved there.
 //
+// # Checkpoints
+//
+// With [Keyed.Track] on, every change to a key marks it (a flag and an
+// append); [Keyed.Changes] writes the marked keys (and deletes of those
+// [Keyed.Sweep] forgot), one store key each under [StatePrefix], versioned,
+// compact (times as deltas, decimals as varints: about 120 bytes for a key
+// with one open window); [Keyed.Committed] clears the marks once written.
+// [Keyed.RestoreKey] loads them back, refusing the state of a rule that is
+// gone or whose kind of window changed ([ErrDropped]); restored keys are
+// pinned until [Keyed.Unpin]. The idle advance of a watermark alone does
+// not mark a key: [Keyed.Resume] recomputes it from the anchors and the
+// last tick. [Keyed.Snapshot] and [Keyed.Restore] do the same for the whole
+// state at once.
+//
 // # Caveats
 //
 //   - A Keyed is used from one goroutine at a time; only Stats is safe

@@ -138,6 +138,7 @@ const (
 	fSessEnd
 	fWM
 	fMeta
+	fUnit // a unit for the buckets that have none of their own follows
 )
 
 // Flags of a bucket.
@@ -148,12 +149,13 @@ const (
 	bSketch
 	bSamples
 	bCounts // late, rejected, revision
-	bUnit
-	bOne // count 1: one value stands for sum, min, max, mean, first, last (m2 = 0)
+	bUnit   // the bucket's unit differs from the key's
+	bOne    // count 1: one value stands for sum, min, max, mean, first, last (m2 = 0)
 )
 
 // appendState encodes k compactly: times as zigzag deltas from the
-// newest event time, floats as 8 bytes (one for a window of one reading).
+// newest event time, numbers with state.AppendNum (one for a window of
+// one reading).
 func (k *Key) appendState(b []byte) []byte {
 	b = append(b, stateVersion)
 	b = binary.LittleEndian.AppendUint32(b, k.w.fp)
@@ -168,6 +170,8 @@ func (k *Key) appendState(b []byte) []byte {
 	set(fSessEnd, k.sessEnd != minTime)
 	set(fWM, k.wm != minTime)
 	set(fMeta, len(k.meta) > 0)
+	unit := k.unit()
+	set(fUnit, unit != "")
 	b = append(b, fl)
 	base := k.maxT
 	b = binary.AppendVarint(b, base)
@@ -183,6 +187,9 @@ func (k *Key) appendState(b []byte) []byte {
 	}
 	b = binary.AppendUvarint(b, k.pendLate)
 	b = binary.AppendUvarint(b, k.pendRej)
+	if unit != "" {
+		b = state.AppendString(b, unit)
+	}
 	if len(k.meta) > 0 {
 		names := make([]string, 0, len(k.meta))
 		for m := range k.meta {
@@ -198,13 +205,32 @@ func (k *Key) appendState(b []byte) []byte {
 	for _, list := range [2][]*bucket{k.open, k.emitted} {
 		b = binary.AppendUvarint(b, uint64(len(list)))
 		for _, bk := range list {
-			b = appendBucketState(b, bk, base)
+			b = appendBucketState(b, bk, base, unit, k.w.span())
 		}
 	}
 	return b
 }
 
-func appendBucketState(b []byte, bk *bucket, base int64) []byte {
+// unit returns the unit of the key's first bucket, written once per key.
+func (k *Key) unit() string {
+	for _, list := range [2][]*bucket{k.open, k.emitted} {
+		for _, bk := range list {
+			return bk.unit
+		}
+	}
+	return ""
+}
+
+// span returns the usual length of a bucket of w (a tumbling window, a
+// hopping window's pane), written as 0.
+func (w *Rule) span() int64 {
+	if w.kind == kindHopping {
+		return w.pane
+	}
+	return w.size
+}
+
+func appendBucketState(b []byte, bk *bucket, base int64, unit string, span int64) []byte {
 	var fl byte
 	set := func(f byte, on bool) {
 		if on {
@@ -217,25 +243,25 @@ func appendBucketState(b []byte, bk *bucket, base int64) []byte {
 	set(bSketch, bk.sketch != nil)
 	set(bSamples, len(bk.samples) > 0)
 	set(bCounts, bk.late != 0 || bk.rejected != 0 || bk.revision != 0)
-	set(bUnit, bk.unit != "")
+	set(bUnit, bk.unit != unit)
 	one := bk.count == 1 && bk.m2 == 0 && bk.sum == bk.first && bk.min == bk.first && bk.max == bk.first &&
 		bk.mean == bk.first && bk.last == bk.first
 	set(bOne, one)
 	b = append(b, fl)
 	b = binary.AppendVarint(b, bk.start-base)
-	b = binary.AppendVarint(b, bk.end-bk.start)
+	b = binary.AppendVarint(b, bk.end-bk.start-span)
 	b = binary.AppendUvarint(b, bk.count)
 	if one {
-		b = state.AppendFloat(b, bk.first)
+		b = state.AppendNum(b, bk.first)
 	} else {
 		for _, v := range [...]float64{bk.sum, bk.min, bk.max, bk.mean, bk.m2, bk.first, bk.last} {
-			b = state.AppendFloat(b, v)
+			b = state.AppendNum(b, v)
 		}
 	}
 	b = binary.AppendVarint(b, bk.firstT-bk.start)
 	b = binary.AppendVarint(b, bk.lastT-bk.firstT)
 	b = binary.AppendUvarint(b, uint64(bk.quality))
-	if bk.unit != "" {
+	if bk.unit != unit {
 		b = state.AppendString(b, bk.unit)
 	}
 	if fl&bCounts != 0 {
@@ -251,7 +277,7 @@ func appendBucketState(b []byte, bk *bucket, base int64) []byte {
 		b = binary.AppendUvarint(b, uint64(len(bk.samples)))
 		for _, s := range bk.samples {
 			b = binary.AppendVarint(b, s.t-bk.start)
-			b = state.AppendFloat(b, s.v)
+			b = state.AppendNum(b, s.v)
 		}
 	}
 	return b
@@ -304,6 +330,10 @@ func (kd *Keyed) RestoreKey(key, value []byte, rules []*Rule) error {
 		k.sessEnd = base + d.Varint()
 	}
 	k.pendLate, k.pendRej = d.Uvarint(), d.Uvarint()
+	unit := ""
+	if fl&fUnit != 0 {
+		unit = d.String()
+	}
 	if fl&fMeta != 0 {
 		n := d.Uvarint()
 		k.meta = make(map[string]string, min(n, 64))
@@ -315,7 +345,7 @@ func (kd *Keyed) RestoreKey(key, value []byte, rules []*Rule) error {
 	for _, list := range [2]*[]*bucket{&k.open, &k.emitted} {
 		n := d.Uvarint()
 		for i := uint64(0); i < n && d.Err == nil; i++ {
-			*list = append(*list, decodeBucketState(d, base))
+			*list = append(*list, decodeBucketState(d, base, unit, w.span()))
 		}
 	}
 	if err := d.Done(); err != nil {
@@ -342,23 +372,24 @@ func (kd *Keyed) Unpin() {
 	kd.pinned = nil
 }
 
-func decodeBucketState(d *state.Dec, base int64) *bucket {
+func decodeBucketState(d *state.Dec, base int64, unit string, span int64) *bucket {
 	fl := d.Byte()
 	bk := &bucket{emitted: fl&bEmitted != 0, dirty: fl&bDirty != 0, capped: fl&bCapped != 0}
 	bk.start = base + d.Varint()
-	bk.end = bk.start + d.Varint()
+	bk.end = bk.start + span + d.Varint()
 	bk.count = d.Uvarint()
 	if fl&bOne != 0 {
-		v := d.Float()
+		v := d.Num()
 		bk.sum, bk.min, bk.max, bk.mean, bk.first, bk.last = v, v, v, v, v, v
 	} else {
 		for _, p := range [...]*float64{&bk.sum, &bk.min, &bk.max, &bk.mean, &bk.m2, &bk.first, &bk.last} {
-			*p = d.Float()
+			*p = d.Num()
 		}
 	}
 	bk.firstT = bk.start + d.Varint()
 	bk.lastT = bk.firstT + d.Varint()
 	bk.quality = ingest.Quality(d.Uvarint())
+	bk.unit = unit
 	if fl&bUnit != 0 {
 		bk.unit = d.String()
 	}
@@ -378,7 +409,7 @@ func decodeBucketState(d *state.Dec, base int64) *bucket {
 			d.Err, d.B = state.ErrCorrupt, nil
 		}
 		for i := uint64(0); i < n && d.Err == nil; i++ {
-			bk.samples = append(bk.samples, sample{bk.start + d.Varint(), d.Float()})
+			bk.samples = append(bk.samples, sample{bk.start + d.Varint(), d.Num()})
 		}
 	}
 	return bk

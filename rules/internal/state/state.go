@@ -161,3 +161,43 @@ func (d *Dec) Done() error {
 	}
 	return d.Err
 }
+
+var pow10 = [...]float64{1, 10, 100, 1e3, 1e4, 1e5, 1e6}
+
+// AppendNum appends v compactly: a value that is a decimal of up to six
+// places (what a JSON payload usually carries: 21.37) as a varint of its
+// digits, any other as a marker and its 8 bytes.
+func AppendNum(b []byte, v float64) []byte {
+	// A decimal of d <= 6 places is one of 6 places too: one test rules
+	// out the others.
+	if n := math.Round(v * 1e6); !(math.Abs(n) < 1<<50 && n/1e6 == v) {
+		return AppendFloat(append(b, 7), v)
+	}
+	for d, p := range pow10 {
+		n := math.Round(v * p)
+		if math.Abs(n) < 1<<50 && n/p == v && !(v == 0 && math.Signbit(v)) {
+			zz := uint64(int64(n)<<1) ^ uint64(int64(n)>>63)
+			return binary.AppendUvarint(b, zz<<3|uint64(d))
+		}
+	}
+	return AppendFloat(append(b, 7), v)
+}
+
+// Num reads a value written by AppendNum.
+func (d *Dec) Num() float64 {
+	h := d.Uvarint()
+	if h&7 == 7 {
+		if h != 7 {
+			d.fail()
+			return 0
+		}
+		return d.Float()
+	}
+	zz := h >> 3
+	n := int64(zz>>1) ^ -int64(zz&1)
+	if int(h&7) >= len(pow10) {
+		d.fail()
+		return 0
+	}
+	return float64(n) / pow10[h&7]
+}
