@@ -61,6 +61,10 @@ type Reading struct {
 	// Receipt is set on the last reading of a durable input (see Receipt);
 	// it is not encoded and does not leave the process.
 	Receipt *Receipt `msg:"-"`
+	// More is set on every reading of a durable input but its last: the
+	// engine does not checkpoint between them, so an input redelivered
+	// after a crash is either wholly in the last checkpoint or not at all.
+	More bool `msg:"-"`
 }
 
 // EventTime returns Time as a time.Time.

@@ -74,6 +74,7 @@ type checkpointer struct {
 	pol          CommitPolicy // defaulted
 	trig         *state.Trigger
 	pending      []*ingest.Receipt
+	midInput     bool   // the last reading processed had More set
 	records      uint64 // summaries + alerts emitted as of the last checkpoint
 	replace      bool
 	engineStored bool // engineKey is in the store
@@ -137,6 +138,12 @@ func (e *Engine) abandon(err error) {
 // returns the wall time (ns) at which to look again (0: nothing pending).
 func (e *Engine) maybeCheckpoint(em *emitter) (int64, error) {
 	ck := e.ck
+	if ck.midInput {
+		// The rest of a durable input is on its way (Reading.More): a
+		// checkpoint now would commit part of an input the broker may
+		// deliver again whole.
+		return e.now().UnixNano() + int64(time.Millisecond), nil
+	}
 	due, next := ck.trig.Due(e.now().UnixNano(), len(ck.pending), e.records() != ck.records, e.changed())
 	if !due {
 		return next, nil

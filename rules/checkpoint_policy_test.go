@@ -379,3 +379,41 @@ windows:
 		t.Fatalf("after key_ttl: keys %q, stats %+v", st.kv, d.e.Stats())
 	}
 }
+
+// TestCheckpointNotInsideAnInput: the readings of one durable input
+// (Reading.More on all but the last) are never split by a checkpoint, even
+// when the delay falls due between them: the broker would redeliver the
+// whole input after a crash, and the part already committed would count
+// twice.
+func TestCheckpointNotInsideAnInput(t *testing.T) {
+	cfg := parseConfig(t, `
+windows:
+  - {name: 10s, size: 10s}
+`)
+	st := newStore()
+	clk := &wallClock{}
+	d := newDriver(t, cfg, CommitPolicy{MaxReceipts: 2, MaxDelay: 250 * time.Millisecond, StateEvery: 2 * time.Second}, st, clk)
+	var l receiptLog
+	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
+	proc := func(wall int64, r *ingest.Reading) {
+		t.Helper()
+		clk.ns.Store(wall)
+		if err := d.e.processReceipt(d.em, r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.e.maybeCheckpoint(d.em); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc(ms(1000), withReceipt(rd("s", "m", 1, 1), l.receipt("a")))
+	first := withReceipt(rd("s", "n", 1.2, 2), nil)
+	first.More = true
+	proc(ms(1300), first) // MaxDelay is due, but the input is not complete
+	if len(st.cps) != 0 {
+		t.Fatalf("checkpoint inside an input: %d", len(st.cps))
+	}
+	proc(ms(1301), withReceipt(rd("s", "p", 1.2, 3), l.receipt("b")))
+	if got := l.take(); got != "a:<nil> b:<nil>" || len(st.cps) != 1 {
+		t.Fatalf("after the input: receipts %q, %d checkpoints", got, len(st.cps))
+	}
+}

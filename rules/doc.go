@@ -103,9 +103,11 @@
 // emitted at the first tick. The rev contract: every summary ID is emitted
 // once, or again only with a higher Revision carrying the complete counts.
 // Caveats: readings without a receipt processed after the last checkpoint
-// are lost by a crash; the engine may checkpoint between two readings of one
-// input, so a source whose input yields several readings must make its
-// redelivery idempotent (or put a receipt on each); an idle key stays in the
+// are lost by a crash; a source whose input yields several readings sets
+// Reading.More on all but the last, and the engine does not checkpoint
+// between them (a checkpoint at the end of the input stream, Final, still
+// commits a partial input: the source must finish an input it started
+// handing on); an idle key stays in the
 // store until key_ttl forgets it (its watermark says what was emitted).
 //
 // # Reloads

@@ -325,12 +325,16 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) (
 
 // processReceipt processes r and takes care of its receipt.
 func (e *Engine) processReceipt(em *emitter, r *ingest.Reading) error {
-	rc := r.Receipt
+	rc, more := r.Receipt, r.More
 	err := e.process(em, r)
 	if rc != nil {
 		e.receipt(rc, err)
 	}
-	if e.ck != nil && e.ck.trig.Full(len(e.ck.pending)) && err == nil {
+	if e.ck == nil {
+		return err
+	}
+	e.ck.midInput = more
+	if !more && e.ck.trig.Full(len(e.ck.pending)) && err == nil {
 		_, err = e.maybeCheckpoint(em)
 	}
 	return err
