@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -313,6 +315,42 @@ func TestDurableRestartLoadsState(t *testing.T) {
 		mqtttest.WaitFor(t, waitLimit, func() bool { return s2.Stats().Redelivered == committed }, fmt.Sprintf("%d recognised redeliveries", committed))
 		if st := s2.Stats(); st.Readings != uncommitted {
 			t.Errorf("stats %+v", st)
+		}
+	})
+}
+
+// A message handed on before a connection ended may still wait for its
+// commit when the broker delivers it again on the next connection: Run
+// does not reconnect before every receipt is settled, so that the
+// redelivery finds the commit.
+func TestDurableReconnectWaitsForCommits(t *testing.T) {
+	eachBroker(t, "", func(t *testing.T, b testBroker) {
+		p := startAckProxy(t, b.addr)
+		out := make(chan ingest.Reading, 64)
+		var logs mqtttest.SyncBuffer
+		s, err := New(durableConfig(p.URL(), "gw-wait"), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.settleLogEvery = 20 * time.Millisecond
+		running(t, s, out)
+		mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
+		const n = 3
+		for i := range n {
+			b.publish(t, "d/x", payload(1714564800, "v", i))
+		}
+		rs := collectHeld(t, out, n)
+		p.Cut() // the connection goes with the receipts pending
+		mqtttest.WaitFor(t, waitLimit, func() bool { return strings.Contains(logs.String(), "before connecting again") }, "Run to wait for the commits")
+		if st := s.Stats(); st.Connects != 1 {
+			t.Fatalf("reconnected with %d receipts pending: %+v", st.PendingAcks, st)
+		}
+		for _, r := range rs {
+			r.Receipt.Done(nil)
+		}
+		mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Redelivered == n }, "the redeliveries to be recognised")
+		if st := s.Stats(); st.Readings != n || len(out) != 0 {
+			t.Fatalf("redeliveries handed on again: %+v", st)
 		}
 	})
 }

@@ -151,6 +151,8 @@ type Subscriber struct {
 	seen        seenTable
 	keyPrefix   []byte
 	qos0Receipt ingest.Receipt
+	// settleLogEvery replaces settleLogAfter in tests.
+	settleLogEvery time.Duration
 
 	dropLog, decodeLog, connLog, secretLog, ackFailLog lograte.Limiter
 }
@@ -506,7 +508,11 @@ func (s *Subscriber) waitSettled(ctx context.Context) bool {
 		return true
 	}
 	start := time.Now()
-	tick := time.NewTicker(settleLogAfter)
+	every := settleLogAfter
+	if s.settleLogEvery > 0 {
+		every = s.settleLogEvery
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for s.pending.Load() > 0 {
 		select {
