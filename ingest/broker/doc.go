@@ -10,6 +10,9 @@
 //	  users_file: /etc/sensorgate/users.yaml
 //	  tls: {cert_file: server.pem, key_file: server.key}   # optional; client_ca_file for mutual TLS
 //	  max_packet_size: 1048576      # default 1 MiB
+//	  max_inflight: 8192            # per client: unacknowledged QoS 1/2 kept before dropping
+//	  receive_maximum: 1024         # per client: QoS 1/2 publishes awaiting our ack
+//	  max_client_writes_pending: 8192
 //
 // The users file holds bcrypt hashes ([HashPassword]) and per-user topic
 // ACLs; %u in a rule stands for the username and %c for the client id:
@@ -59,7 +62,11 @@
 // # Caveats
 //
 //   - Sessions and retained messages live in memory: a gateway restart
-//     forgets them (field nodes re-subscribe on reconnect anyway).
+//     forgets them (field nodes re-subscribe on reconnect anyway). A
+//     message the broker acknowledged to a field node but the gateway had
+//     not committed yet is lost by a crash: durable ingest is exactly once
+//     from the broker's queue on, across reconnects of the local source,
+//     not across a restart of the process that holds the broker.
 //   - [Broker.ReloadUsers] re-reads the users file (for SIGHUP) without
 //     dropping connections; a changed listen address or TLS material needs a
 //     new Broker.
