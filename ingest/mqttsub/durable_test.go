@@ -19,9 +19,10 @@ import (
 
 // testBroker is one of the real brokers the durable tests run against.
 type testBroker struct {
-	addr    string
-	publish func(t *testing.T, topic string, payload []byte) // QoS 1, returns once the broker has it
-	mosq    *mqtttest.Mosquitto                              // nil for mochi
+	addr     string
+	publish  func(t *testing.T, topic string, payload []byte) // QoS 1, returns once the broker has it
+	publish2 func(t *testing.T, topic string, payload []byte) // QoS 2
+	mosq     *mqtttest.Mosquitto                              // nil for mochi
 }
 
 // eachBroker runs fn against the in-process mochi broker and against
@@ -35,6 +36,11 @@ func eachBroker(t *testing.T, conf string, fn func(t *testing.T, b testBroker)) 
 			if err := m.Publish(topic, p, false, 1); err != nil {
 				t.Fatal(err)
 			}
+		}, publish2: func(t *testing.T, topic string, p []byte) {
+			t.Helper()
+			if err := m.Publish(topic, p, false, 2); err != nil {
+				t.Fatal(err)
+			}
 		}})
 	})
 	t.Run("mosquitto", func(t *testing.T) {
@@ -44,6 +50,9 @@ func eachBroker(t *testing.T, conf string, fn func(t *testing.T, b testBroker)) 
 		fn(t, testBroker{addr: m.Addr(), mosq: m, publish: func(t *testing.T, topic string, p []byte) {
 			t.Helper()
 			publish(t, pub, topic, 1, p)
+		}, publish2: func(t *testing.T, topic string, p []byte) {
+			t.Helper()
+			publish(t, pub, topic, 2, p)
 		}})
 	})
 }
@@ -84,15 +93,26 @@ func values(rs []ingest.Reading) []float64 {
 	return v
 }
 
-// Receipts completed out of order still acknowledge in receive order, and
-// only up to the first one not completed.
+// Receipts completed out of order still acknowledge (PUBACK, or PUBREC at
+// QoS 2) in receive order, and only up to the first one not completed.
 func TestDurableAcksInReceiveOrder(t *testing.T) {
+	t.Run("qos1", func(t *testing.T) { testAcksInReceiveOrder(t, 1) })
+	t.Run("qos2", func(t *testing.T) { testAcksInReceiveOrder(t, 2) })
+}
+
+func testAcksInReceiveOrder(t *testing.T, qos byte) {
 	eachBroker(t, "", func(t *testing.T, b testBroker) {
 		p := startAckProxy(t, b.addr)
 		out := make(chan ingest.Reading, 64)
-		s, _ := startDurable(t, durableConfig(p.URL(), "gw-order"), Options{}, out)
+		cfg := durableConfig(p.URL(), "gw-order")
+		cfg.Subscriptions[0].QoS = qos
+		s, _ := startDurable(t, cfg, Options{}, out)
+		pub := b.publish
+		if qos == 2 {
+			pub = b.publish2
+		}
 		for i := range 5 {
-			b.publish(t, "d/x", payload(1714564800, "v", i))
+			pub(t, "d/x", payload(1714564800, "v", i))
 		}
 		rs := collectHeld(t, out, 5)
 		var ids []uint16
