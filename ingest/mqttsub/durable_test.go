@@ -374,3 +374,53 @@ func TestDurableReconnectWaitsForCommits(t *testing.T) {
 		}
 	})
 }
+
+// A message with nothing to hand on (malformed) is done at once but still
+// waits for the messages before it; the receipts of the good ones decide.
+func TestDurableBadMessageWaitsItsTurn(t *testing.T) {
+	eachBroker(t, "", func(t *testing.T, b testBroker) {
+		p := startAckProxy(t, b.addr)
+		out := make(chan ingest.Reading, 64)
+		s, _ := startDurable(t, durableConfig(p.URL(), "gw-bad"), Options{}, out)
+		b.publish(t, "d/x", payload(1714564800, "v", 0))
+		b.publish(t, "d/x", []byte("{not json"))
+		b.publish(t, "d/x", payload(1714564800, "v", 2))
+		rs := collectHeld(t, out, 2)
+		mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().DecodeErrors["malformed"] == 1 }, "the bad message")
+		ids := []uint16{receiptID(t, rs[0]), 0, receiptID(t, rs[1])}
+		ids[1] = ids[0] + 1 // brokers number a client's messages in sequence
+		rs[1].Receipt.Done(nil)
+		if n := len(p.Acks()); n != 0 {
+			t.Fatalf("%d acks before the first message's commit", n)
+		}
+		rs[0].Receipt.Done(nil)
+		mqtttest.WaitFor(t, waitLimit, func() bool { return len(p.Acks()) == 3 }, "the three acks")
+		if got := p.Acks(); !slices.Equal(got, ids) {
+			t.Fatalf("acks %v, want %v", got, ids)
+		}
+	})
+}
+
+// A durable QoS 0 subscription has no acknowledgement to hold: its
+// readings carry a receipt with no key (nothing to recognise) that only
+// asks for a prompt commit; completing it is harmless.
+func TestDurableQoS0ReceiptOnly(t *testing.T) {
+	checkNoLeak(t)
+	m := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	yes := true
+	sub := jsonSub("d/+", 0, 1)
+	sub.Durable = &yes
+	out := make(chan ingest.Reading, 8)
+	s, _ := startDurable(t, Config{Broker: "tcp://" + m.Addr(), Subscriptions: []Subscription{sub}}, Options{}, out)
+	if err := m.Publish("d/x", payload(1714564800, "a", 1, "b", 2), false, 0); err != nil {
+		t.Fatal(err)
+	}
+	rs := collectHeld(t, out, 2)
+	if rs[0].Receipt != nil || rs[1].Receipt == nil || len(rs[1].Receipt.Key) != 0 {
+		t.Fatalf("receipts %+v %+v: want one, on the last reading, without a key", rs[0].Receipt, rs[1].Receipt)
+	}
+	rs[1].Receipt.Committed(nil)
+	if st := s.Stats(); st.PendingAcks != 0 || st.DurableAcked != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
