@@ -149,8 +149,9 @@ type Subscriber struct {
 }
 
 // New checks cfg (after applying Defaults to a copy), reads the password
-// (again at every connect: see password) and the TLS material, and
-// compiles the decoders. It does not connect.
+// (again at every connect: see password) and the TLS material, compiles
+// the decoders and, with a durable QoS 1/2 subscription and Options.State,
+// loads the messages committed by earlier runs. It does not connect.
 func New(cfg Config, opts Options) (*Subscriber, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -297,7 +298,11 @@ func (s *Subscriber) count(reason string) {
 // (re)connection, and sends readings on out until ctx is cancelled; then it
 // disconnects and returns nil. Connection problems are logged, counted and
 // retried with jittered exponential backoff (1s doubling up to
-// max_reconnect_interval), never returned.
+// max_reconnect_interval), never returned. With a persistent session it
+// connects again only once every receipt it handed out was settled (see
+// the package documentation, Redelivery); a stop does not wait for them:
+// what is committed when Run returns is acknowledged, the rest is left to
+// the broker's redelivery.
 //
 // Reconnection is driven here rather than by paho's AutoReconnect and
 // ConnectRetry, whose backoff sleeps cannot be interrupted: this way Run
