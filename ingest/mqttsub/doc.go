@@ -170,10 +170,12 @@
 //     that arrives with DUP=1 under the id of a committed one, with a
 //     byte-identical topic and payload, is taken for its redelivery and
 //     not counted. A broker sets DUP=1 on a new message when its first
-//     delivery was lost with a connection (mochi also on every message it
-//     queued for an offline persistent session), and reuses an id only
-//     after 65,535 others: payloads without a timestamp or sequence
-//     number (a bare "1" from a door contact) are the ones at risk.
+//     delivery was lost with a connection; mochi (the embedded broker)
+//     also sets it on every message it queued for the offline persistent
+//     session, and numbers the messages of each new connection from 1
+//     again, so ids come back sooner than after 65,535 messages. Payloads
+//     with a timestamp or a sequence number are safe; constant payloads
+//     (a bare "1" from a door contact on one topic) are the ones at risk.
 //   - Without Options.State, a redelivery of a message committed by an
 //     earlier process is counted again.
 //   - The embedded broker keeps sessions in memory: after a gateway crash
