@@ -424,3 +424,44 @@ func TestDurableQoS0ReceiptOnly(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// New loads the committed messages only for its own client id, and
+// reports a state store that cannot be read.
+func TestNewLoadsState(t *testing.T) {
+	var asked []string
+	load := func(prefix []byte, fn func(k, v []byte) error) error {
+		asked = append(asked, string(prefix))
+		for _, kv := range [][2]string{
+			{"src/mqtt/gw/\x00\x07", "\x01\x02\x03\x04\x05\x06\x07\x08"},
+			{"src/mqtt/gw/x/\x00\x07", "\x01\x02\x03\x04\x05\x06\x07\x08"}, // client "gw/x"
+			{"src/mqtt/gw/\x00\x08", "short"},
+		} {
+			if err := fn([]byte(kv[0]), []byte(kv[1])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s, err := New(durableConfig("tcp://127.0.0.1:1", "gw"), Options{State: load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(asked, []string{"src/mqtt/gw/"}) {
+		t.Errorf("asked for %q", asked)
+	}
+	if !s.seen.has(7, 0x0102030405060708) || s.seen.h[8] != 0 || s.seen.h[0x7802] != 0 {
+		t.Errorf("table not loaded as expected")
+	}
+	broken := errors.New("bolt: closed")
+	_, err = New(durableConfig("tcp://127.0.0.1:1", "gw"), Options{State: func([]byte, func(k, v []byte) error) error { return broken }})
+	if !errors.Is(err, broken) {
+		t.Errorf("New with a broken state store: %v", err)
+	}
+	// Without a subscription that holds acks, nothing is loaded.
+	cfg := durableConfig("tcp://127.0.0.1:1", "gw")
+	cfg.Subscriptions[0].QoS = 0
+	asked = nil
+	if _, err := New(cfg, Options{State: load}); err != nil || asked != nil {
+		t.Errorf("QoS 0 source loaded state: %v %q", err, asked)
+	}
+}
