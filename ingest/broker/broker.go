@@ -36,9 +36,12 @@ type Stats struct {
 	ClientsConnected int64
 	MessagesReceived int64
 	MessagesSent     int64
-	MessagesDropped  int64 // dropped by the broker to slow subscribers
-	AuthFailures     uint64
-	ACLDenied        uint64
+	MessagesDropped  int64 // dropped by the broker to slow subscribers (write queue full)
+	// InflightDropped counts QoS 1/2 messages dropped because a client
+	// already had max_inflight unacknowledged ones.
+	InflightDropped int64
+	AuthFailures    uint64
+	ACLDenied       uint64
 }
 
 // Broker is an embedded MQTT broker (mochi-mqtt) that field nodes publish
@@ -96,6 +99,9 @@ func New(cfg Config, logger *slog.Logger) (*Broker, error) {
 
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	caps.MaximumInflight = uint16(cfg.MaxInflight)
+	caps.ReceiveMaximum = uint16(cfg.ReceiveMaximum)
+	caps.MaximumClientWritesPending = int32(cfg.MaxWritesPending)
 	b.srv = mochi.New(&mochi.Options{
 		Capabilities:           caps,
 		Logger:                 logger.With("component", "mochi"),
@@ -158,6 +164,16 @@ func (b *Broker) LocalClient() (url, username, password string) {
 	return "tcp://" + b.internal.Address(), internalUser, b.pass
 }
 
+// LocalInFlight is the InFlight the gateway's own source (LocalClient)
+// should declare: 1024, or a quarter of max_inflight when that is less.
+// mochi sets no in-flight window for an MQTT 3.1.1 subscriber, so the
+// value is only the engine's commit trigger: a commit every 1024 waiting
+// messages keeps their PUBACKs flowing, and the quarter leaves room for
+// what arrives while a commit runs before the broker would drop.
+func (b *Broker) LocalInFlight() int {
+	return min(1024, max(1, b.cfg.MaxInflight/4))
+}
+
 // ReloadUsers reads the users file again (and the inline users) and
 // replaces the accounts and ACLs without dropping connections: new logins
 // and every later publish or subscribe use the new rules. On error the old
@@ -192,6 +208,7 @@ func (b *Broker) Stats() Stats {
 		MessagesReceived: info.MessagesReceived,
 		MessagesSent:     info.MessagesSent,
 		MessagesDropped:  info.MessagesDropped,
+		InflightDropped:  info.InflightDropped,
 		AuthFailures:     b.hook.authFailures.Load(),
 		ACLDenied:        b.hook.aclDenied.Load(),
 	}

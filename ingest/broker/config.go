@@ -18,6 +18,14 @@ import (
 const (
 	DefaultListen        = "127.0.0.1:1883"
 	DefaultMaxPacketSize = 1 << 20
+	// DefaultMaxInflight is mochi's own default: the unacknowledged QoS
+	// 1/2 messages the broker holds per client before it drops more.
+	DefaultMaxInflight = 8192
+	// DefaultReceiveMaximum is mochi's default for the QoS 1/2 messages a
+	// client may have unacknowledged towards the broker.
+	DefaultReceiveMaximum = 1024
+	// DefaultMaxWritesPending is mochi's default write queue per client.
+	DefaultMaxWritesPending = 8192
 )
 
 // Access values of an ACL rule.
@@ -52,6 +60,24 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 	// MaxPacketSize bounds an MQTT packet in bytes (default 1 MiB).
 	MaxPacketSize int `yaml:"max_packet_size"`
+	// MaxInflight bounds the QoS 1/2 messages the broker keeps per client
+	// while they wait for the client's PUBACK, and those it queues for a
+	// disconnected persistent session (default 8192, at most 65535).
+	// Beyond it the broker drops the message (Stats.InflightDropped). It
+	// is not a window: mochi sends an MQTT 3.1.1 client everything at
+	// once. The gateway's own durable source holds its PUBACKs until a
+	// commit, so this must stay well above what arrives during one commit
+	// (see Broker.LocalInFlight). 0 is the default.
+	MaxInflight int `yaml:"max_inflight"`
+	// ReceiveMaximum is how many QoS 1/2 messages a client may have sent
+	// without the broker's acknowledgement (default 1024, at most 65535);
+	// a client over it is disconnected. The broker acknowledges at once, so
+	// only a publisher that floods over a slow link comes near it.
+	ReceiveMaximum int `yaml:"receive_maximum"`
+	// MaxWritesPending bounds the packets queued for writing to one
+	// client (default 8192); beyond it the broker drops messages to that
+	// client (Stats.MessagesDropped).
+	MaxWritesPending int `yaml:"max_client_writes_pending"`
 }
 
 // TLSConfig is the listener's TLS material (PEM files).
@@ -103,6 +129,15 @@ func (c *Config) Defaults() {
 	if c.MaxPacketSize == 0 {
 		c.MaxPacketSize = DefaultMaxPacketSize
 	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.MaxWritesPending == 0 {
+		c.MaxWritesPending = DefaultMaxWritesPending
+	}
 }
 
 // Validate checks c without reading files (New reads the users file and
@@ -119,6 +154,16 @@ func (c Config) validate(usersKnown bool) error {
 	}
 	if c.MaxPacketSize < 0 {
 		errs = append(errs, ingest.FieldErrorf("max_packet_size", "must be >= 0"))
+	}
+	// 0 is the default (Validate may run before Defaults).
+	if c.MaxInflight < 0 || c.MaxInflight > 65535 {
+		errs = append(errs, ingest.FieldErrorf("max_inflight", "must be between 1 and 65535, got %d", c.MaxInflight))
+	}
+	if c.ReceiveMaximum < 0 || c.ReceiveMaximum > 65535 {
+		errs = append(errs, ingest.FieldErrorf("receive_maximum", "must be between 1 and 65535, got %d", c.ReceiveMaximum))
+	}
+	if c.MaxWritesPending < 0 || c.MaxWritesPending > 1<<20 {
+		errs = append(errs, ingest.FieldErrorf("max_client_writes_pending", "must be between 1 and 1048576, got %d", c.MaxWritesPending))
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		errs = append(errs, ingest.FieldErrorf("tls", "cert_file and key_file go together"))

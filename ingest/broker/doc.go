@@ -10,6 +10,9 @@
 //	  users_file: /etc/sensorgate/users.yaml
 //	  tls: {cert_file: server.pem, key_file: server.key}   # optional; client_ca_file for mutual TLS
 //	  max_packet_size: 1048576      # default 1 MiB
+//	  max_inflight: 8192            # per client: unacknowledged QoS 1/2 kept before dropping
+//	  receive_maximum: 1024         # per client: QoS 1/2 publishes awaiting our ack
+//	  max_client_writes_pending: 8192
 //
 // The users file holds bcrypt hashes ([HashPassword]) and per-user topic
 // ACLs; %u in a rule stands for the username and %c for the client id:
@@ -48,6 +51,23 @@
 // listener and everyone else on the private one, so field nodes cannot
 // bypass their ACLs through it.
 //
+// # Flow control towards the gateway's own source
+//
+// That source is durable by default: it holds each PUBACK until the engine
+// has committed the message. mochi applies no in-flight window to an MQTT
+// 3.1.1 subscriber (it sends everything at once; only MQTT 5 clients get
+// a send quota from their receive maximum), so the embedded broker never
+// throttles it. What bounds it is max_inflight (default 8192, mochi's): a
+// client with that many unacknowledged messages gets no more, the excess
+// is dropped and counted in Stats.InflightDropped; the same bound applies
+// to what is queued for the gateway's persistent session while it
+// reconnects. [Broker.LocalInFlight] (1024, or max_inflight/4 if less) is
+// the inflight the local source should declare: the engine then commits
+// at the latest every 1024 waiting messages, far below the drop point even
+// at 20k msg/s with a slow SD card. receive_maximum (default 1024) bounds
+// a publishing field node's unacknowledged QoS 1/2 messages; the broker
+// acknowledges them at once.
+//
 // # Lifecycle
 //
 // [New] validates the config, loads the users file and TLS material, and
@@ -59,7 +79,11 @@
 // # Caveats
 //
 //   - Sessions and retained messages live in memory: a gateway restart
-//     forgets them (field nodes re-subscribe on reconnect anyway).
+//     forgets them (field nodes re-subscribe on reconnect anyway). A
+//     message the broker acknowledged to a field node but the gateway had
+//     not committed yet is lost by a crash: durable ingest is exactly once
+//     from the broker's queue on, across reconnects of the local source,
+//     not across a restart of the process that holds the broker.
 //   - [Broker.ReloadUsers] re-reads the users file (for SIGHUP) without
 //     dropping connections; a changed listen address or TLS material needs a
 //     new Broker.

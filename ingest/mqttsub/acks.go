@@ -1,14 +1,78 @@
 package mqttsub
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/sensorgate/sensorgate/ingest"
 )
+
+// StatePrefix is the prefix of the state keys of the receipts of a source
+// with this client id: "src/mqtt/<client_id>/", followed in each key by
+// the packet id (2 bytes, big-endian); the value is the 8-byte hash of the
+// message's topic and payload.
+func StatePrefix(clientID string) []byte {
+	return []byte("src/mqtt/" + clientID + "/")
+}
+
+// loadSeen fills the table of committed messages from the state the
+// receipts of earlier runs left. Keys of another length or values that are
+// not 8 bytes are not ours (another client id that starts like this one,
+// or a later encoding) and are skipped.
+func (s *Subscriber) loadSeen(state func([]byte, func(k, v []byte) error) error) error {
+	n := 0
+	err := state(s.keyPrefix, func(k, v []byte) error {
+		if len(k) != len(s.keyPrefix)+2 || len(v) != 8 {
+			return nil
+		}
+		if h := binary.BigEndian.Uint64(v); h != 0 {
+			s.seen.put(binary.BigEndian.Uint16(k[len(s.keyPrefix):]), h)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mqttsub: load the committed messages of %s: %w", s.cfg.ClientID, err)
+	}
+	s.log.Info("mqttsub: committed messages loaded", "client_id", s.cfg.ClientID, "entries", n)
+	return nil
+}
+
+// settleLogAfter is how long a wait for receipts goes unmentioned.
+const settleLogAfter = 5 * time.Second
+
+// waitSettled waits, before a connection with a persistent session, until
+// every receipt handed out has been settled by the engine (its commit
+// cadence bounds that), or ctx ends (false).
+func (s *Subscriber) waitSettled(ctx context.Context) bool {
+	if *s.cfg.CleanSession || s.pending.Load() == 0 {
+		return true
+	}
+	start := time.Now()
+	every := settleLogAfter
+	if s.settleLogEvery > 0 {
+		every = s.settleLogEvery
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for s.pending.Load() > 0 {
+		select {
+		case <-s.settled:
+		case <-tick.C:
+			s.log.Warn("mqttsub: waiting for the engine to commit messages before connecting again",
+				"broker", s.cfg.Broker, "pending", s.pending.Load(), "waited", time.Since(start).Round(time.Second))
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
 
 // The acknowledgements of one connection, in the order the messages
 // arrived (MQTT 3.1.1 §4.6: a client acknowledges in receive order). Every

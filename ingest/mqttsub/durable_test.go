@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,9 +19,10 @@ import (
 
 // testBroker is one of the real brokers the durable tests run against.
 type testBroker struct {
-	addr    string
-	publish func(t *testing.T, topic string, payload []byte) // QoS 1, returns once the broker has it
-	mosq    *mqtttest.Mosquitto                              // nil for mochi
+	addr     string
+	publish  func(t *testing.T, topic string, payload []byte) // QoS 1, returns once the broker has it
+	publish2 func(t *testing.T, topic string, payload []byte) // QoS 2
+	mosq     *mqtttest.Mosquitto                              // nil for mochi
 }
 
 // eachBroker runs fn against the in-process mochi broker and against
@@ -33,6 +36,11 @@ func eachBroker(t *testing.T, conf string, fn func(t *testing.T, b testBroker)) 
 			if err := m.Publish(topic, p, false, 1); err != nil {
 				t.Fatal(err)
 			}
+		}, publish2: func(t *testing.T, topic string, p []byte) {
+			t.Helper()
+			if err := m.Publish(topic, p, false, 2); err != nil {
+				t.Fatal(err)
+			}
 		}})
 	})
 	t.Run("mosquitto", func(t *testing.T) {
@@ -42,6 +50,9 @@ func eachBroker(t *testing.T, conf string, fn func(t *testing.T, b testBroker)) 
 		fn(t, testBroker{addr: m.Addr(), mosq: m, publish: func(t *testing.T, topic string, p []byte) {
 			t.Helper()
 			publish(t, pub, topic, 1, p)
+		}, publish2: func(t *testing.T, topic string, p []byte) {
+			t.Helper()
+			publish(t, pub, topic, 2, p)
 		}})
 	})
 }
@@ -82,15 +93,26 @@ func values(rs []ingest.Reading) []float64 {
 	return v
 }
 
-// Receipts completed out of order still acknowledge in receive order, and
-// only up to the first one not completed.
+// Receipts completed out of order still acknowledge (PUBACK, or PUBREC at
+// QoS 2) in receive order, and only up to the first one not completed.
 func TestDurableAcksInReceiveOrder(t *testing.T) {
+	t.Run("qos1", func(t *testing.T) { testAcksInReceiveOrder(t, 1) })
+	t.Run("qos2", func(t *testing.T) { testAcksInReceiveOrder(t, 2) })
+}
+
+func testAcksInReceiveOrder(t *testing.T, qos byte) {
 	eachBroker(t, "", func(t *testing.T, b testBroker) {
 		p := startAckProxy(t, b.addr)
 		out := make(chan ingest.Reading, 64)
-		s, _ := startDurable(t, durableConfig(p.URL(), "gw-order"), Options{}, out)
+		cfg := durableConfig(p.URL(), "gw-order")
+		cfg.Subscriptions[0].QoS = qos
+		s, _ := startDurable(t, cfg, Options{}, out)
+		pub := b.publish
+		if qos == 2 {
+			pub = b.publish2
+		}
 		for i := range 5 {
-			b.publish(t, "d/x", payload(1714564800, "v", i))
+			pub(t, "d/x", payload(1714564800, "v", i))
 		}
 		rs := collectHeld(t, out, 5)
 		var ids []uint16
@@ -315,4 +337,131 @@ func TestDurableRestartLoadsState(t *testing.T) {
 			t.Errorf("stats %+v", st)
 		}
 	})
+}
+
+// A message handed on before a connection ended may still wait for its
+// commit when the broker delivers it again on the next connection: Run
+// does not reconnect before every receipt is settled, so that the
+// redelivery finds the commit.
+func TestDurableReconnectWaitsForCommits(t *testing.T) {
+	eachBroker(t, "", func(t *testing.T, b testBroker) {
+		p := startAckProxy(t, b.addr)
+		out := make(chan ingest.Reading, 64)
+		var logs mqtttest.SyncBuffer
+		s, err := New(durableConfig(p.URL(), "gw-wait"), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.settleLogEvery = 20 * time.Millisecond
+		running(t, s, out)
+		mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Subscribed > 0 }, "the SUBACK")
+		const n = 3
+		for i := range n {
+			b.publish(t, "d/x", payload(1714564800, "v", i))
+		}
+		rs := collectHeld(t, out, n)
+		p.Cut() // the connection goes with the receipts pending
+		mqtttest.WaitFor(t, waitLimit, func() bool { return strings.Contains(logs.String(), "before connecting again") }, "Run to wait for the commits")
+		if st := s.Stats(); st.Connects != 1 {
+			t.Fatalf("reconnected with %d receipts pending: %+v", st.PendingAcks, st)
+		}
+		for _, r := range rs {
+			r.Receipt.Done(nil)
+		}
+		mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().Redelivered == n }, "the redeliveries to be recognised")
+		if st := s.Stats(); st.Readings != n || len(out) != 0 {
+			t.Fatalf("redeliveries handed on again: %+v", st)
+		}
+	})
+}
+
+// A message with nothing to hand on (malformed) is done at once but still
+// waits for the messages before it; the receipts of the good ones decide.
+func TestDurableBadMessageWaitsItsTurn(t *testing.T) {
+	eachBroker(t, "", func(t *testing.T, b testBroker) {
+		p := startAckProxy(t, b.addr)
+		out := make(chan ingest.Reading, 64)
+		s, _ := startDurable(t, durableConfig(p.URL(), "gw-bad"), Options{}, out)
+		b.publish(t, "d/x", payload(1714564800, "v", 0))
+		b.publish(t, "d/x", []byte("{not json"))
+		b.publish(t, "d/x", payload(1714564800, "v", 2))
+		rs := collectHeld(t, out, 2)
+		mqtttest.WaitFor(t, waitLimit, func() bool { return s.Stats().DecodeErrors["malformed"] == 1 }, "the bad message")
+		ids := []uint16{receiptID(t, rs[0]), 0, receiptID(t, rs[1])}
+		ids[1] = ids[0] + 1 // brokers number a client's messages in sequence
+		rs[1].Receipt.Done(nil)
+		if n := len(p.Acks()); n != 0 {
+			t.Fatalf("%d acks before the first message's commit", n)
+		}
+		rs[0].Receipt.Done(nil)
+		mqtttest.WaitFor(t, waitLimit, func() bool { return len(p.Acks()) == 3 }, "the three acks")
+		if got := p.Acks(); !slices.Equal(got, ids) {
+			t.Fatalf("acks %v, want %v", got, ids)
+		}
+	})
+}
+
+// A durable QoS 0 subscription has no acknowledgement to hold: its
+// readings carry a receipt with no key (nothing to recognise) that only
+// asks for a prompt commit; completing it is harmless.
+func TestDurableQoS0ReceiptOnly(t *testing.T) {
+	checkNoLeak(t)
+	m := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	yes := true
+	sub := jsonSub("d/+", 0, 1)
+	sub.Durable = &yes
+	out := make(chan ingest.Reading, 8)
+	s, _ := startDurable(t, Config{Broker: "tcp://" + m.Addr(), Subscriptions: []Subscription{sub}}, Options{}, out)
+	if err := m.Publish("d/x", payload(1714564800, "a", 1, "b", 2), false, 0); err != nil {
+		t.Fatal(err)
+	}
+	rs := collectHeld(t, out, 2)
+	if rs[0].Receipt != nil || rs[1].Receipt == nil || len(rs[1].Receipt.Key) != 0 {
+		t.Fatalf("receipts %+v %+v: want one, on the last reading, without a key", rs[0].Receipt, rs[1].Receipt)
+	}
+	rs[1].Receipt.Committed(nil)
+	if st := s.Stats(); st.PendingAcks != 0 || st.DurableAcked != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// New loads the committed messages only for its own client id, and
+// reports a state store that cannot be read.
+func TestNewLoadsState(t *testing.T) {
+	var asked []string
+	load := func(prefix []byte, fn func(k, v []byte) error) error {
+		asked = append(asked, string(prefix))
+		for _, kv := range [][2]string{
+			{"src/mqtt/gw/\x00\x07", "\x01\x02\x03\x04\x05\x06\x07\x08"},
+			{"src/mqtt/gw/x/\x00\x07", "\x01\x02\x03\x04\x05\x06\x07\x08"}, // client "gw/x"
+			{"src/mqtt/gw/\x00\x08", "short"},
+		} {
+			if err := fn([]byte(kv[0]), []byte(kv[1])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s, err := New(durableConfig("tcp://127.0.0.1:1", "gw"), Options{State: load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(asked, []string{"src/mqtt/gw/"}) {
+		t.Errorf("asked for %q", asked)
+	}
+	if !s.seen.has(7, 0x0102030405060708) || s.seen.h[8] != 0 || s.seen.h[0x7802] != 0 {
+		t.Errorf("table not loaded as expected")
+	}
+	broken := errors.New("bolt: closed")
+	_, err = New(durableConfig("tcp://127.0.0.1:1", "gw"), Options{State: func([]byte, func(k, v []byte) error) error { return broken }})
+	if !errors.Is(err, broken) {
+		t.Errorf("New with a broken state store: %v", err)
+	}
+	// Without a subscription that holds acks, nothing is loaded.
+	cfg := durableConfig("tcp://127.0.0.1:1", "gw")
+	cfg.Subscriptions[0].QoS = 0
+	asked = nil
+	if _, err := New(cfg, Options{State: load}); err != nil || asked != nil {
+		t.Errorf("QoS 0 source loaded state: %v %q", err, asked)
+	}
 }

@@ -3,7 +3,6 @@ package mqttsub
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -44,14 +43,6 @@ type Options struct {
 	// starts with none: a redelivery of a message committed by an earlier
 	// process is then counted again.
 	State func(prefix []byte, fn func(key, value []byte) error) error
-}
-
-// StatePrefix is the prefix of the state keys of the receipts of a source
-// with this client id: "src/mqtt/<client_id>/", followed in each key by
-// the packet id (2 bytes, big-endian); the value is the 8-byte hash of the
-// message's topic and payload.
-func StatePrefix(clientID string) []byte {
-	return []byte("src/mqtt/" + clientID + "/")
 }
 
 // Stats is a snapshot of a Subscriber's counters.
@@ -151,13 +142,16 @@ type Subscriber struct {
 	seen        seenTable
 	keyPrefix   []byte
 	qos0Receipt ingest.Receipt
+	// settleLogEvery replaces settleLogAfter in tests.
+	settleLogEvery time.Duration
 
 	dropLog, decodeLog, connLog, secretLog, ackFailLog lograte.Limiter
 }
 
 // New checks cfg (after applying Defaults to a copy), reads the password
-// (again at every connect: see password) and the TLS material, and
-// compiles the decoders. It does not connect.
+// (again at every connect: see password) and the TLS material, compiles
+// the decoders and, with a durable QoS 1/2 subscription and Options.State,
+// loads the messages committed by earlier runs. It does not connect.
 func New(cfg Config, opts Options) (*Subscriber, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -223,29 +217,6 @@ func New(cfg Config, opts Options) (*Subscriber, error) {
 		}
 	}
 	return s, nil
-}
-
-// loadSeen fills the table of committed messages from the state the
-// receipts of earlier runs left. Keys of another length or values that are
-// not 8 bytes are not ours (another client id that starts like this one,
-// or a later encoding) and are skipped.
-func (s *Subscriber) loadSeen(state func([]byte, func(k, v []byte) error) error) error {
-	n := 0
-	err := state(s.keyPrefix, func(k, v []byte) error {
-		if len(k) != len(s.keyPrefix)+2 || len(v) != 8 {
-			return nil
-		}
-		if h := binary.BigEndian.Uint64(v); h != 0 {
-			s.seen.put(binary.BigEndian.Uint16(k[len(s.keyPrefix):]), h)
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mqttsub: load the committed messages of %s: %w", s.cfg.ClientID, err)
-	}
-	s.log.Info("mqttsub: committed messages loaded", "client_id", s.cfg.ClientID, "entries", n)
-	return nil
 }
 
 // currentPassword re-reads the password for a connection attempt, so that
@@ -327,7 +298,11 @@ func (s *Subscriber) count(reason string) {
 // (re)connection, and sends readings on out until ctx is cancelled; then it
 // disconnects and returns nil. Connection problems are logged, counted and
 // retried with jittered exponential backoff (1s doubling up to
-// max_reconnect_interval), never returned.
+// max_reconnect_interval), never returned. With a persistent session it
+// connects again only once every receipt it handed out was settled (see
+// the package documentation, Redelivery); a stop does not wait for them:
+// what is committed when Run returns is acknowledged, the rest is left to
+// the broker's redelivery.
 //
 // Reconnection is driven here rather than by paho's AutoReconnect and
 // ConnectRetry, whose backoff sleeps cannot be interrupted: this way Run
@@ -493,32 +468,6 @@ func (s *Subscriber) handleQueued(ctx context.Context, queue chan item, out chan
 			return buf, true
 		}
 	}
-}
-
-// settleLogAfter is how long a wait for receipts goes unmentioned.
-const settleLogAfter = 5 * time.Second
-
-// waitSettled waits, before a connection with a persistent session, until
-// every receipt handed out has been settled by the engine (its commit
-// cadence bounds that), or ctx ends (false).
-func (s *Subscriber) waitSettled(ctx context.Context) bool {
-	if *s.cfg.CleanSession || s.pending.Load() == 0 {
-		return true
-	}
-	start := time.Now()
-	tick := time.NewTicker(settleLogAfter)
-	defer tick.Stop()
-	for s.pending.Load() > 0 {
-		select {
-		case <-s.settled:
-		case <-tick.C:
-			s.log.Warn("mqttsub: waiting for the engine to commit messages before connecting again",
-				"broker", s.cfg.Broker, "pending", s.pending.Load(), "waited", time.Since(start).Round(time.Second))
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return true
 }
 
 // How long drain waits for the queue to stay empty, and at most.
