@@ -354,7 +354,8 @@ func TestMainReloadHandsOver(t *testing.T) {
 	upstream := "tcp://" + mqtttest.FreeAddr(t) // nothing listens: records stay in the outbox
 	before := runtime.NumGoroutine()
 	var dir string
-	tm := startMain(t, func(d string) string { dir = d; return mainConfig(d, source.URL(), upstream, "10ms") }, nil)
+	tm := startMain(t, func(d string) string { dir = d; return mainConfig(d, source.URL(), upstream, "10ms") }, nil,
+		func(m *Main) { m.FlushOnStop = true }) // the last stop emits the windows, to count them
 	ob := tm.m.outbox
 	p1 := tm.pipeline()
 	waitIngesting(t, p1)

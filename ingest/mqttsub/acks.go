@@ -351,3 +351,32 @@ func hashOf(topic string, payload []byte) uint64 {
 	}
 	return h
 }
+
+// finishMessage hands on the rest of a durable message whose first
+// readings the pipeline already has, when Run is told to stop in the
+// middle of it: the pipeline keeps running until the sources have
+// returned, so this only waits for room, for at most drainMax (a pipeline
+// that stopped taking readings leaves the message split: documented).
+func (s *Subscriber) finishMessage(out chan<- ingest.Reading, rest []ingest.Reading) bool {
+	t := time.NewTimer(drainMax)
+	defer t.Stop()
+	for i := range rest {
+		select {
+		case out <- rest[i]:
+		case <-t.C:
+			return false
+		}
+	}
+	return true
+}
+
+// clearHeld drops the receipt and the More marks from buf, which is reused.
+func clearHeld(buf []ingest.Reading) {
+	for i := range buf {
+		buf[i].Receipt, buf[i].More = nil, false
+	}
+}
+
+// codeIDInUse is the MQTT 5 reason "packet identifier in use", which mochi
+// also sends to MQTT 3.1.1 clients in a SUBACK (see onConnect).
+const codeIDInUse = 0x91

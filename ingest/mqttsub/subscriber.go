@@ -590,13 +590,25 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 		} else {
 			last.Receipt = &s.qos0Receipt // nothing to acknowledge: only "commit soon"
 		}
+		// The engine does not checkpoint inside one message: a message
+		// redelivered after a crash is then wholly committed or not at all.
+		for i := range len(buf) - 1 {
+			buf[i].More = true
+		}
 	}
 	for i := range buf {
 		select {
 		case out <- buf[i]:
 		case <-ctx.Done():
+			if held && i > 0 && s.finishMessage(out, buf[i:]) {
+				// The pipeline had part of the message: it got the rest, so
+				// its last checkpoint holds all of it or none.
+				s.readings.Add(uint64(len(buf)))
+				clearHeld(buf)
+				return buf, false
+			}
 			s.readings.Add(uint64(i))
-			buf[len(buf)-1].Receipt = nil
+			clearHeld(buf)
 			if slot != nil {
 				acks.abandon(slot)
 			}
@@ -605,7 +617,7 @@ func (s *Subscriber) handle(ctx context.Context, it item, buf []ingest.Reading, 
 	}
 	s.readings.Add(uint64(len(buf)))
 	if held {
-		buf[len(buf)-1].Receipt = nil // buf is reused; the receipt went with the copy
+		clearHeld(buf) // buf is reused; the receipt went with the copy
 	} else if slot != nil {
 		acks.done(slot)
 	}
@@ -740,30 +752,47 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 	for _, sub := range s.subs {
 		filters[sub.filter] = sub.qos
 	}
-	tok := c.SubscribeMultiple(filters, nil)
-	if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
-		s.subscribeFailures.Add(1)
-		s.setErr(fmt.Errorf("mqttsub: subscribe: no answer within %s", s.cfg.ConnectTimeout))
-		s.log.Error("mqttsub: subscribe timed out", "broker", s.cfg.Broker)
-		return
-	}
-	if err := tok.Error(); err != nil {
-		s.subscribeFailures.Add(1)
-		s.setErr(fmt.Errorf("mqttsub: subscribe: %w", err))
-		s.log.Error("mqttsub: subscribe failed", "broker", s.cfg.Broker, "err", err)
-		return
-	}
-	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+	// mochi (the embedded broker, and the tests' broker) refuses a
+	// SUBSCRIBE whose packet id equals one of its own in-flight PUBLISHes
+	// to us (0x91), which happens on every reconnect of a persistent
+	// session while it redelivers: paho's next id is free once those are
+	// acknowledged, so try again a few times.
+	for attempt := 0; len(filters) > 0; attempt++ {
+		tok := c.SubscribeMultiple(filters, nil)
+		if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+			s.subscribeFailures.Add(1)
+			s.setErr(fmt.Errorf("mqttsub: subscribe: no answer within %s", s.cfg.ConnectTimeout))
+			s.log.Error("mqttsub: subscribe timed out", "broker", s.cfg.Broker)
+			return
+		}
+		if err := tok.Error(); err != nil {
+			s.subscribeFailures.Add(1)
+			s.setErr(fmt.Errorf("mqttsub: subscribe: %w", err))
+			s.log.Error("mqttsub: subscribe failed", "broker", s.cfg.Broker, "err", err)
+			return
+		}
+		st, ok := tok.(*mqtt.SubscribeToken)
+		if !ok {
+			break
+		}
+		retry := map[string]byte{}
 		for topic, code := range st.Result() {
-			if code >= 0x80 {
+			switch {
+			case code == codeIDInUse && attempt < 10 && c.IsConnectionOpen():
+				retry[topic] = filters[topic]
+			case code >= 0x80:
 				s.subscribeFailures.Add(1)
 				s.setErr(fmt.Errorf("mqttsub: subscribe %q: refused by broker (code %#x)", topic, code))
 				s.log.Error("mqttsub: broker refused subscription", "topic", topic, "code", code)
 			}
 		}
+		filters = retry
+		if len(retry) > 0 {
+			time.Sleep(100 * time.Millisecond << min(attempt, 4))
+		}
 	}
 	s.subscribed.Add(1)
-	s.log.Info("mqttsub: connected and subscribed", "broker", s.cfg.Broker, "topics", len(filters), "connects", s.connects.Load())
+	s.log.Info("mqttsub: connected and subscribed", "broker", s.cfg.Broker, "topics", len(s.subs), "connects", s.connects.Load())
 }
 
 var _ ingest.Source = (*Subscriber)(nil)
