@@ -62,7 +62,7 @@ rules:
 uplinks:
   - {name: cloud, type: mqtt, url: %s, topic: "up/{lane}"}
 `, dir, mport, localPort, hash1, hash9, upstream.URL())
-	g := startGateway(t, writeConfig(t, dir, cfg))
+	g := startGateway(t, writeConfig(t, dir, cfg), "--flush-on-stop") // the stop emits the open window, to count it
 	g.waitLog("sensorgate starting", 30*time.Second)
 
 	local := fmt.Sprintf("tcp://127.0.0.1:%d", localPort)
