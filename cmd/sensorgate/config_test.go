@@ -113,7 +113,7 @@ uplinks: [{type: stdout}]
 	if m[2].HoldsAcks() {
 		t.Error("durable: false still holds acks")
 	}
-	if n := inFlight(cfg); n != 500 {
+	if n := checkpointTrigger(m); n != 500 {
 		t.Errorf("checkpoint trigger %d, want 500 (the only durable source's inflight)", n)
 	}
 }

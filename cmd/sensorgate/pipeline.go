@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
@@ -64,11 +65,20 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		}
 		p.broker = b
 	}
+	var mcs []mqttsub.Config // as the sources run them
 	for i, mc := range cfg.Sources.MQTT {
 		if cfg.localSources[i] {
 			mc.Broker, mc.Username, mc.Password = p.broker.LocalClient()
 			mc.PasswordFile, mc.PasswordEnv = "", ""
+			// The embedded broker's window for its own source, and a
+			// client id that does not change with the private listener's
+			// port, so the source's committed-message table is found again.
+			mc.InFlight = p.broker.LocalInFlight()
+			if mc.ClientID == "" || strings.HasPrefix(mc.ClientID, "sensorgate-") {
+				mc.ClientID = fmt.Sprintf("sensorgate-local-%d", i)
+			}
 		}
+		mcs = append(mcs, mc)
 		// The source's table of committed packet ids comes from the same
 		// store its receipts are committed to (see mqttsub's Options.State).
 		s, err := mqttsub.New(mc, mqttsub.Options{Now: clk.Now, Logger: logger.With("component", "mqttsub", "broker", mc.Broker), State: ob.LoadState})
@@ -122,7 +132,7 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 		Logger: logger.With("component", "rules"),
 		Door:   &rules.Door{Validation: cfg.Validation, Sensors: specs, Clock: clk},
 		Commit: &rules.CommitPolicy{
-			MaxReceipts:  inFlight(cfg),
+			MaxReceipts:  checkpointTrigger(mcs),
 			MaxDelay:     cfg.Gateway.CheckpointDelay,
 			StateEvery:   cfg.Gateway.CheckpointInterval,
 			FlushOnClose: m.FlushOnStop,
@@ -142,17 +152,18 @@ func (m *Main) newPipeline(cfg *Config) (_ *pipeline, err error) {
 	return p, nil
 }
 
-// inFlight is the checkpoint trigger for receipts: the smallest in-flight
-// window among the durable MQTT sources, the number of unacknowledged
-// messages after which their broker stops sending until it gets PUBACKs.
-func inFlight(cfg *Config) int {
+// checkpointTrigger is the number of waiting receipts at which the rules
+// checkpoint at once: the smallest in-flight window among the durable MQTT
+// sources, after which their broker stops sending until it gets PUBACKs
+// (0: none holds acks, the engine's default).
+func checkpointTrigger(mcs []mqttsub.Config) int {
 	n := 0
-	for _, mc := range cfg.Sources.MQTT {
-		if mc.InFlight > 0 && (n == 0 || mc.InFlight < n) && mc.HoldsAcks() {
+	for _, mc := range mcs {
+		if mc.HoldsAcks() && (n == 0 || mc.InFlight < n) {
 			n = mc.InFlight
 		}
 	}
-	return n // 0: the engine's default
+	return n
 }
 
 // sensorMeta builds the static metadata attached to summaries and alerts:
