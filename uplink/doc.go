@@ -61,6 +61,14 @@
 //	 "kind":"readings","readings":[{"sensor":"s1","metric":"t","value":21.5,"unit":"Cel",
 //	   "time":1700000000000000000,"arrival":1700000000000000000}, ...]}
 //
+// A summary's own "id" names its window and key, and "rev" its revision
+// (omitted at 0): an id is emitted once, or again only with a higher rev
+// that carries the window's complete counts (late readings folded in),
+// never a difference. An upstream that keeps the highest rev per id has
+// every reading exactly once, across restarts and crashes of the gateway
+// (docs/durability.md); two records with one id and one rev (a record
+// delivered twice, see record_id) have the same content.
+//
 // Summary and Alert use the field names and omitempty rules of their json
 // struct tags in package ingest; readings use the names shown (unit,
 // orig_time and quality omitted when zero; origin only for forwarded
