@@ -21,10 +21,11 @@ import (
 type CommitPolicy struct {
 	// MaxReceipts: checkpoint as soon as this many receipts are pending
 	// (the broker's in-flight window); 0 means 20. The engine also learns
-	// a smaller window: when a MaxDelay checkpoint finds 0 < P < limit
-	// receipts pending and none arrived during the last half of the delay
-	// (the broker evidently stops sending at P), the limit becomes P, and
-	// goes back to MaxReceipts a minute later.
+	// a smaller window: when two MaxDelay checkpoints in a row find the same
+	// 0 < P < limit receipts pending and none arrived during the last half
+	// of the delay (the broker evidently stops sending at P), the limit
+	// becomes P; it doubles back when input is already waiting after a
+	// checkpoint at the limit, and is MaxReceipts again a minute later.
 	MaxReceipts int
 	// MaxDelay: checkpoint at most this long after the first pending
 	// receipt or emitted record; 0 means 250ms.
@@ -74,8 +75,9 @@ type checkpointer struct {
 	pol          CommitPolicy // defaulted
 	trig         *state.Trigger
 	pending      []*ingest.Receipt
-	midInput     bool   // the last reading processed had More set
-	records      uint64 // summaries + alerts emitted as of the last checkpoint
+	midInput     bool       // the last reading processed had More set
+	backlog      func() int // readings waiting in Run's input
+	records      uint64     // summaries + alerts emitted as of the last checkpoint
 	replace      bool
 	engineStored bool // engineKey is in the store
 	batch        state.Batch

@@ -202,13 +202,26 @@ windows:
 		t.Fatal("checkpoint before MaxDelay")
 	}
 	d.step(event{wall: ms(1200)})
-	if len(st.cps) != 1 || d.e.ck.trig.Limit() != 5 {
-		t.Fatalf("%d checkpoints, limit %d", len(st.cps), d.e.ck.trig.Limit())
+	if len(st.cps) != 1 || d.e.ck.trig.Limit() != 20 {
+		t.Fatalf("%d checkpoints, limit %d: one stall (it could be a lone message) must not lower the limit", len(st.cps), d.e.ck.trig.Limit())
 	}
-	burst(ms(1300)) // the next 5: committed at the fifth, without waiting
-	if len(st.cps) != 2 || len(st.cps[1].Receipts) != 5 {
+	burst(ms(1300)) // again 5, and a wait: the broker's window is 5
+	d.step(event{wall: ms(1500)})
+	if len(st.cps) != 2 || d.e.ck.trig.Limit() != 5 {
+		t.Fatalf("%d checkpoints, limit %d after two stalls at 5", len(st.cps), d.e.ck.trig.Limit())
+	}
+	burst(ms(1600)) // the next 5: committed at the fifth, without waiting
+	if len(st.cps) != 3 || len(st.cps[2].Receipts) != 5 {
 		t.Fatalf("%d checkpoints", len(st.cps))
 	}
+	// Input already waiting after a checkpoint at the limit: the window
+	// is larger than learned, the limit doubles.
+	d.e.ck.backlog = func() int { return 1 }
+	burst(ms(1700))
+	if d.e.ck.trig.Limit() != 10 {
+		t.Fatalf("limit %d after a backlog at 5, want 10", d.e.ck.trig.Limit())
+	}
+	d.e.ck.backlog = nil
 	// A minute later the limit goes back up.
 	d.step(event{wall: ms(62000)})
 	if d.e.ck.trig.Limit() != 20 {

@@ -256,6 +256,9 @@ func (e *Engine) Run(ctx context.Context, in <-chan ingest.Reading, sink Sink) (
 	var timer *time.Timer // checkpoint triggers between ticks (not with Options.Tick)
 	var timerC <-chan time.Time
 	var armed int64
+	if e.ck != nil {
+		e.ck.backlog = func() int { return len(in) }
+	}
 	if e.ck != nil && e.tickC == nil {
 		timer = time.NewTimer(time.Hour)
 		timer.Stop()
@@ -336,6 +339,9 @@ func (e *Engine) processReceipt(em *emitter, r *ingest.Reading) error {
 	e.ck.midInput = more
 	if !more && e.ck.trig.Full(len(e.ck.pending)) && err == nil {
 		_, err = e.maybeCheckpoint(em)
+		if e.ck.backlog != nil && e.ck.backlog() > 0 {
+			e.ck.trig.Backlog()
+		}
 	}
 	return err
 }

@@ -13,6 +13,7 @@ type Trigger struct {
 	maxDelay, stateEach int64
 	limit               int // maxReceipts, or the window learned below it
 	loweredAt           int64
+	stalledAt           int   // P of the last MaxDelay checkpoint that found the input stalled, 0: none
 	firstAt             int64 // first pending receipt or record since the last checkpoint
 	lastRcpt            int64 // newest receipt (-1: stamp at the next Due)
 	dirtyAt             int64 // first state change since the last checkpoint
@@ -38,10 +39,12 @@ func (t *Trigger) Limit() int { return t.limit }
 // due; if not, next is when to look again (0: nothing pending).
 //
 // It learns the broker's in-flight window downward: when the MaxDelay
-// trigger fires with 0 < P < limit receipts pending and none arrived
-// during the last half of the delay, the broker evidently stops sending at
-// P, and the limit becomes P. It goes back up a minute later, so that a
-// quiet moment does not pin it low.
+// trigger fires twice in a row with the same 0 < P < limit receipts
+// pending and none arrived during the last half of the delay, the broker
+// evidently stops sending at P, and the limit becomes P (once is not
+// enough: a lone message in a quiet moment looks the same). It goes back
+// up a minute later, or at once when input is already waiting after a
+// checkpoint at the limit (Backlog).
 func (t *Trigger) Due(now int64, pending int, records, changed bool) (due bool, next int64) {
 	if t.lastRcpt < 0 {
 		t.lastRcpt = now
@@ -62,7 +65,12 @@ func (t *Trigger) Due(now int64, pending int, records, changed bool) (due bool, 
 		return true, 0
 	case t.firstAt != 0 && now-t.firstAt >= t.backoff:
 		if pending > 0 && pending < t.limit && now-t.lastRcpt >= t.maxDelay/2 {
-			t.limit, t.loweredAt = pending, now
+			if t.stalledAt == pending {
+				t.limit, t.loweredAt = pending, now
+			}
+			t.stalledAt = pending
+		} else {
+			t.stalledAt = 0
 		}
 		return true, 0
 	case t.dirtyAt != 0 && now-t.dirtyAt >= t.stateEach:
@@ -80,6 +88,15 @@ func (t *Trigger) Due(now int64, pending int, records, changed bool) (due bool, 
 func (t *Trigger) Failed(now int64) {
 	t.retryAt = now + t.backoff
 	t.backoff = min(2*t.backoff, int64(MaxBackoff))
+}
+
+// Backlog notes that input was already waiting when a checkpoint at the
+// limit was committed: the broker did not stop at the limit, so its window
+// is larger than learned.
+func (t *Trigger) Backlog() {
+	if t.limit < t.maxReceipts {
+		t.limit = min(2*t.limit, t.maxReceipts)
+	}
 }
 
 // Done notes a committed checkpoint (or one with nothing to commit).
