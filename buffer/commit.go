@@ -343,16 +343,16 @@ func isDiskFull(err error) bool {
 
 // counters are the outbox's monotonic counters.
 type counters struct {
-	commits, commitRecords, commitNanos  atomic.Uint64
-	lastCommitRecords, lastCommitNanos   atomic.Uint64
-	maxCommitNanos                       atomic.Uint64
-	commitErrors                         atomic.Uint64
-	writeTxs, bytesWritten, stateChanges atomic.Uint64
-	compactions, compactErrors           atomic.Uint64
-	quarantined                          atomic.Uint64
-	quarantinedAs                        atomic.Pointer[string]
-	lanes                                [numLanes]laneCounters
-	hist                                 histograms
+	commits, commitRecords, commitNanos              atomic.Uint64
+	lastCommitRecords, lastCommitNanos               atomic.Uint64
+	maxCommitNanos                                   atomic.Uint64
+	commitErrors                                     atomic.Uint64
+	writeTxs, bytesWritten, stateChanges, stateFolds atomic.Uint64
+	compactions, compactErrors                       atomic.Uint64
+	quarantined                                      atomic.Uint64
+	quarantinedAs                                    atomic.Pointer[string]
+	lanes                                            [numLanes]laneCounters
+	hist                                             histograms
 }
 
 type laneCounters struct {

@@ -104,6 +104,9 @@ type Outbox struct {
 	st counters
 
 	diskCheckedAt, diskFreeBytes atomic.Int64
+
+	stateLog stateLogSize // the state log's size (see state.go); wmu
+
 }
 
 // Open opens (creating it if needed) the outbox file at cfg.Path and

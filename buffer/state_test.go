@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -71,4 +72,74 @@ func TestCommitCheckpoint(t *testing.T) {
 	if len(recs) != 1 || !bytes.Equal(recs[0].Payload, []byte("s1")) {
 		t.Fatalf("summaries lane holds %d records, want only s1 (the failed checkpoint's must not be there)", len(recs))
 	}
+}
+
+// The state log: many checkpoints over a few hundred keys, past several
+// folds into the base and a reopen, always read back as the last value of
+// every key (deletes, prefix deletes and all).
+func TestStateLogFolds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := open(t, path, testConfig())
+	want := map[string]string{}
+	cp := &Checkpoint{}
+	check := func(when string) {
+		t.Helper()
+		got := map[string]string{}
+		if err := o.LoadState(nil, func(k, v []byte) error {
+			got[string(k)] = string(v)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: state has %d keys, want %d\n got %v\nwant %v", when, len(got), len(want), got, want)
+		}
+	}
+	for i := range 3*stateCompactEntries + 17 {
+		cp.Reset()
+		for j := range 5 {
+			k := fmt.Sprintf("r/w/%03d", (i*7+j*31)%300)
+			if (i+j)%11 == 0 {
+				cp.State = append(cp.State, StateChange{[]byte(k), nil})
+				delete(want, k)
+			} else {
+				v := fmt.Sprintf("%d.%d", i, j)
+				cp.State = append(cp.State, StateChange{[]byte(k), []byte(v)})
+				want[k] = v
+			}
+		}
+		if i%97 == 0 {
+			k := fmt.Sprintf("src/x/%d", i)
+			cp.State = append(cp.State, StateChange{[]byte(k), []byte("h")})
+			want[k] = "h"
+		}
+		if i == 700 { // a replace of everything under r/
+			cp.DeletePrefix = []byte("r/")
+			for k := range want {
+				if strings.HasPrefix(k, "r/") {
+					delete(want, k)
+				}
+			}
+			for _, c := range cp.State {
+				if c.Value != nil {
+					want[string(c.Key)] = string(c.Value)
+				}
+			}
+		}
+		if err := o.Commit(cp); err != nil {
+			t.Fatal(err)
+		}
+		if i%250 == 0 {
+			check(fmt.Sprintf("after checkpoint %d", i))
+		}
+	}
+	check("at the end")
+	if n := o.Stats().StateFolds; n < 3 {
+		t.Fatalf("%d folds of the log, want >= 3", n)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o = open(t, path, testConfig())
+	check("after a reopen")
 }

@@ -36,8 +36,9 @@ type Stats struct {
 	// flash sees from the outbox, less the file system's own metadata; its
 	// ratio to the durable readings is the flash wear per reading.
 	WriteTxs, BytesWritten uint64
-	// StateChanges counts state keys written or deleted by checkpoints.
-	StateChanges uint64
+	// StateChanges counts state keys written or deleted by checkpoints;
+	// StateFolds the checkpoints that folded the state log into its base.
+	StateChanges, StateFolds uint64
 	// FileSize is the bbolt file's size; FreePages its free pages (of
 	// PageSize bytes), which a compaction gives back.
 	FileSize  int64
@@ -126,6 +127,7 @@ func (o *Outbox) Stats() Stats {
 		WriteTxs:          o.st.writeTxs.Load(),
 		BytesWritten:      o.st.bytesWritten.Load(),
 		StateChanges:      o.st.stateChanges.Load(),
+		StateFolds:        o.st.stateFolds.Load(),
 		Compactions:       o.st.compactions.Load(),
 		CompactErrors:     o.st.compactErrors.Load(),
 		Quarantined:       o.st.quarantined.Load(),
