@@ -59,7 +59,10 @@ type GatewayConfig struct {
 	// it) or emitted summaries and alerts; a checkpoint is made sooner when
 	// the broker's in-flight window (sources.mqtt[].inflight) is full.
 	// Longer spares the flash at low rates; shorter lowers the latency of
-	// acknowledgements. Default 250ms.
+	// acknowledgements. Default 1s: a broker sends its whole in-flight
+	// window without waiting, so at high rates the window, not the delay,
+	// sets the commits; at low rates one commit covers a second of
+	// readings instead of a commit (at least 5 pages) per quarter second.
 	CheckpointDelay time.Duration `yaml:"checkpoint_delay"`
 	// CheckpointInterval is how often window state changed only by
 	// non-durable readings (QoS 0, the simulator) is committed; what such
@@ -141,7 +144,7 @@ func (c *Config) defaults() {
 		c.Gateway.QueueSize = 4096
 	}
 	if c.Gateway.CheckpointDelay == 0 {
-		c.Gateway.CheckpointDelay = 250 * time.Millisecond
+		c.Gateway.CheckpointDelay = time.Second
 	}
 	if c.Gateway.CheckpointInterval == 0 {
 		c.Gateway.CheckpointInterval = 5 * time.Second
