@@ -45,6 +45,12 @@
 //   - Cut the power only after the processes that use the mount have
 //     exited (kill -9 them first): a page fault on a mapping of an
 //     unmounted FUSE file raises SIGBUS in the process that touches it.
+//   - Never map a file of the mount in the process that serves it (the test
+//     process): a page fault on the mapping blocks its thread outside Go's
+//     control, and the next stop-the-world GC waits for that thread while
+//     the server goroutines that would answer the fault are stopped. Run
+//     what maps files (bbolt) in a child process; ordinary reads and writes
+//     from the test process are fine.
 //   - The backing files are not themselves fsynced: the machine running the
 //     test does not lose power, only the mount does.
 //   - Hard links share one overlay (it is keyed by the backing inode);

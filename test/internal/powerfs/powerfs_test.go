@@ -17,11 +17,18 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// childEnv makes the test binary a bbolt writer (see bboltChild).
-const childEnv = "POWERFS_BBOLT_CHILD"
+// childEnv makes the test binary a child that uses the mount ("bbolt:PATH"
+// or "mmap:PATH"). A Go process must not fault in pages of a FUSE mapping
+// that it serves itself: a stop-the-world GC waits for the faulting thread,
+// which waits for the server goroutines the GC stopped.
+const childEnv = "POWERFS_CHILD"
 
 func TestMain(m *testing.M) {
-	if p := os.Getenv(childEnv); p != "" {
+	if v := os.Getenv(childEnv); v != "" {
+		mode, p, _ := strings.Cut(v, ":")
+		if mode == "mmap" {
+			os.Exit(mmapChild(p))
+		}
 		os.Exit(bboltChild(p))
 	}
 	os.Exit(m.Run())
@@ -152,37 +159,51 @@ func TestTruncateIsUndone(t *testing.T) {
 
 func TestMmapSeesUnsyncedWrites(t *testing.T) {
 	_, mnt, _ := mount(t)
-	p := filepath.Join(mnt, "m")
-	fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	if err := fh.Truncate(3 * pageSize); err != nil {
-		t.Fatal(err)
-	}
-	m, err := syscall.Mmap(int(fh.Fd()), 0, 3*pageSize, syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		t.Fatalf("mmap: %v", err)
-	}
-	defer syscall.Munmap(m)
-	for i, s := range []string{"first", "second", "third"} {
-		if _, err := fh.WriteAt([]byte(s), int64(i*pageSize+7)); err != nil {
-			t.Fatal(err)
-		}
-		if got := string(m[i*pageSize+7 : i*pageSize+7+len(s)]); got != s {
-			t.Fatalf("mapping shows %q, want %q", got, s)
-		}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=mmap:"+filepath.Join(mnt, "m"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
 }
 
+// mmapChild writes to a file it has mapped, without a sync, and checks
+// that the mapping shows each write.
+func mmapChild(p string) int {
+	fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err == nil {
+		err = fh.Truncate(3 * pageSize)
+	}
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	m, err := syscall.Mmap(int(fh.Fd()), 0, 3*pageSize, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		fmt.Println("mmap:", err)
+		return 1
+	}
+	for i, s := range []string{"first", "second", "third"} {
+		if _, err := fh.WriteAt([]byte(s), int64(i*pageSize+7)); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		if got := string(m[i*pageSize+7 : i*pageSize+7+len(s)]); got != s {
+			fmt.Printf("mapping shows %q, want %q\n", got, s)
+			return 1
+		}
+	}
+	return 0
+}
+
 // TestBboltPowerCut runs a bbolt writer in a child process on the mount,
-// kills it at a random commit and cuts the power at once, then checks what
-// survived: the file passes bbolt's check, every commit the writer saw
-// return is there, and the state is exactly that after some commit.
+// kills it at a random commit and cuts the power at once; the next child
+// opens what survived: the file passes bbolt's check, every commit the
+// writer saw return is there, and the keys are exactly those after some
+// commit.
 func TestBboltPowerCut(t *testing.T) {
 	Require(t)
 	backing, mnt := t.TempDir(), t.TempDir()
+	db := filepath.Join(mnt, "db")
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -190,30 +211,25 @@ func TestBboltPowerCut(t *testing.T) {
 	if testing.Short() {
 		cuts = 4
 	}
-	var discarded uint64
-	var last uint64
-	for i := 0; i < cuts; i++ {
+	var discarded, reported uint64
+	for i := 0; i <= cuts; i++ {
 		f := remount(t, backing, mnt)
-		reported := runChild(t, filepath.Join(mnt, "db"), 5+rng.IntN(150))
+		after := 5 + rng.IntN(150)
+		if i == cuts {
+			after = 0 // only open and check what the last cut left
+		}
+		start, last := runChild(t, db, after)
+		if i > 0 && (start < reported || start > reported+1) {
+			t.Fatalf("cut %d: the writer saw commit %d return, the file holds commits up to %d", i, reported, start)
+		}
+		reported = last
 		discarded += f.Stats().DirtyBytes
 		cut(t, f)
-		f = remount(t, backing, mnt)
-		n := checkDB(t, filepath.Join(mnt, "db"))
-		if n < reported || n > reported+1 {
-			t.Fatalf("cut %d: the writer saw commit %d return, the file holds commits up to %d", i, reported, n)
-		}
-		if n < last {
-			t.Fatalf("cut %d: commits went back from %d to %d", i, last, n)
-		}
-		last = n
-		if err := f.Unmount(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if discarded == 0 {
 		t.Fatalf("no cut discarded anything: the test did not cut in the middle of writes")
 	}
-	t.Logf("%d cuts, %d commits survived, %d unsynced bytes in flight at the cuts (in total)", cuts, last, discarded)
+	t.Logf("%d cuts, %d commits survived, %d unsynced bytes in flight at the cuts (in total)", cuts, reported, discarded)
 }
 
 // keep is how many keys a writer's transaction keeps: commit i puts key i
@@ -226,12 +242,13 @@ func value(i uint64) []byte {
 
 func key(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
 
-// runChild starts the writer, kills it (SIGKILL) after it reported `after`
-// commits, and returns the last commit it reported.
-func runChild(t *testing.T, db string, after int) uint64 {
+// runChild starts the writer, kills it (SIGKILL) once it reported `after`
+// commits, and returns the commit it found on start and the last one it
+// reported.
+func runChild(t *testing.T, db string, after int) (start, last uint64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+db)
+	cmd.Env = append(os.Environ(), childEnv+"=bbolt:"+db)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -242,23 +259,31 @@ func runChild(t *testing.T, db string, after int) uint64 {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
-	var last uint64
-	seen := 0
+	seen, started := 0, false
 	for sc.Scan() {
-		n, err := strconv.ParseUint(strings.TrimPrefix(sc.Text(), "ok "), 10, 64)
+		word, num, _ := strings.Cut(sc.Text(), " ")
+		n, err := strconv.ParseUint(num, 10, 64)
 		if err != nil {
 			continue
 		}
-		last = n
-		if seen++; seen == after {
-			cmd.Process.Kill()
+		switch word {
+		case "start":
+			start, last, started = n, n, true
+			if after == 0 {
+				cmd.Process.Kill()
+			}
+		case "ok":
+			last = n
+			if seen++; seen == after {
+				cmd.Process.Kill()
+			}
 		}
 	}
 	cmd.Wait()
-	if seen < after {
+	if !started || seen < after {
 		t.Fatalf("writer stopped after %d commits: %s", seen, stderr.String())
 	}
-	return last
+	return start, last
 }
 
 func boltOptions() *bbolt.Options {
@@ -267,16 +292,10 @@ func boltOptions() *bbolt.Options {
 }
 
 // checkDB runs bbolt's check and returns the last commit the file holds,
-// failing unless the keys are exactly those of that commit.
-func checkDB(t *testing.T, path string) uint64 {
-	t.Helper()
-	db, err := bbolt.Open(path, 0o600, boltOptions())
-	if err != nil {
-		t.Fatalf("reopen after the cut: %v", err)
-	}
-	defer db.Close()
+// or an error unless the keys are exactly those of that commit.
+func checkDB(db *bbolt.DB) (uint64, error) {
 	var n uint64
-	err = db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *bbolt.Tx) error {
 		for err := range tx.Check() {
 			return fmt.Errorf("check: %w", err)
 		}
@@ -294,38 +313,32 @@ func checkDB(t *testing.T, path string) uint64 {
 			want = n - keep
 		}
 		return b.ForEach(func(k, v []byte) error {
-			i := binary.BigEndian.Uint64(k)
-			if i <= want || !bytes.Equal(v, value(i)) {
-				return fmt.Errorf("key %d (of a state after commit %d) is wrong or should be gone", i, n)
-			}
 			want++
+			if i := binary.BigEndian.Uint64(k); i != want || !bytes.Equal(v, value(i)) {
+				return fmt.Errorf("key %d (in a state after commit %d) is wrong or should be gone", i, n)
+			}
 			return nil
 		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return n, err
 }
 
-// bboltChild commits transactions to the bbolt file at path until killed,
+// bboltChild opens the bbolt file at path, checks it and prints "start N"
+// (the last commit it holds), then commits transactions until killed,
 // printing "ok N" after commit N returned.
 func bboltChild(path string) int {
 	db, err := bbolt.Open(path, 0o600, boltOptions())
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "reopen:", err)
+		return 1
+	}
+	last, err := checkDB(db)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	var next uint64 = 1
-	db.View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket([]byte("b")); b != nil {
-			if k, _ := b.Cursor().Last(); k != nil {
-				next = binary.BigEndian.Uint64(k) + 1
-			}
-		}
-		return nil
-	})
-	for i := next; ; i++ {
+	fmt.Fprintf(os.Stdout, "start %d\n", last)
+	for i := last + 1; ; i++ {
 		err := db.Update(func(tx *bbolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists([]byte("b"))
 			if err != nil {
