@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -218,7 +219,9 @@ func TestBboltPowerCut(t *testing.T) {
 		if i == cuts {
 			after = 0 // only open and check what the last cut left
 		}
-		start, last := runChild(t, db, after)
+		// The kill lands a random moment after a reported commit, mostly
+		// inside a later one.
+		start, last := runChild(t, db, after, time.Duration(rng.IntN(3000))*time.Microsecond)
 		if i > 0 && (start < reported || start > reported+1) {
 			t.Fatalf("cut %d: the writer saw commit %d return, the file holds commits up to %d", i, reported, start)
 		}
@@ -242,10 +245,10 @@ func value(i uint64) []byte {
 
 func key(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
 
-// runChild starts the writer, kills it (SIGKILL) once it reported `after`
-// commits, and returns the commit it found on start and the last one it
+// runChild starts the writer, kills it (SIGKILL) `delay` after it reported
+// `after` commits, and returns the commit it found on start and the last one it
 // reported.
-func runChild(t *testing.T, db string, after int) (start, last uint64) {
+func runChild(t *testing.T, db string, after int, delay time.Duration) (start, last uint64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=bbolt:"+db)
@@ -275,7 +278,7 @@ func runChild(t *testing.T, db string, after int) (start, last uint64) {
 		case "ok":
 			last = n
 			if seen++; seen == after {
-				cmd.Process.Kill()
+				time.AfterFunc(delay, func() { cmd.Process.Kill() })
 			}
 		}
 	}
