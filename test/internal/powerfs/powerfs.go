@@ -17,9 +17,6 @@ import (
 // Install is what makes powerfs mountable on Debian.
 const Install = "apt-get install fuse3 (and /dev/fuse: modprobe fuse; in a container --device /dev/fuse --cap-add SYS_ADMIN)"
 
-// ErrPowerOff is the error a request gets after Cut.
-var ErrPowerOff = errors.New("powerfs: power is off")
-
 // Stats counts what the file system saw since Mount.
 type Stats struct {
 	Writes      uint64 // write requests
