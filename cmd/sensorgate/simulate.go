@@ -31,7 +31,8 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		`Publish simulated sensors to an MQTT broker at a fixed rate (one message = one
 sample of one sensor, all its metrics), print the achieved rate every second
 (stderr) and a final count (stdout). --truth writes what was sent, per sensor
-and metric (count, sum, min, max), as JSON, so that tests and benchmarks can
+and metric (count, sum, min, max), as JSON (--truth-window adds the same per
+sensor, metric and event-time window), so that tests and benchmarks can
 check a gateway's summaries exactly. Payload formats are documented in the
 simulator/load package (json: {"ts":<unix_ms>,"temperature":21.5,...}, sensor id in
 the topic). Stops after --duration, or on SIGINT/SIGTERM (the final count and
@@ -50,6 +51,7 @@ the truth file are still written).`, stderr)
 	fs.StringVar(&cfg.Topic, "topic", "sensors/{sensor}/telemetry", "topic template; {sensor} is the sensor id")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed: the same seed sends the same values")
 	fs.StringVar(&truth, "truth", "", "write what was sent (per sensor and metric: count, sum, min, max) to this JSON file")
+	fs.DurationVar(&cfg.TruthWindow, "truth-window", 0, "with --truth, also per event-time window of this size (tumbling, aligned to the Unix epoch like the gateway's), e.g. 10s")
 	fs.IntVar(&cfg.Connections, "connections", 2, "MQTT connections publishing in parallel")
 	fs.StringVar(&cfg.ClientID, "client-id", "sensorgate-sim", "client id prefix (each connection appends -<n>)")
 	fs.StringVar(&cfg.Username, "username", "", "MQTT username (the password is read from $SENSORGATE_SIM_PASSWORD)")
@@ -151,6 +153,8 @@ func flagName(path string) string {
 		return "out-of-order"
 	case "faults.spike_prob":
 		return "spike"
+	case "truth_window":
+		return "truth-window"
 	}
 	return path
 }

@@ -20,7 +20,12 @@
 //
 // [Truth] records what was sent per sensor and metric (count, sum, min,
 // max, and totals) so that a test can compare the gateway's summaries
-// exactly. Sensors are named sim-0001, sim-0002, ... ([SensorID]); the
+// exactly. With [Config].TruthWindow (`simulate --truth-window 10s`) it
+// also records the same per sensor, metric and event-time window
+// ([Truth].Windows): tumbling, aligned to the Unix epoch as the gateway's
+// windows are, keyed by the event time the payload carries (whole
+// milliseconds for json and senml), so that a test can check each summary a
+// gateway emits, not only the totals. Sensors are named sim-0001, sim-0002, ... ([SensorID]); the
 // default metrics are temperature and humidity random walks. Payload
 // formats, with the sensor id in the topic (default
 // "sensors/{sensor}/telemetry"); values are rounded to 3 decimals:

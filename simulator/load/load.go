@@ -67,6 +67,12 @@ type Config struct {
 	// one write per scheduling tick (paho writes every packet with its own
 	// system call, which costs about five times the CPU).
 	Paho bool
+	// TruthWindow, when > 0, adds per-window totals to the truth: tumbling
+	// windows of this size in event time, aligned to the Unix epoch as the
+	// gateway's are (start = floor(t/size)*size), with t the event time the
+	// payload carries (milliseconds for json and senml, nanoseconds for
+	// msgpack).
+	TruthWindow time.Duration
 	// Progress, when set, is called about once a second from a separate
 	// goroutine.
 	Progress func(Progress)
@@ -151,6 +157,20 @@ type Truth struct {
 	Total Agg `json:"total"`
 	// Sensors maps sensor id to metric to what was sent.
 	Sensors map[string]map[string]Agg `json:"sensors"`
+	// Window is Config.TruthWindow (ns); Windows what was sent per sensor,
+	// metric and window, ordered by sensor, metric and start.
+	Window  time.Duration `json:"window,omitempty"`
+	Windows []WindowAgg   `json:"windows,omitempty"`
+}
+
+// WindowAgg is what was sent for one sensor and metric with an event time
+// in [Start, End) (Unix ns).
+type WindowAgg struct {
+	Sensor string `json:"sensor"`
+	Metric string `json:"metric"`
+	Start  int64  `json:"start"`
+	End    int64  `json:"end"`
+	Agg
 }
 
 // WriteFile writes the truth as indented JSON.
@@ -257,6 +277,9 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Topic, "+#") {
 		errs = append(errs, ingest.FieldErrorf("topic", "must not contain wildcards"))
 	}
+	if c.TruthWindow < 0 {
+		errs = append(errs, ingest.FieldErrorf("truth_window", "must be >= 0"))
+	}
 	if c.Connections < 0 {
 		errs = append(errs, ingest.FieldErrorf("connections", "must be > 0"))
 	}
@@ -289,6 +312,53 @@ type loadSensor struct {
 	topic   string
 	aggs    []Agg
 	batch   ingest.ReadingBatch // reused by the msgpack payload encoder
+	// Per-window truth: the current window's aggregates (one per metric)
+	// and every window's, by start.
+	winStart int64
+	winAggs  []Agg
+	windows  map[int64][]Agg
+}
+
+// addWindow counts the sample's values in the window of event time evt.
+func (s *loadSensor) addWindow(size, evt int64) {
+	start := evt - ((evt%size)+size)%size
+	if s.windows == nil {
+		s.windows = map[int64][]Agg{}
+	}
+	if s.winAggs == nil || start != s.winStart {
+		if s.winAggs != nil {
+			s.windows[s.winStart] = s.winAggs
+		}
+		s.winStart, s.winAggs = start, s.windows[start]
+		if s.winAggs == nil {
+			s.winAggs = make([]Agg, len(s.metrics))
+		}
+	}
+	for i, v := range s.vals {
+		s.winAggs[i].add(v)
+	}
+}
+
+// windowTruth returns the sensor's per-window truth, ordered by metric
+// and start.
+func (s *loadSensor) windowTruth(size int64) []WindowAgg {
+	if s.winAggs != nil {
+		s.windows[s.winStart] = s.winAggs
+	}
+	starts := make([]int64, 0, len(s.windows))
+	for st := range s.windows {
+		starts = append(starts, st)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	var out []WindowAgg
+	for i, m := range s.metrics {
+		for _, st := range starts {
+			if a := s.windows[st][i]; a.Count > 0 {
+				out = append(out, WindowAgg{Sensor: s.id, Metric: m.Name, Start: st, End: st + size, Agg: a})
+			}
+		}
+	}
+	return out
 }
 
 // Run publishes simulated sensors to an MQTT broker at cfg.Rate
@@ -436,6 +506,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			tr.Total.merge(s.aggs[i])
 		}
 		tr.Sensors[s.id] = mm
+		if cfg.TruthWindow > 0 {
+			tr.Window = cfg.TruthWindow
+			tr.Windows = append(tr.Windows, s.windowTruth(int64(cfg.TruthWindow))...)
+		}
 	}
 	res.Truth = tr
 	log.Info("load: load done", "sent", res.Sent, "errors", res.Errors, "elapsed", res.Elapsed, "rate", res.Rate)
@@ -512,6 +586,9 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 				for i, v := range s.vals {
 					s.aggs[i].add(v)
 				}
+				if p.cfg.TruthWindow > 0 {
+					s.addWindow(int64(p.cfg.TruthWindow), eventTime(p.cfg.Format, ts))
+				}
 			}
 			if p.sink.publish(ctx, s.topic, payload) != nil {
 				return
@@ -519,6 +596,16 @@ func (p *publisher) run(ctx context.Context, first, step int, total uint64, star
 		}
 	}
 	p.sink.flush()
+}
+
+// eventTime is the event time (Unix ns) a gateway reads from a payload
+// stamped ts: json and senml carry milliseconds.
+func eventTime(format string, ts int64) int64 {
+	if format == FormatMsgpack {
+		return ts
+	}
+	ms := int64(time.Millisecond)
+	return (ts - ((ts%ms)+ms)%ms)
 }
 
 // senmlUnit maps common units to SenML (RFC 8428 §12.1) names.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -35,13 +36,14 @@ type subscriber struct {
 	messages  uint64
 	malformed uint64
 	got       map[string]map[string]*Agg
+	win       map[string]*Agg // by sensor/metric/start, windows of testWindow
 	lastTS    map[string]int64
 	client    mqtt.Client
 }
 
 func subscribe(t *testing.T, url, format string) *subscriber {
 	t.Helper()
-	s := &subscriber{format: format, got: map[string]map[string]*Agg{}, lastTS: map[string]int64{}}
+	s := &subscriber{format: format, got: map[string]map[string]*Agg{}, win: map[string]*Agg{}, lastTS: map[string]int64{}}
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("truth-sub").SetOrderMatters(true))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
@@ -88,7 +90,7 @@ func (s *subscriber) add(sensor string, p []byte) {
 		if recs[0].BN != sensor+":" {
 			panic("senml base name " + recs[0].BN)
 		}
-		ts = int64(recs[0].BT * 1e9)
+		ts = int64(math.Round(recs[0].BT*1e3)) * int64(time.Millisecond)
 		for _, r := range recs {
 			vals[r.N] = r.V
 		}
@@ -120,8 +122,17 @@ func (s *subscriber) add(sensor string, p []byte) {
 			s.got[sensor][k] = a
 		}
 		a.add(v)
+		wk := fmt.Sprintf("%s/%s/%d", sensor, k, ts/int64(testWindow)*int64(testWindow))
+		if s.win[wk] == nil {
+			s.win[wk] = &Agg{}
+		}
+		s.win[wk].add(v)
 	}
 }
+
+// testWindow is the truth window of the round-trip test: several windows
+// in its 1.5 s run.
+const testWindow = 500 * time.Millisecond
 
 func (s *subscriber) count() uint64 {
 	s.mu.Lock()
@@ -161,6 +172,23 @@ func (s *subscriber) check(t *testing.T, tr Truth) {
 	if total.Count != tr.Total.Count || total.Min != tr.Total.Min || total.Max != tr.Total.Max {
 		t.Errorf("total %+v, sum of sensors %+v", tr.Total, total)
 	}
+	// Per window: the subscriber's windows (from the payload's own time)
+	// are exactly the truth's.
+	if tr.Window != testWindow || len(tr.Windows) != len(s.win) || len(tr.Windows) < 3*len(tr.Sensors) {
+		t.Fatalf("truth has %d windows of %v, subscriber %d", len(tr.Windows), tr.Window, len(s.win))
+	}
+	var wtotal uint64
+	for _, w := range tr.Windows {
+		got := s.win[fmt.Sprintf("%s/%s/%d", w.Sensor, w.Metric, w.Start)]
+		if got == nil || w.End != w.Start+int64(testWindow) || w.Start%int64(testWindow) != 0 ||
+			got.Count != w.Count || got.Min != w.Min || got.Max != w.Max || math.Abs(got.Sum-w.Sum) > 1e-9*math.Max(1, math.Abs(w.Sum)) {
+			t.Errorf("window %s/%s/%d: subscriber %+v, truth %+v", w.Sensor, w.Metric, w.Start, got, w)
+		}
+		wtotal += w.Count
+	}
+	if wtotal != tr.Total.Count {
+		t.Errorf("windows count %d readings, total %d", wtotal, tr.Total.Count)
+	}
 }
 
 func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
@@ -177,7 +205,7 @@ func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
 			var progress []Progress
 			res, err := Run(context.Background(), Config{
 				Broker: url, ClientID: "load-" + format, Sensors: 6, Rate: 600, Duration: time.Second + 500*time.Millisecond,
-				QoS: tc.qos, Paho: tc.paho, Format: format, Seed: 3, Connections: 4,
+				QoS: tc.qos, Paho: tc.paho, Format: format, Seed: 3, Connections: 4, TruthWindow: testWindow,
 				Progress: func(p Progress) { progress = append(progress, p) },
 			})
 			if err != nil {
@@ -206,7 +234,8 @@ func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if back.Total != res.Truth.Total || back.Sensors["sim-0003"]["humidity"] != res.Truth.Sensors["sim-0003"]["humidity"] {
+			if back.Total != res.Truth.Total || back.Sensors["sim-0003"]["humidity"] != res.Truth.Sensors["sim-0003"]["humidity"] ||
+				len(back.Windows) != len(res.Truth.Windows) || back.Windows[3] != res.Truth.Windows[3] {
 				t.Fatalf("truth file round trip: %+v", back.Total)
 			}
 		})
@@ -217,7 +246,7 @@ func TestRunLoadTruthMatchesSubscriber(t *testing.T) {
 func TestRunLoadFaults(t *testing.T) {
 	url := startBroker(t)
 	sub := subscribe(t, url, FormatJSON)
-	res, err := Run(context.Background(), Config{
+	res, err := Run(context.Background(), Config{TruthWindow: testWindow,
 		Broker: url, Sensors: 4, Rate: 2000, Duration: time.Second, QoS: 1, Seed: 5,
 		Faults: simulator.Faults{MalformedProb: 0.02, DuplicateProb: 0.03, DropoutProb: 0.01, OutOfOrderProb: 0.05},
 	})

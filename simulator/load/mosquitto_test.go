@@ -26,7 +26,7 @@ func TestLoadTruthAgainstMosquitto(t *testing.T) {
 	}
 	url := startMosquitto(t)
 	sub := subscribe(t, url, FormatJSON)
-	res, err := Run(context.Background(), Config{Broker: url, Sensors: 1000, Rate: 20000, Duration: 2 * time.Second, QoS: 0, Seed: 1})
+	res, err := Run(context.Background(), Config{Broker: url, Sensors: 1000, Rate: 20000, Duration: 2 * time.Second, QoS: 0, Seed: 1, TruthWindow: testWindow})
 	if err != nil {
 		t.Fatal(err)
 	}

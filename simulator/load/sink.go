@@ -80,10 +80,21 @@ func (k *pahoSink) publish(ctx context.Context, topic string, payload []byte) er
 		return errLost
 	}
 	tok := k.client.Publish(topic, k.qos, false, bytes.Clone(payload)) // paho keeps the slice
+	// The message is on its way and already in the truth: its token must
+	// be waited for, so that a stop (SIGINT) counts it as sent or failed.
+	// A select with ctx.Done() beside the send could drop it at random.
+	select {
+	case k.tokens <- tok:
+		return nil
+	default:
+	}
 	select {
 	case k.tokens <- tok:
 		return nil
 	case <-ctx.Done():
+		// Cancelled while every slot is in flight: wait for this one
+		// anyway (the waiter goroutine frees a slot as tokens complete).
+		k.tokens <- tok
 		return ctx.Err()
 	}
 }
