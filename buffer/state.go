@@ -1,13 +1,12 @@
 package buffer
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/sensorgate/sensorgate/buffer/internal/statelog"
 )
 
 // The pipeline's durable state (open windows, stage and alert state, the
@@ -23,11 +22,7 @@ import (
 // place. The state keys of a busy gateway are spread over the whole base
 // (a thousand sensors, each its own window key), so updating forty of them
 // in place rewrites some thirty 4 KiB pages, while their forty changes fit
-// in one or two pages of log. The chunks keep the log's leaves full: bbolt
-// never splits a leaf of fewer than five values, so one value per
-// checkpoint made every append rewrite up to four earlier checkpoints (48 KB
-// written per 40-key checkpoint in BenchmarkCheckpointWrite, against 1 or 2
-// pages of changes). Every stateCompactEntries checkpoints (or
+// in one or two pages of log (the encoding: package statelog). Every stateCompactEntries checkpoints (or
 // stateCompactBytes of log) the checkpoint's transaction applies the log to
 // the base instead and empties it. LoadState reads the base and replays
 // the log.
@@ -36,12 +31,10 @@ var (
 	stateLogBucket = []byte("state.log")
 )
 
-// When a checkpoint folds the log into the base, and the log's chunk size
-// (five chunks and their keys fill a 4 KiB page).
+// When a checkpoint folds the log into the base.
 const (
 	stateCompactEntries = 512
 	stateCompactBytes   = 8 << 20
-	stateLogChunk       = 780
 )
 
 // stateLogSize is what the log holds, kept by Commit (under wmu) so that
@@ -51,13 +44,6 @@ type stateLogSize struct {
 	n     int
 	bytes int64
 }
-
-// Log value operations.
-const (
-	opPut          = 'P'
-	opDelete       = 'D'
-	opDeletePrefix = 'X'
-)
 
 // StateChange is one key of the state store: Value nil deletes Key.
 type StateChange struct {
@@ -93,27 +79,19 @@ func (cp *Checkpoint) Reset() {
 // encode appends cp's state changes as one log value.
 func (cp *Checkpoint) encode(b []byte) ([]byte, error) {
 	if len(cp.DeletePrefix) > 0 {
-		b = append(b, opDeletePrefix)
-		b = appendBytes(b, cp.DeletePrefix)
+		b = statelog.AppendDeletePrefix(b, cp.DeletePrefix)
 	}
 	for _, c := range cp.State {
-		if len(c.Key) == 0 {
+		switch {
+		case len(c.Key) == 0:
 			return b, errors.New("buffer: state change with an empty key")
+		case c.Value == nil:
+			b = statelog.AppendDelete(b, c.Key)
+		default:
+			b = statelog.AppendPut(b, c.Key, c.Value)
 		}
-		if c.Value == nil {
-			b = append(b, opDelete)
-			b = appendBytes(b, c.Key)
-			continue
-		}
-		b = append(b, opPut)
-		b = appendBytes(b, c.Key)
-		b = appendBytes(b, c.Value)
 	}
 	return b, nil
-}
-
-func appendBytes(b, v []byte) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(v))), v...)
 }
 
 // Commit writes cp in one synced bbolt transaction: the records (after
@@ -154,18 +132,8 @@ func (o *Outbox) Commit(cp *Checkpoint) error {
 			}
 			size.n, size.bytes = 0, 0
 		} else {
-			seq, err := lb.NextSequence()
-			if err != nil {
+			if err := statelog.Append(lb, cp.log); err != nil {
 				return err
-			}
-			lb.FillPercent = 1 // appended in key order: pack the leaves
-			for i, rest := uint32(0), cp.log; len(rest) > 0; i++ {
-				n := min(len(rest), stateLogChunk)
-				k := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(make([]byte, 0, 12), seq), i)
-				if err := lb.Put(k, rest[:n]); err != nil {
-					return err
-				}
-				rest = rest[n:]
 			}
 			size.n++
 			size.bytes += int64(len(cp.log))
@@ -183,22 +151,10 @@ func (o *Outbox) foldStateLog(tx *bbolt.Tx, lb *bbolt.Bucket, last []byte) error
 	if err != nil {
 		return err
 	}
-	apply := func(v []byte) error {
-		return replay(v, func(op byte, k, val []byte) error {
-			switch op {
-			case opPut:
-				return base.Put(k, val)
-			case opDelete:
-				return base.Delete(k)
-			default:
-				return deletePrefix(base, k)
-			}
-		})
-	}
-	if err := apply(logStream(lb)); err != nil {
+	if err := statelog.Apply(base, statelog.Stream(lb)); err != nil {
 		return err
 	}
-	if err := apply(last); err != nil {
+	if err := statelog.Apply(base, last); err != nil {
 		return err
 	}
 	seq := lb.Sequence()
@@ -213,53 +169,6 @@ func (o *Outbox) foldStateLog(tx *bbolt.Tx, lb *bbolt.Bucket, last []byte) error
 	return nb.SetSequence(seq)
 }
 
-// logStream is the log's chunks joined in order: every checkpoint's
-// operations, one after the other (a chunk may end inside an operation,
-// a checkpoint never does).
-func logStream(lb *bbolt.Bucket) []byte {
-	var s []byte
-	c := lb.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		s = append(s, v...)
-	}
-	return s
-}
-
-// replay calls fn for each operation of a log value.
-func replay(v []byte, fn func(op byte, key, value []byte) error) error {
-	next := func() ([]byte, bool) {
-		n, w := binary.Uvarint(v)
-		if w <= 0 || uint64(len(v)-w) < n {
-			return nil, false
-		}
-		b := v[w : w+int(n)]
-		v = v[w+int(n):]
-		return b, true
-	}
-	for len(v) > 0 {
-		op := v[0]
-		v = v[1:]
-		k, ok := next()
-		if !ok || len(k) == 0 {
-			return fmt.Errorf("%w: state log entry", ErrCorrupt)
-		}
-		var val []byte
-		switch op {
-		case opPut:
-			if val, ok = next(); !ok {
-				return fmt.Errorf("%w: state log entry", ErrCorrupt)
-			}
-		case opDelete, opDeletePrefix:
-		default:
-			return fmt.Errorf("%w: state log operation %q", ErrCorrupt, op)
-		}
-		if err := fn(op, k, val); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // LoadState calls fn for every state key starting with prefix, in key
 // order: the base with the log replayed over it. The slices are only valid
 // during the call.
@@ -270,58 +179,12 @@ func (o *Outbox) LoadState(prefix []byte, fn func(key, value []byte) error) erro
 		return ErrClosed
 	}
 	return o.db.View(func(tx *bbolt.Tx) error {
-		state := map[string][]byte{}
-		if b := tx.Bucket(stateBucket); b != nil {
-			c := b.Cursor()
-			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				state[string(k)] = v
-			}
+		err := statelog.Load(tx.Bucket(stateBucket), tx.Bucket(stateLogBucket), prefix, fn)
+		if errors.Is(err, statelog.ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
-		if lb := tx.Bucket(stateLogBucket); lb != nil {
-			{
-				err := replay(logStream(lb), func(op byte, key, val []byte) error {
-					switch {
-					case op == opDeletePrefix:
-						for s := range state {
-							if len(s) >= len(key) && s[:len(key)] == string(key) {
-								delete(state, s)
-							}
-						}
-					case !bytes.HasPrefix(key, prefix):
-					case op == opPut:
-						state[string(key)] = val
-					default:
-						delete(state, string(key))
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-		}
-		keys := make([]string, 0, len(state))
-		for k := range state {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if err := fn([]byte(k), state[k]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
-}
-
-func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // countWrite counts tx, once it is committed, in the write counters.

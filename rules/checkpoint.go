@@ -20,12 +20,8 @@ import (
 // CommitPolicy says when the engine checkpoints (Options.Commit).
 type CommitPolicy struct {
 	// MaxReceipts: checkpoint as soon as this many receipts are pending
-	// (the broker's in-flight window); 0 means 20. The engine also learns
-	// a smaller window: when two MaxDelay checkpoints in a row find the same
-	// 0 < P < limit receipts pending and none arrived during the last half
-	// of the delay (the broker evidently stops sending at P), the limit
-	// becomes P; it doubles back when input is already waiting after a
-	// checkpoint at the limit, and is MaxReceipts again a minute later.
+	// (the broker's in-flight window); 0 means 20. A smaller window is
+	// learned (see state.Trigger.Due).
 	MaxReceipts int
 	// MaxDelay: checkpoint at most this long after the first pending
 	// receipt or emitted record; 0 means 250ms.
@@ -140,10 +136,7 @@ func (e *Engine) abandon(err error) {
 // returns the wall time (ns) at which to look again (0: nothing pending).
 func (e *Engine) maybeCheckpoint(em *emitter) (int64, error) {
 	ck := e.ck
-	if ck.midInput {
-		// The rest of a durable input is on its way (Reading.More): a
-		// checkpoint now would commit part of an input the broker may
-		// deliver again whole.
+	if ck.midInput { // the rest of a durable input is on its way (Reading.More)
 		return e.now().UnixNano() + int64(time.Millisecond), nil
 	}
 	due, next := ck.trig.Due(e.now().UnixNano(), len(ck.pending), e.records() != ck.records, e.changed())

@@ -380,3 +380,17 @@ func clearHeld(buf []ingest.Reading) {
 // codeIDInUse is the MQTT 5 reason "packet identifier in use", which mochi
 // also sends to MQTT 3.1.1 clients in a SUBACK (see onConnect).
 const codeIDInUse = 0x91
+
+// drainQueued hands on the messages queued when Run was told to stop, and
+// no more, for a durable source on a persistent session: nothing left
+// unacknowledged is lost, the broker delivers it again at the next
+// connect, and a stop under steady input takes milliseconds instead of
+// drain's drainMax (the queue never stays quiet while the broker sends).
+func (s *Subscriber) drainQueued(ctx context.Context, queue chan item, out chan<- ingest.Reading, buf []ingest.Reading, acks *ackQueue) {
+	for range len(queue) {
+		var ok bool
+		if buf, ok = s.handle(ctx, <-queue, buf[:0], out, acks); !ok {
+			return
+		}
+	}
+}

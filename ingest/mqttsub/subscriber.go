@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -129,6 +128,7 @@ type Subscriber struct {
 	subscribeFailures         atomic.Uint64
 	subscribed                atomic.Uint64
 	connected                 atomic.Bool
+	refuse                    atomic.Bool                          // stopping: QoS 1/2 messages are left to the broker
 	reasons                   [decode.NumReasons + 1]atomic.Uint64 // + no_subscription
 	lastErr                   atomic.Pointer[string]
 	lastErrVal                atomic.Pointer[error]
@@ -407,6 +407,11 @@ func (s *Subscriber) Run(ctx context.Context, out chan<- ingest.Reading) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if s.cfg.HoldsAcks() && !*s.cfg.CleanSession { // see drainQueued
+				s.refuse.Store(true)
+				s.drainQueued(sendCtx, queue, out, buf, acks)
+				return nil
+			}
 			s.drain(sendCtx, queue, out, buf, acks)
 			return nil
 		case <-connecting:
@@ -468,66 +473,6 @@ func (s *Subscriber) handleQueued(ctx context.Context, queue chan item, out chan
 			return buf, true
 		}
 	}
-}
-
-// How long drain waits for the queue to stay empty, and at most.
-const (
-	drainQuiet = 100 * time.Millisecond
-	drainMax   = 3 * time.Second
-)
-
-// drain hands on what is already queued when Run is told to stop. Those
-// messages were received but not yet acknowledged: returning without them
-// would lose them (a clean session's broker forgets unacknowledged
-// messages when the client goes) while the pipeline behind out is still
-// running. It stops when the queue has stayed empty for drainQuiet (a paho
-// handler waiting for room gets to put its message in first), or after
-// drainMax if the broker keeps sending; what is left then is not
-// acknowledged (a persistent session gets it again at the next connect).
-func (s *Subscriber) drain(ctx context.Context, queue chan item, out chan<- ingest.Reading, buf []ingest.Reading, acks *ackQueue) {
-	quiet := time.NewTimer(drainQuiet)
-	defer quiet.Stop()
-	for {
-		select {
-		case it := <-queue:
-			var ok bool
-			if buf, ok = s.handle(ctx, it, buf[:0], out, acks); !ok {
-				return
-			}
-			quiet.Reset(drainQuiet)
-		case <-quiet.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// hookGroup tracks paho callbacks that may run for a while (the subscribe
-// in OnConnect) so that Run can wait for them before returning.
-type hookGroup struct {
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func (h *hookGroup) enter() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
-	}
-	h.wg.Add(1)
-	return true
-}
-
-func (h *hookGroup) leave() { h.wg.Done() }
-
-func (h *hookGroup) closeAndWait() {
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
-	h.wg.Wait()
 }
 
 // handle decodes one message and sends its readings. A QoS 1/2 message
@@ -708,6 +653,9 @@ func (s *Subscriber) clientOptions(ctx context.Context, conn *mqttnet.LastConn, 
 // readings on, so the broker's in-flight window throttles it; should the
 // queue still be full, the handler waits for room (or for Run to stop).
 func (s *Subscriber) onMessage(m mqtt.Message, queue chan item, stop chan struct{}) {
+	if s.refuse.Load() && m.Qos() > 0 {
+		return // stopping: left unacknowledged for the next connect
+	}
 	s.received.Add(1)
 	it := item{msg: m, arrival: s.now().UnixNano()}
 	n := int64(len(m.Payload()))
