@@ -34,7 +34,7 @@ var (
 // When a checkpoint folds the log into the base.
 const (
 	stateCompactEntries = 512
-	stateCompactBytes   = 8 << 20
+	stateCompactBytes   = 2 << 20
 )
 
 // stateLogSize is what the log holds, kept by Commit (under wmu) so that

@@ -53,18 +53,23 @@
 // The wiring is [Main] (gateway.go): Open takes the outbox and the metrics
 // listener, Run blocks until the context is done or a part fails, Close
 // releases them; main_test.go runs it in-process.
-// Readings flow through one bounded channel into the rules; summaries and
-// alerts are encoded and queued in the outbox lanes; uplinks forward them and
-// delete them only when upstream confirmed.
+// Readings flow through one bounded channel into the rules. The rules'
+// sink (sink.go) keeps what they emit until their next checkpoint and then
+// writes it with the state that changed and the sources' receipt entries
+// in one outbox transaction; durable sources acknowledge after it. At
+// start the last checkpoint's state is restored before any input (Run).
+// Uplinks forward the records and delete them only when upstream
+// confirmed. docs/durability.md has the whole contract.
 //
 // # Signals
 //
 // SIGINT and SIGTERM stop the sources first; when they have returned the
-// readings channel is closed, the rules flush every open window into the
-// outbox, the outbox commits, and the uplinks get gateway.shutdown_grace to
-// deliver (the wait ends as soon as the outbox has nothing left to
-// deliver). What they could not deliver stays in the outbox for the next
-// start. Exit status 0.
+// readings channel is closed, the rules commit a last checkpoint (open
+// windows stay in the state for the next start; with run --flush-on-stop
+// they are emitted as final first), the outbox commits, and the uplinks
+// get gateway.shutdown_grace to deliver (the wait ends as soon as the
+// outbox has nothing left to deliver). What they could not deliver stays
+// in the outbox for the next start. Exit status 0.
 //
 // SIGHUP re-reads the config. An invalid config is logged and ignored (the
 // running one stays). A valid one replaces the pipeline: the old one stops
