@@ -113,8 +113,8 @@ uplinks: [{type: stdout}]
 	if m[2].HoldsAcks() {
 		t.Error("durable: false still holds acks")
 	}
-	if n := checkpointTrigger(m); n != 500 {
-		t.Errorf("checkpoint trigger %d, want 500 (the only durable source's inflight)", n)
+	if n := checkpointTrigger(m); n != 250 {
+		t.Errorf("checkpoint trigger %d, want 250 (half the only durable source's inflight)", n)
 	}
 }
 
