@@ -261,11 +261,12 @@ func (o *Outbox) writeLocked(batch []item, buf []byte, extra func(tx *bbolt.Tx, 
 	return err
 }
 
-// makeRoom applies the drop_oldest policy when a commit found the disk
-// (or MaxFileSize) full: it deletes the oldest records of drop_oldest lanes
-// of equal or lower priority than the batch's (lowest priority first),
-// about as many bytes as the batch needs, in a transaction of their own
-// (counted, reason "disk_full"). It reports whether anything was freed.
+// makeRoom applies the lanes' policies when a commit found the disk (or
+// MaxFileSize) full: lanes of equal or lower priority than the batch's,
+// lowest priority first, give about as many bytes as the batch needs (see
+// txWriter.relieve: roll-up, then the oldest records; alerts last), in a
+// transaction of their own (counted, reason "disk_full"). It reports
+// whether anything was freed.
 func (o *Outbox) makeRoom(batch []item, now time.Time) bool {
 	var need int64
 	minLane := LaneDead
@@ -286,28 +287,9 @@ func (o *Outbox) makeRoom(batch []item, now time.Time) bool {
 	err := o.db.Update(func(tx *bbolt.Tx) error {
 		o.countWrite(tx)
 		w.tx = tx
-		left := need
-		for l := LaneDead; ; l-- {
-			if o.cfg.Lanes.Lane(l).Policy == PolicyDropOldest && left > 0 {
-				before := state[l].bytes
-				var freed int64
-				if err := w.dropHead(l, reasonDiskFull, func(_ int64, size int64) bool {
-					if freed >= left {
-						return false
-					}
-					freed += size
-					return true
-				}); err != nil {
-					return err
-				}
-				left -= before - state[l].bytes
-			}
-			if l == minLane {
-				break
-			}
-		}
-		freedAny = left < need
-		return nil
+		freed, err := w.relieve(need, minLane, reasonDiskFull)
+		freedAny = freed > 0
+		return err
 	})
 	o.dbMu.RUnlock()
 	if err != nil || !freedAny {
@@ -320,7 +302,7 @@ func (o *Outbox) makeRoom(batch []item, now time.Time) bool {
 	}
 	o.mu.Unlock()
 	w.applyCounters()
-	o.logger.Warn("outbox: disk full, dropped the oldest records of drop_oldest lanes", "need_bytes", need)
+	o.logger.Warn("outbox: disk full, rolled up or dropped the oldest records of lower-priority lanes", "need_bytes", need)
 	return true
 }
 

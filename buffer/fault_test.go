@@ -525,3 +525,55 @@ func TestOfflineToolsLeaveDamagedFilesAlone(t *testing.T) {
 		t.Fatal("an offline tool changed or moved the damaged file")
 	}
 }
+
+// TestSpacePressureSparesAlerts (hardening finding 2): with the "disk"
+// nearly full of summaries (rollup, the default) and of dead letters, the
+// alerts written next survive, every one: the dead letters go first, then
+// the oldest summaries. Before, space
+// pressure evicted only drop_oldest lanes, alerts included, and skipped
+// the summaries: every alert went in the transaction that wrote it while
+// old summaries kept the disk.
+func TestSpacePressureSparesAlerts(t *testing.T) {
+	ctx := ctx10(t)
+	cfg := testConfig()
+	cfg.MaxFileSize = 1 << 20
+	cfg.MaxBytes = 64 << 20
+	cfg.Lanes.Summaries.Policy = PolicyRollUp // the gateway's default
+	// A roll-up that halves: each pair of records becomes the first.
+	rollUp := func(in [][]byte) ([][]byte, error) {
+		var out [][]byte
+		for i := 0; i < len(in); i += 2 {
+			out = append(out, in[i])
+		}
+		return out, nil
+	}
+	o := openWith(t, "", cfg, Options{RollUp: rollUp})
+	p := bytes.Repeat([]byte{'s'}, 1000)
+	for i := range 20 {
+		if err := o.Append(ctx, LaneDead, append([]byte("d"+strconv.Itoa(i)), p...)); err != nil {
+			t.Fatalf("dead letter %d: %v", i, err)
+		}
+	}
+	for i := range 2000 {
+		if err := o.Append(ctx, LaneSummaries, append([]byte("s"+strconv.Itoa(i)), p...)); err != nil {
+			t.Fatalf("summary %d: %v", i, err)
+		}
+	}
+	const alerts = 300
+	for i := range alerts {
+		if err := o.Append(ctx, LaneAlerts, append([]byte("a"+strconv.Itoa(i)), p[:200]...)); err != nil {
+			t.Fatalf("alert %d: %v", i, err)
+		}
+	}
+	st := o.Stats()
+	al, sm, dl := st.Lanes[LaneAlerts], st.Lanes[LaneSummaries], st.Lanes[LaneDead]
+	if al.Depth != alerts || len(al.Dropped) > 0 && al.Dropped["disk_full"] > 0 {
+		t.Fatalf("alerts: depth %d of %d, dropped %v; summaries %+v", al.Depth, alerts, al.Dropped, sm)
+	}
+	if dl.Dropped["disk_full"] == 0 {
+		t.Fatalf("no dead letter made room: %+v", dl)
+	}
+	if sm.Dropped["disk_full"] == 0 {
+		t.Fatalf("the summaries gave no room: %+v", sm)
+	}
+}

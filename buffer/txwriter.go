@@ -246,26 +246,47 @@ func (w *txWriter) spacePressure() error {
 		added += w.lc[l].pendBytes
 	}
 	need := 2*added + int64(db.Info().PageSize)
+	_, err := w.relieve(need, w.minLane, reasonDiskFull)
+	return err
+}
+
+// relieve frees about need bytes when space is short, lane by lane from the
+// lowest priority (dead letters, raw) up to minLane: every drop_oldest and
+// rollup lane loses its oldest records; a reject lane keeps everything. So
+// summaries go before any alert, and alerts are the last to go. No lane loses a record written in
+// this transaction: freeing room by deleting what the commit was asked to
+// store would only hide the loss (the commit then fails, counted as
+// disk_full, and the producer is told). It returns the bytes freed.
+func (w *txWriter) relieve(need int64, minLane Lane, reason dropReason) (int64, error) {
+	cfg := &w.o.cfg
+	start := need
 	for l := LaneDead; need > 0; l-- {
-		if cfg.Lanes.Lane(l).Policy == PolicyDropOldest {
-			before := w.state[l].bytes
+		before := w.state[l].bytes
+		switch cfg.Lanes.Lane(l).Policy {
+		case PolicyRollUp, PolicyDropOldest:
+			// A roll-up writes its merged records before the pages of its
+			// inputs can be reused (bbolt frees them at the commit), so on
+			// a full disk it only makes things worse: the rollup lane loses
+			// its oldest instead (its caps still roll up).
+			droppable := w.state[l].count - int64(w.appended[l])
 			var freed int64
-			if err := w.dropHead(l, reasonDiskFull, func(_ int64, size int64) bool {
-				if freed >= need {
+			if err := w.dropHead(l, reason, func(_ int64, size int64) bool {
+				if freed >= need || droppable <= 0 {
 					return false
 				}
+				droppable--
 				freed += size
 				return true
 			}); err != nil {
-				return err
+				return start - need, err
 			}
 			need -= before - w.state[l].bytes
 		}
-		if l == w.minLane {
+		if l == minLane {
 			break
 		}
 	}
-	return nil
+	return start - need, nil
 }
 
 // evict frees at least need bytes from lane l by its policy.
