@@ -473,3 +473,36 @@ func testUpdatePutRejects(t *testing.T, mk factory) {
 		t.Fatal("unknown lane accepted")
 	}
 }
+
+// TestMaxAgeSurvivesClockStep (hardening finding 8): a board without a
+// real-time clock stores records at 1970 stamps until NTP steps the clock
+// to today. Those records have no known age; the step must not make them
+// 56 years old and delete them (the dead-letter lane has a 7-day max_age by
+// default). Records stored after the step age as usual.
+func TestMaxAgeSurvivesClockStep(t *testing.T) {
+	ctx := ctx10(t)
+	var mu sync.Mutex
+	now := time.Unix(3600, 0) // the boot: 1970
+	cfg := testConfig()
+	opts := Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	cfg.Lanes.Dead.MaxAge = 7 * 24 * time.Hour
+	cfg.MaintainEvery = time.Hour
+	o := openWith(t, "", cfg, opts)
+	for i := range 3 {
+		if err := o.Append(ctx, LaneDead, payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	now = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC) // NTP
+	mu.Unlock()
+	if err := o.Append(ctx, LaneDead, payload(3)); err != nil { // a commit applies max_age
+		t.Fatal(err)
+	}
+	if err := o.Maintain(); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(readAll(t, o, LaneDead)); strings.Join(got, ",") != "rec-000000,rec-000001,rec-000002,rec-000003" {
+		t.Fatalf("dead letters after the clock step: %v (max_age dropped %d)", got, o.Stats().Lanes[LaneDead].Dropped["max_age"])
+	}
+}

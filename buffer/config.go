@@ -84,6 +84,23 @@ type Options struct {
 	RollUp func(payloads [][]byte) ([][]byte, error)
 	// Now is the clock for record times and max_age; nil means time.Now.
 	Now func() time.Time
+	// MinTime: a record stored before it was stored by a clock that had
+	// never been set (a board without a real-time clock boots in 1970), so
+	// its age is unknown and max_age never deletes it (nor what is behind
+	// it in its lane): the first NTP step would otherwise make every such
+	// record decades old. Zero means DefaultMinTime.
+	MinTime time.Time
+}
+
+// DefaultMinTime is Options.MinTime's default, the ingest clock's own
+// (2025-01-01 UTC; buffer imports nothing of the ingest side).
+var DefaultMinTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (o *Options) minTime() int64 {
+	if o.MinTime.IsZero() {
+		return DefaultMinTime.UnixNano()
+	}
+	return o.MinTime.UnixNano()
 }
 
 func (o *Options) now() time.Time {

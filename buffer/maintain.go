@@ -81,7 +81,8 @@ func (o *Outbox) expired() bool {
 				continue
 			}
 			if b := tx.Bucket(laneBuckets[l]); b != nil {
-				if _, v := b.Cursor().First(); len(v) >= valueHeader && int64(binary.BigEndian.Uint64(v)) < now.Add(-lc.MaxAge).UnixNano() {
+				if _, v := b.Cursor().First(); len(v) >= valueHeader && int64(binary.BigEndian.Uint64(v)) < now.Add(-lc.MaxAge).UnixNano() &&
+					int64(binary.BigEndian.Uint64(v)) >= o.opts.minTime() {
 					found = true
 				}
 			}

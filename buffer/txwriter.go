@@ -170,8 +170,8 @@ func (w *txWriter) enforce() error {
 	for _, l := range Lanes {
 		lc := cfg.Lanes.Lane(l)
 		if lc.MaxAge > 0 {
-			cutoff := w.now.Add(-lc.MaxAge).UnixNano()
-			if err := w.dropHead(l, reasonMaxAge, func(stored int64, _ int64) bool { return stored < cutoff }); err != nil {
+			cutoff, known := w.now.Add(-lc.MaxAge).UnixNano(), w.o.opts.minTime()
+			if err := w.dropHead(l, reasonMaxAge, func(stored int64, _ int64) bool { return stored < cutoff && stored >= known }); err != nil {
 				return err
 			}
 		}

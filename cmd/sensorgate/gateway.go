@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/rules/window"
@@ -52,9 +53,10 @@ type Main struct {
 
 // outboxOptions are the outbox's runtime inputs. The outbox cannot read
 // summaries; the rules merge them, so a full summaries lane with the
-// rollup policy keeps coverage at a coarser resolution.
-func outboxOptions(logger *slog.Logger) buffer.Options {
-	return buffer.Options{Logger: logger.With("component", "outbox"), RollUp: window.RollUp}
+// rollup policy keeps coverage at a coarser resolution. MinTime is the
+// door's: records stored before the clock was ever set have no known age.
+func outboxOptions(logger *slog.Logger, minTime time.Time) buffer.Options {
+	return buffer.Options{Logger: logger.With("component", "outbox"), RollUp: window.RollUp, MinTime: minTime}
 }
 
 // Open applies the memory limit, opens the outbox and starts serving
@@ -86,7 +88,7 @@ func (m *Main) Open() (err error) {
 	if err != nil {
 		return err
 	}
-	ob, err := buffer.Open(cfg.Buffer, outboxOptions(m.Logger))
+	ob, err := buffer.Open(cfg.Buffer, outboxOptions(m.Logger, cfg.Validation.MinTime))
 	if err != nil {
 		lock.release()
 		return err
