@@ -110,10 +110,12 @@ type Outbox struct {
 }
 
 // Open opens (creating it if needed) the outbox file at cfg.Path and
-// starts the committer. cfg's zero fields get their defaults. A corrupt or
-// unreadable file is moved aside (see the package documentation) and a
-// fresh outbox started; only errors such as a lock held by another process
-// ([ErrLocked]) or a missing permission are returned.
+// starts the committer. cfg's zero fields get their defaults. A corrupt
+// file is moved aside (see the package documentation) and a fresh outbox
+// started. Every other failure is returned and leaves the file as it is: a
+// lock held by another process ([ErrLocked]), a system error (out of
+// memory for the map, EIO, a read-only file system, a permission), or a
+// path that is not an outbox ([ErrRefused]).
 func Open(cfg Config, opts Options) (*Outbox, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -172,7 +174,9 @@ func (o *Outbox) openFile() error {
 		if err == nil {
 			return nil
 		}
-		if !isCorruption(err) || attempt > 0 {
+		if !isCorruption(err) {
+			return openError(o.path, err)
+		} else if attempt > 0 {
 			return fmt.Errorf("buffer: open %s: %w", o.path, err)
 		}
 		dst, qerr := quarantine(o.path, o.opts.now())
