@@ -44,9 +44,9 @@ func IsDamage(err error) bool {
 		errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrChecksum)
 }
 
-// Cause names, for an operator, the system error under err that stopped
-// a file from being opened or mapped ("" if there is none): none of these
-// says anything about the file's contents.
+// Cause says, for an operator, what the system error under err means for
+// opening or mapping a file ("" if there is none or its text is enough):
+// none of these says anything about the file's contents.
 func Cause(err error) string {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
@@ -56,17 +56,15 @@ func Cause(err error) string {
 	case syscall.ENOMEM:
 		return "cannot map the file (out of memory)"
 	case syscall.EIO:
-		return "I/O error (the disk or its file system)"
+		return "the disk or its file system failed to read or write"
 	case syscall.EROFS:
-		return "the file system is read-only"
+		return "the file system is mounted read-only"
 	case syscall.EACCES, syscall.EPERM:
-		return "permission denied"
+		return "no permission to open the file"
 	case syscall.ENOSPC:
-		return "no space left on the device"
-	case syscall.EAGAIN:
-		return "resource temporarily unavailable"
-	case syscall.EMFILE, syscall.ENFILE:
-		return "too many open files"
+		return "the disk is full"
+	case syscall.EAGAIN, syscall.EMFILE, syscall.ENFILE:
+		return "out of a system resource for now (a restart may succeed)"
 	}
-	return "system error " + errno.Error()
+	return "" // the errno's own text says it
 }
