@@ -54,10 +54,6 @@ var ErrRefused = errors.New("not an outbox file")
 // before writing the first pages; it is initialised like a new file.
 var errEmpty = errors.New("empty file")
 
-// precheck runs the page-format checks of internal/boltcheck (pinned to
-// bbolt's on-disk format) before bbolt maps the file.
-func precheck(path string) error { return fileErr(boltcheck.File(path)) }
-
 // fileErr maps the findings of internal/boltcheck to the outbox's errors.
 func fileErr(err error) error {
 	switch {
@@ -81,8 +77,7 @@ func openBolt(path string, opts *bbolt.Options) (*bbolt.DB, error) {
 	return db, err
 }
 
-// boltOpen is bbolt.Open; tests replace it to inject the system errors
-// (ENOMEM, EIO, EROFS) a test machine will not produce on demand.
+// boltOpen is bbolt.Open; tests replace it to inject ENOMEM, EIO, EROFS.
 var boltOpen = bbolt.Open
 
 func boltOptions(cfg *Config, readOnly bool) *bbolt.Options {
@@ -103,12 +98,12 @@ type laneScan struct {
 	last   uint64 // the largest seq stored
 }
 
-// scanFile checks the file's structure (precheck), then opens it
+// scanFile checks the file's structure (boltcheck.File), then opens it
 // read-only and reads every record of the lanes, under recover and with
 // faults turned into panics, so a damaged file is an error instead of a
 // crash.
 func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
-	if err := precheck(path); errors.Is(err, errEmpty) {
+	if err := fileErr(boltcheck.File(path)); errors.Is(err, errEmpty) {
 		return scan, nil
 	} else if err != nil {
 		return scan, err
@@ -161,19 +156,17 @@ func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
 
 // isCorruption tells whether an error from opening or scanning a file
 // means the file itself is bad. A system error (ENOMEM from the map, EIO,
-// EROFS, EACCES, ENOSPC) says nothing about the data: moving a good file
-// aside for it would hide the backlog.
+// EROFS) says nothing about the data: moving it aside hides a backlog.
 func isCorruption(err error) bool {
 	return errors.Is(err, ErrCorrupt) || boltcheck.IsDamage(err)
 }
 
 // isOurs: the outbox's root holds the meta bucket and the lane buckets.
-func isOurs(name []byte) bool {
-	return string(name) == string(metaBucket) || bytes.HasPrefix(name, []byte("lane."))
+func isOurs(k []byte) bool {
+	return string(k) == string(metaBucket) || bytes.HasPrefix(k, []byte("lane."))
 }
 
-// openError is the error of an open that failed for a reason other than
-// damage: it names the system cause and says the file is untouched.
+// openError: an open failed without damage; it names the cause.
 func openError(path string, err error) error {
 	if errors.Is(err, ErrRefused) || errors.Is(err, ErrLocked) {
 		return fmt.Errorf("buffer: open %s: %w", path, err)

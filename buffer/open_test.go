@@ -178,6 +178,12 @@ func TestForeignBoltFileRefused(t *testing.T) {
 	if _, _, err := CompactFile(path); !errors.Is(err, ErrRefused) {
 		t.Fatalf("CompactFile: %v, want ErrRefused", err)
 	}
+	if _, err := Inspect(path); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Inspect: %v, want ErrRefused", err)
+	}
+	if _, err := Peek(path, LaneRaw, 1); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Peek: %v, want ErrRefused", err)
+	}
 	untouched(t, path, want)
 }
 

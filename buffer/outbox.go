@@ -111,11 +111,9 @@ type Outbox struct {
 
 // Open opens (creating it if needed) the outbox file at cfg.Path and
 // starts the committer. cfg's zero fields get their defaults. A corrupt
-// file is moved aside (see the package documentation) and a fresh outbox
-// started. Every other failure is returned and leaves the file as it is: a
-// lock held by another process ([ErrLocked]), a system error (out of
-// memory for the map, EIO, a read-only file system, a permission), or a
-// path that is not an outbox ([ErrRefused]).
+// file is moved aside and a fresh outbox started; any other failure (a
+// lock, [ErrLocked]; ENOMEM, EIO, EROFS; [ErrRefused]) is returned and
+// leaves the file as it is (see the package documentation).
 func Open(cfg Config, opts Options) (*Outbox, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {

@@ -41,7 +41,9 @@ func Owner(tx *bbolt.Tx, ours func(name []byte) bool) error {
 // File or by bbolt's open: only such a file may be moved aside.
 func IsDamage(err error) bool {
 	return errors.Is(err, ErrDamaged) || errors.Is(err, berrors.ErrInvalid) ||
-		errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrChecksum)
+		errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrChecksum) ||
+		// a plain value where the file's owner keeps a bucket, or the reverse
+		errors.Is(err, berrors.ErrIncompatibleValue)
 }
 
 // Cause says, for an operator, what the system error under err means for
