@@ -92,16 +92,25 @@
 // gives it), then reads every record. bbolt itself trusts all of that and
 // would loop, overflow its stack or fault on such damage, none of which a
 // recover can catch. A lane sequence found behind the lane's stored seqs
-// is repaired (and logged) rather than trusted, so ids are never reused. A file that fails (random
-// bytes, a truncated file, damaged pages) is renamed
-// "outbox.db.corrupt-<UTC time>", logged at Error, counted
+// is repaired (and logged) rather than trusted, so ids are never reused.
+// Only damage (those checks' findings, a recovered fault, bbolt's
+// ErrInvalid, ErrVersionMismatch, ErrChecksum) quarantines: the file is
+// renamed "outbox.db.corrupt-<UTC time>", logged at Error, counted
 // (Stats.Quarantined) and a fresh outbox is started: the gateway never
-// crash-loops on its own buffer. A file locked by another process is an
-// error wrapping [ErrLocked], not corruption. [Check] runs the same checks
-// and bbolt's tx.Check on a closed file. The page checks read bbolt's
-// on-disk format (version 2) by hand, in internal/boltcheck, which is
-// pinned to the bbolt version it was checked against: a test fails when
-// go.mod moves bbolt to another minor version.
+// crash-loops on its own buffer. Any other failure is returned, naming
+// its cause, with the file left as it is, for the supervisor's restart to
+// retry: ENOMEM from the map (seen with a 408 MB backlog), EIO, EROFS,
+// EACCES, ENOSPC, EAGAIN, a lock held by another process ([ErrLocked]).
+// A path that is not a regular file (FIFO, socket, device, directory) is
+// refused ([ErrRefused]) unopened, as opening a FIFO blocks; a symlink to
+// a regular file is followed (a quarantine renames the link). So is a
+// valid bbolt file whose root has keys but no "meta" or "lane.*" bucket,
+// another program's; one with no keys at all (the outbox died before its
+// first transaction) is taken like an empty or missing file. [Check]
+// (which adds bbolt's tx.Check), [Inspect], [Peek] and [CompactFile] run
+// the same checks. The page checks read bbolt's on-disk format (version
+// 2) by hand, in internal/boltcheck, pinned to the bbolt version it was
+// checked against: a test fails when go.mod moves bbolt's minor version.
 //
 // A full disk (or Config.MaxFileSize) makes commits fail cleanly: Append
 // returns an error wrapping [ErrFull] and [ErrDiskFull], enqueued records

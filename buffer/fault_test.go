@@ -141,7 +141,8 @@ func TestLockedFileNotQuarantined(t *testing.T) {
 }
 
 // FuzzOpen: whatever bytes the file holds, Open neither panics nor fails;
-// it opens the file or quarantines it.
+// it opens the file or quarantines it, or refuses a valid bbolt file
+// holding none of the outbox's buckets (ErrRefused) and leaves it.
 func FuzzOpen(f *testing.F) {
 	dir := f.TempDir()
 	good := filepath.Join(dir, "good.db")
@@ -162,7 +163,12 @@ func FuzzOpen(f *testing.F) {
 		cfg := testConfig()
 		cfg.Path = path
 		o, err := Open(cfg, Options{})
-		if err != nil {
+		if errors.Is(err, ErrRefused) {
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+				t.Fatal("a refused file was changed")
+			}
+			return
+		} else if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		defer o.Close()

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,19 +46,23 @@ const (
 // outbox.
 var ErrCorrupt = errors.New("corrupt outbox file")
 
+// ErrRefused is wrapped by the errors about a path holding no outbox (a
+// FIFO, a directory, another program's bbolt file), which is left alone.
+var ErrRefused = errors.New("not an outbox file")
+
 // errEmpty: the file exists but is empty, as bbolt leaves it when it dies
 // before writing the first pages; it is initialised like a new file.
 var errEmpty = errors.New("empty file")
 
-// precheck runs the page-format checks of internal/boltcheck (pinned to
-// bbolt's on-disk format) before bbolt maps the file.
-func precheck(path string) error {
-	err := boltcheck.File(path)
+// fileErr maps the findings of internal/boltcheck to the outbox's errors.
+func fileErr(err error) error {
 	switch {
 	case errors.Is(err, boltcheck.ErrEmpty):
 		return errEmpty
 	case errors.Is(err, boltcheck.ErrDamaged):
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	case errors.Is(err, boltcheck.ErrNotRegular), errors.Is(err, boltcheck.ErrForeign):
+		return fmt.Errorf("%w: %w; refusing to use or move it", ErrRefused, err)
 	}
 	return err
 }
@@ -65,12 +70,15 @@ func precheck(path string) error {
 // openBolt opens a bbolt file, turning bbolt's lock timeout into ErrLocked
 // so that callers need not import bbolt's errors.
 func openBolt(path string, opts *bbolt.Options) (*bbolt.DB, error) {
-	db, err := bbolt.Open(path, 0o600, opts)
+	db, err := boltOpen(path, 0o600, opts)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %w", ErrLocked, err)
 	}
 	return db, err
 }
+
+// boltOpen is bbolt.Open; tests replace it to inject ENOMEM, EIO, EROFS.
+var boltOpen = bbolt.Open
 
 func boltOptions(cfg *Config, readOnly bool) *bbolt.Options {
 	return &bbolt.Options{
@@ -90,12 +98,12 @@ type laneScan struct {
 	last   uint64 // the largest seq stored
 }
 
-// scanFile checks the file's structure (precheck), then opens it
+// scanFile checks the file's structure (boltcheck.File), then opens it
 // read-only and reads every record of the lanes, under recover and with
 // faults turned into panics, so a damaged file is an error instead of a
 // crash.
 func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
-	if err := precheck(path); errors.Is(err, errEmpty) {
+	if err := fileErr(boltcheck.File(path)); errors.Is(err, errEmpty) {
 		return scan, nil
 	} else if err != nil {
 		return scan, err
@@ -113,6 +121,9 @@ func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
 		}
 	}()
 	err = db.View(func(tx *bbolt.Tx) error {
+		if err := fileErr(boltcheck.Owner(tx, isOurs)); err != nil {
+			return err
+		}
 		for _, l := range Lanes {
 			b := tx.Bucket(laneBuckets[l])
 			if b == nil {
@@ -144,16 +155,25 @@ func scanFile(path string, cfg *Config) (scan [numLanes]laneScan, err error) {
 }
 
 // isCorruption tells whether an error from opening or scanning a file
-// means the file itself is bad (as opposed to a lock held by another
-// process, a missing directory or a permission problem).
+// means the file itself is bad. A system error (ENOMEM from the map, EIO,
+// EROFS) says nothing about the data: moving it aside hides a backlog.
 func isCorruption(err error) bool {
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, ErrLocked), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
-		return false
+	return errors.Is(err, ErrCorrupt) || boltcheck.IsDamage(err)
+}
+
+// isOurs: the outbox's root holds the meta bucket and the lane buckets.
+func isOurs(k []byte) bool {
+	return string(k) == string(metaBucket) || bytes.HasPrefix(k, []byte("lane."))
+}
+
+// openError: an open failed without damage; it names the cause.
+func openError(path string, err error) error {
+	if errors.Is(err, ErrRefused) || errors.Is(err, ErrLocked) {
+		return fmt.Errorf("buffer: open %s: %w", path, err)
+	} else if c := boltcheck.Cause(err); c != "" {
+		return fmt.Errorf("buffer: open %s: %s: %w; the file was left as it is", path, c, err)
 	}
-	return true
+	return fmt.Errorf("buffer: open %s: %w; the file was left as it is", path, err)
 }
 
 // quarantine moves a bad file aside as "<path>.corrupt-<UTC time>" and

@@ -110,10 +110,10 @@ type Outbox struct {
 }
 
 // Open opens (creating it if needed) the outbox file at cfg.Path and
-// starts the committer. cfg's zero fields get their defaults. A corrupt or
-// unreadable file is moved aside (see the package documentation) and a
-// fresh outbox started; only errors such as a lock held by another process
-// ([ErrLocked]) or a missing permission are returned.
+// starts the committer. cfg's zero fields get their defaults. A corrupt
+// file is moved aside and a fresh outbox started; any other failure (a
+// lock, [ErrLocked]; ENOMEM, EIO, EROFS; [ErrRefused]) is returned and
+// leaves the file as it is (see the package documentation).
 func Open(cfg Config, opts Options) (*Outbox, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -172,7 +172,9 @@ func (o *Outbox) openFile() error {
 		if err == nil {
 			return nil
 		}
-		if !isCorruption(err) || attempt > 0 {
+		if !isCorruption(err) {
+			return openError(o.path, err)
+		} else if attempt > 0 {
 			return fmt.Errorf("buffer: open %s: %w", o.path, err)
 		}
 		dst, qerr := quarantine(o.path, o.opts.now())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -33,6 +34,10 @@ var (
 	// ErrEmpty: the file exists but is empty, as bbolt leaves it when it
 	// dies before writing the first pages (bbolt initialises it).
 	ErrEmpty = errors.New("boltcheck: empty file")
+	// ErrNotRegular: the path is a FIFO, socket, device or directory (or a
+	// symlink to one). File does not open it: opening a FIFO blocks until
+	// a writer comes, and nothing there is a bbolt file.
+	ErrNotRegular = errors.New("boltcheck: not a regular file")
 )
 
 // File validates the meta pages of the bbolt file at path, that the file
@@ -40,6 +45,13 @@ var (
 // from it (see validatePages), before bbolt maps it: bbolt itself would
 // fault on a truncated file (SIGBUS is not recoverable).
 func File(path string) error {
+	// Stat follows symlinks: a link to a regular file is checked (and
+	// used) like the file, a link to anything else is refused.
+	if fi, err := os.Stat(path); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s", ErrNotRegular, kind(fi.Mode()))
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -84,6 +96,20 @@ func File(path string) error {
 		return fmt.Errorf("%w: truncated: %d bytes, meta says %d pages of %d", ErrDamaged, size, best.pgid, best.pageSize)
 	}
 	return validatePages(f, best)
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO (named pipe)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "mode " + m.String()
 }
 
 func parseMeta(b []byte) (*boltMeta, bool) {

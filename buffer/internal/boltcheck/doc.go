@@ -12,7 +12,17 @@
 // every branch, leaf and freelist page reachable from it: page ids inside
 // the file, no page reached twice, known page types, elements, keys and
 // values inside their page, keys in order. It never panics and never
-// loops on a damaged file.
+// loops on a damaged file. It stats the path first and refuses anything
+// but a regular file ([ErrNotRegular]) without opening it: opening a FIFO
+// blocks.
+//
+// [Owner] tells another program's valid bbolt file ([ErrForeign]) from
+// the caller's, by the root bucket names. [IsDamage] is the one list of
+// errors that are about a file's contents (File's findings and bbolt's
+// ErrInvalid, ErrVersionMismatch, ErrChecksum, ErrIncompatibleValue);
+// anything else, a system error above all, is not, and [Cause] puts the
+// usual ones (ENOMEM from the map, EIO, EROFS, EACCES, ENOSPC, EAGAIN)
+// in words for an operator.
 //
 // # Caveats
 //
