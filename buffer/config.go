@@ -92,8 +92,7 @@ type Options struct {
 	MinTime time.Time
 }
 
-// DefaultMinTime is Options.MinTime's default, the ingest clock's own
-// (2025-01-01 UTC; buffer imports nothing of the ingest side).
+// DefaultMinTime is Options.MinTime's default (the ingest clock's).
 var DefaultMinTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func (o *Options) minTime() int64 {

@@ -127,9 +127,10 @@ func (o *Outbox) Commit(cp *Checkpoint) error {
 		}
 		size := o.stateLog
 		if size.n+1 >= stateCompactEntries || size.bytes+int64(len(cp.log)) >= stateCompactBytes {
-			if err := o.foldStateLog(tx, lb, cp.log); err != nil {
+			if err := statelog.Fold(tx, stateBucket, stateLogBucket, cp.log); err != nil {
 				return err
 			}
+			o.st.stateFolds.Add(1)
 			size.n, size.bytes = 0, 0
 		} else {
 			if err := statelog.Append(lb, cp.log); err != nil {
@@ -142,31 +143,6 @@ func (o *Outbox) Commit(cp *Checkpoint) error {
 		o.st.stateChanges.Add(uint64(len(cp.State)))
 		return nil
 	})
-}
-
-// foldStateLog applies the log, then last (this checkpoint's changes), to
-// the base and empties the log, in tx.
-func (o *Outbox) foldStateLog(tx *bbolt.Tx, lb *bbolt.Bucket, last []byte) error {
-	base, err := tx.CreateBucketIfNotExists(stateBucket)
-	if err != nil {
-		return err
-	}
-	if err := statelog.Apply(base, statelog.Stream(lb)); err != nil {
-		return err
-	}
-	if err := statelog.Apply(base, last); err != nil {
-		return err
-	}
-	seq := lb.Sequence()
-	if err := tx.DeleteBucket(stateLogBucket); err != nil {
-		return err
-	}
-	nb, err := tx.CreateBucket(stateLogBucket)
-	if err != nil {
-		return err
-	}
-	o.st.stateFolds.Add(1)
-	return nb.SetSequence(seq)
 }
 
 // LoadState calls fn for every state key starting with prefix, in key

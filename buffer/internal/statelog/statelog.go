@@ -184,3 +184,31 @@ func Load(base, lb *bbolt.Bucket, prefix []byte, fn func(key, value []byte) erro
 	}
 	return nil
 }
+
+// Fold applies the log bucket logName, then last, to the base bucket
+// baseName and empties the log (its sequence goes on), in tx.
+func Fold(tx *bbolt.Tx, baseName, logName, last []byte) error {
+	base, err := tx.CreateBucketIfNotExists(baseName)
+	if err != nil {
+		return err
+	}
+	lb := tx.Bucket(logName)
+	var seq uint64
+	if lb != nil {
+		if err := Apply(base, Stream(lb)); err != nil {
+			return err
+		}
+		seq = lb.Sequence()
+		if err := tx.DeleteBucket(logName); err != nil {
+			return err
+		}
+	}
+	if err := Apply(base, last); err != nil {
+		return err
+	}
+	nb, err := tx.CreateBucket(logName)
+	if err != nil {
+		return err
+	}
+	return nb.SetSequence(seq)
+}
