@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -312,14 +313,28 @@ func (c *Config) hasLocalSensors() bool {
 // loadConfig reads, decodes, defaults and validates the config at path.
 // Every problem is returned, each with its key path and line.
 func loadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	// One byte past the limit tells a file at the limit from a larger one
+	// without reading all of a huge (or endless: a FIFO, /dev/zero) file.
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return parseConfig(data, lookupEnv)
 }
 
+// maxConfigBytes bounds the config file: the largest real one is tens of
+// KB, and a file is parsed whole into memory (and again at every SIGHUP).
+const maxConfigBytes = 4 << 20
+
 func parseConfig(data []byte, getenv func(string) (string, bool)) (*Config, error) {
+	if len(data) > maxConfigBytes {
+		return nil, ConfigErrors{{Msg: fmt.Sprintf("config: file larger than %d bytes (4 MiB)", maxConfigBytes)}}
+	}
 	doc, errs := parseYAML(data, getenv)
 	if doc == nil {
 		return nil, errs

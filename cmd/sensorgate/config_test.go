@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,5 +138,36 @@ func TestConfigurationDocIsValid(t *testing.T) {
 	_, err = parseConfig([]byte(all.String()), env(map[string]string{"CLOUD_PASSWORD": "x"}))
 	if err != nil {
 		t.Fatalf("docs/configuration.md does not load:\n%v", err)
+	}
+}
+
+// Merge keys take a list of mappings, each of which may merge a list in
+// turn: nine levels of nine expand the rules of a 1 KB file a
+// hundred-million-fold. The whole config path (as validate and SIGHUP run
+// it) must refuse it.
+func TestConfigRefusesMergeKeyAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("sensors:\n  - {id: s1, type: sim, sim: {metrics: {t: {min: 0, max: 1}}}}\nrules:\n  windows:\n    - &w0 {name: w, size: 1m}\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "    - &w%d {<<: [", i)
+		for j := 0; j < 9; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*w%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	_, err := parseConfig([]byte(b.String()), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "too many nodes after alias expansion") {
+		t.Fatalf("got %v, want the alias bomb refused", err)
+	}
+}
+
+func TestConfigRefusesHugeFile(t *testing.T) {
+	data := []byte("# " + strings.Repeat("x", maxConfigBytes) + "\n")
+	_, err := parseConfig(data, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "larger than 4194304 bytes") {
+		t.Fatalf("got %v, want the file refused for its size", err)
 	}
 }

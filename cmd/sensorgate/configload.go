@@ -181,7 +181,13 @@ func (d *yamlDoc) decode(out any) ConfigErrors {
 		return nil
 	}
 	var errs ConfigErrors
-	checkKeys(d.root, reflect.TypeOf(out), "", &errs)
+	k := keyCheck{budget: maxConfigNodes}
+	k.check(d.root, reflect.TypeOf(out), "", &errs)
+	if k.budget < 0 {
+		// The tree an alias bomb expands to is what decoding would build
+		// too: stop before it, with the reason instead of a hung validate.
+		return ConfigErrors{{Msg: fmt.Sprintf("config: too many nodes after alias expansion (> %d): a YAML alias bomb?", maxConfigNodes)}}
+	}
 	if err := d.root.Decode(out); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
@@ -210,7 +216,7 @@ func (d *yamlDoc) typeError(s string) ConfigError {
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
 	if strings.Contains(msg, "not found in type") {
-		// checkKeys already reported the unknown key with its path.
+		// The key check already reported the unknown key with its path.
 		return ConfigError{}
 	}
 	if u := unmarshalRe.FindStringSubmatch(msg); u != nil {
@@ -246,9 +252,28 @@ var (
 	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 )
 
-// checkKeys reports every mapping key in n that t has no field for. Types
+// maxConfigNodes bounds the nodes the key check visits, counting every
+// node an alias points to each time it is reached. Aliases are followed
+// so that keys under an anchor are checked where they are used, and a
+// handful of nested aliases ("billion laughs") expand a 1 KB file to
+// billions of nodes. A real config has a few thousand; 100,000 leaves room
+// for a thousand rules with their fields.
+const maxConfigNodes = 100_000
+
+// keyCheck walks a document against a Go type with a budget of nodes.
+type keyCheck struct {
+	budget int // nodes left; < 0 once exceeded
+}
+
+// check reports every mapping key in n that t has no field for. Types
 // with their own UnmarshalYAML are trusted to check themselves.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
+func (kc *keyCheck) check(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
+	if kc.budget < 0 {
+		return
+	}
+	if kc.budget--; kc.budget < 0 {
+		return
+	}
 	for t.Kind() == reflect.Pointer {
 		if t.Implements(unmarshalerType) {
 			return
@@ -261,10 +286,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			checkKeys(c, t, path, errs)
+			kc.check(c, t, path, errs)
 		}
 	case yaml.AliasNode:
-		checkKeys(n.Alias, t, path, errs)
+		kc.check(n.Alias, t, path, errs)
 	case yaml.MappingNode:
 		switch t.Kind() {
 		case reflect.Struct:
@@ -272,8 +297,14 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := joinKey(path, k.Value)
-				if k.Value == "<<" { // merge key
-					checkKeys(v, t, path, errs)
+				if k.Value == "<<" { // merge key: one mapping or a list of them
+					if m := resolveAlias(v); m.Kind == yaml.SequenceNode {
+						for _, c := range m.Content {
+							kc.check(c, t, path, errs)
+						}
+					} else {
+						kc.check(v, t, path, errs)
+					}
 					continue
 				}
 				ft, ok := fields[k.Value]
@@ -281,20 +312,27 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
 					*errs = append(*errs, ConfigError{Path: p, Line: k.Line, Msg: "unknown key" + suggest(k.Value, fields)})
 					continue
 				}
-				checkKeys(v, ft, p, errs)
+				kc.check(v, ft, p, errs)
 			}
 		case reflect.Map:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				checkKeys(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), errs)
+				kc.check(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), errs)
 			}
 		}
 	case yaml.SequenceNode:
 		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 			for i, c := range n.Content {
-				checkKeys(c, t.Elem(), path+"["+strconv.Itoa(i)+"]", errs)
+				kc.check(c, t.Elem(), path+"["+strconv.Itoa(i)+"]", errs)
 			}
 		}
 	}
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 // yamlFields maps the yaml key names of struct t (following ",inline") to

@@ -134,3 +134,43 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// billionLaughs is the classic alias bomb: nine levels of ten aliases each
+// expand 1 KB of YAML to 10^9 strings.
+const billionLaughs = `l: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+l1: &a1 [*a0,*a0,*a0,*a0,*a0,*a0,*a0,*a0,*a0,*a0]
+l2: &a2 [*a1,*a1,*a1,*a1,*a1,*a1,*a1,*a1,*a1,*a1]
+l3: &a3 [*a2,*a2,*a2,*a2,*a2,*a2,*a2,*a2,*a2,*a2]
+l4: &a4 [*a3,*a3,*a3,*a3,*a3,*a3,*a3,*a3,*a3,*a3]
+l5: &a5 [*a4,*a4,*a4,*a4,*a4,*a4,*a4,*a4,*a4,*a4]
+l6: &a6 [*a5,*a5,*a5,*a5,*a5,*a5,*a5,*a5,*a5,*a5]
+l7: &a7 [*a6,*a6,*a6,*a6,*a6,*a6,*a6,*a6,*a6,*a6]
+l8: &a8 [*a7,*a7,*a7,*a7,*a7,*a7,*a7,*a7,*a7,*a7]
+l9: &a9 [*a8,*a8,*a8,*a8,*a8,*a8,*a8,*a8,*a8,*a8]
+`
+
+// The key check follows aliases, so a type as deep as the bomb walks all
+// of it unless the walk is bounded.
+func TestLoaderRefusesBillionLaughs(t *testing.T) {
+	type deep [][][][][][][][][][]string
+	var c struct {
+		L  []string `yaml:"l"`
+		L1 deep     `yaml:"l1"`
+		L2 deep     `yaml:"l2"`
+		L3 deep     `yaml:"l3"`
+		L4 deep     `yaml:"l4"`
+		L5 deep     `yaml:"l5"`
+		L6 deep     `yaml:"l6"`
+		L7 deep     `yaml:"l7"`
+		L8 deep     `yaml:"l8"`
+		L9 deep     `yaml:"l9"`
+	}
+	d, errs := parseYAML([]byte(billionLaughs), env(nil))
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	errs = d.decode(&c)
+	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "too many nodes after alias expansion (> 100000): a YAML alias bomb?") {
+		t.Fatalf("got %v, want the alias bomb refused", errs)
+	}
+}
