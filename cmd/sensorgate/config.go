@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/cmd/sensorgate/internal/yamlload"
 	"github.com/sensorgate/sensorgate/drivers"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
@@ -218,8 +219,8 @@ func (c *Config) validate() error {
 	if !gatewayIDRe.MatchString(c.Gateway.ID) {
 		errs = append(errs, ingest.FieldErrorf("gateway.id", "must be letters, digits, '.', '_' or '-' (it goes into MQTT topics), got %q", c.Gateway.ID))
 	}
-	if c.Gateway.QueueSize < 1 {
-		errs = append(errs, ingest.FieldErrorf("gateway.queue_size", "must be >= 1"))
+	if q := c.Gateway.QueueSize; q < 1 || q > maxQueueLen {
+		errs = append(errs, ingest.FieldErrorf("gateway.queue_size", "must be between 1 and %d, got %d", maxQueueLen, q))
 	}
 	if c.Gateway.ShutdownGrace < 0 {
 		errs = append(errs, ingest.FieldErrorf("gateway.shutdown_grace", "must be >= 0"))
@@ -246,6 +247,7 @@ func (c *Config) validate() error {
 	add("broker", c.Broker.Validate())
 	for i := range c.Sources.MQTT {
 		add("sources.mqtt["+strconv.Itoa(i)+"]", c.Sources.MQTT[i].Validate())
+		errs = append(errs, sourceLimits(c.Sources.MQTT[i], "sources.mqtt["+strconv.Itoa(i)+"]")...)
 		if c.localSources[i] && !c.Broker.Enabled {
 			errs = append(errs, ingest.FieldErrorf("sources.mqtt["+strconv.Itoa(i)+"].broker", "is \"local\" but the embedded broker is off (set broker.enabled: true)"))
 		}
@@ -288,6 +290,14 @@ func (c *Config) validate() error {
 	}
 	add("rules", c.Rules.Validate())
 	add("buffer", c.Buffer.Validate())
+	for _, k := range []struct {
+		key string
+		n   int
+	}{{"buffer.commit_max", c.Buffer.CommitMax}, {"buffer.queue_max", c.Buffer.QueueMax}} {
+		if k.n > maxQueueLen {
+			errs = append(errs, ingest.FieldErrorf(k.key, "must be at most %d, got %d", maxQueueLen, k.n))
+		}
+	}
 	for i := range c.Uplinks {
 		p := "uplinks[" + strconv.Itoa(i) + "]"
 		add(p, c.Uplinks[i].Validate())
@@ -297,6 +307,34 @@ func (c *Config) validate() error {
 		errs = append(errs, ingest.FieldErrorf("sources", "no source configured: add sources.mqtt, or a sensor of type sim or a chip type"))
 	}
 	return errors.Join(errs...)
+}
+
+// Limits of the size and count keys that buy memory up front or per
+// message. Past them a config that validates could not run: queue_size
+// 1e12 passed validate and then died "out of memory" in run. Each is far
+// beyond what a gateway needs (the defaults are thousands, 64 KiB and
+// 8 MiB) and within what a small board holds. The packages that own the
+// keys check only their sign; the machine's bounds are the gateway's.
+const (
+	maxQueueLen   = 1_000_000 // gateway.queue_size, sources.mqtt[].queue_size, buffer.commit_max, buffer.queue_max
+	maxQueueBytes = 1 << 30   // sources.mqtt[].queue_bytes (1 GiB)
+	maxPayload    = 16 << 20  // sources.mqtt[].max_payload (16 MiB)
+)
+
+// sourceLimits checks the memory bounds of one MQTT source; inflight is
+// bounded by MQTT itself (65535) in mqttsub.
+func sourceLimits(m mqttsub.Config, p string) []error {
+	var errs []error
+	if m.QueueSize > maxQueueLen {
+		errs = append(errs, ingest.FieldErrorf(p+".queue_size", "must be at most %d, got %d", maxQueueLen, m.QueueSize))
+	}
+	if m.QueueBytes > maxQueueBytes {
+		errs = append(errs, ingest.FieldErrorf(p+".queue_bytes", "must be at most %d (1 GiB), got %d", maxQueueBytes, m.QueueBytes))
+	}
+	if m.MaxPayload > maxPayload {
+		errs = append(errs, ingest.FieldErrorf(p+".max_payload", "must be at most %d (16 MiB), got %d", maxPayload, m.MaxPayload))
+	}
+	return errs
 }
 
 // hasLocalSensors reports whether the gateway produces readings itself
@@ -335,18 +373,27 @@ func parseConfig(data []byte, getenv func(string) (string, bool)) (*Config, erro
 	if len(data) > maxConfigBytes {
 		return nil, ConfigErrors{{Msg: fmt.Sprintf("config: file larger than %d bytes (4 MiB)", maxConfigBytes)}}
 	}
-	doc, errs := parseYAML(data, getenv)
+	doc, errs := yamlload.Parse(data, getenv)
 	if doc == nil {
 		return nil, errs
 	}
 	var c Config
-	errs = append(errs, doc.decode(&c)...)
+	errs = append(errs, doc.Decode(&c)...)
 	if len(errs) == 0 {
 		c.defaults()
-		errs = append(errs, doc.locate(c.validate())...)
+		errs = append(errs, doc.Locate(c.validate())...)
 	}
-	if errs = sortErrors(errs); len(errs) > 0 {
+	if errs = yamlload.Sort(errs); len(errs) > 0 {
 		return nil, errs
 	}
 	return &c, nil
 }
+
+// ConfigError and ConfigErrors are the loader's located errors.
+type (
+	ConfigError  = yamlload.Error
+	ConfigErrors = yamlload.Errors
+)
+
+// lookupEnv is os.LookupEnv; a variable so tests can use a fixed environment.
+func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }

@@ -171,3 +171,40 @@ func TestConfigRefusesHugeFile(t *testing.T) {
 		t.Fatalf("got %v, want the file refused for its size", err)
 	}
 }
+
+// Sizes that validate passed and run could not allocate are refused, each
+// with its key, its line and the limit.
+func TestConfigRefusesSizesPastTheMachine(t *testing.T) {
+	_, err := parseConfig([]byte(`gateway: {queue_size: 1000000000000}
+sources:
+  mqtt:
+    - broker: tcp://127.0.0.1:1883
+      queue_size: 2000000
+      queue_bytes: 10000000000
+      max_payload: 1000000000
+      subscriptions: [{topic: "a/#", json: {sensor_topic_segment: 1}}]
+rules:
+  max_routes: 50000000
+  windows: [{size: 1ns}]
+buffer: {commit_max: 5000000, queue_max: 5000000}
+uplinks: [{type: stdout}]
+`), env(nil))
+	for _, want := range []string{
+		"gateway.queue_size: must be between 1 and 1000000, got 1000000000000 (line 1)",
+		"sources.mqtt[0].queue_size: must be at most 1000000, got 2000000 (line 5)",
+		"sources.mqtt[0].queue_bytes: must be at most 1073741824 (1 GiB), got 10000000000 (line 6)",
+		"sources.mqtt[0].max_payload: must be at most 16777216 (16 MiB), got 1000000000 (line 7)",
+		"rules.max_routes: must be between 1 and 1000000, got 50000000 (line 10)",
+		"rules.windows[0].size: must be at least 100ms, got 1ns (line 11)",
+		"buffer.commit_max: must be at most 1000000, got 5000000 (line 12)",
+		"buffer.queue_max: must be at most 1000000, got 5000000 (line 12)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}

@@ -1,4 +1,4 @@
-package main
+package yamlload
 
 import (
 	"errors"
@@ -43,12 +43,12 @@ rules:
     window:
       size: ten
 `
-	d, errs := parseYAML([]byte(src), env(nil))
+	d, errs := Parse([]byte(src), env(nil))
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
 	var c testCfg
-	errs = sortErrors(d.decode(&c))
+	errs = Sort(d.Decode(&c))
 	want := []string{
 		`rules[1].abvoe: unknown key (did you mean "above"?) (line 7)`,
 		`rules[1].above: must be a number, got "chilly" (line 8)`,
@@ -66,49 +66,49 @@ rules:
 
 func TestLoaderEnvExpansion(t *testing.T) {
 	src := "password: ${PW}\nport: ${PORT}\nname: ${NAME:-gw-default}\n"
-	d, errs := parseYAML([]byte(src), env(map[string]string{"PW": "a#b: c", "PORT": "8883"}))
+	d, errs := Parse([]byte(src), env(map[string]string{"PW": "a#b: c", "PORT": "8883"}))
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
 	var c testCfg
-	if errs := d.decode(&c); len(errs) != 0 {
+	if errs := d.Decode(&c); len(errs) != 0 {
 		t.Fatal(errs)
 	}
 	// A secret with YAML syntax in it stays a plain string.
 	if c.Pass != "a#b: c" || c.Port != 8883 || c.Name != "gw-default" {
 		t.Fatalf("%+v", c)
 	}
-	_, errs = parseYAML([]byte("name: x\npassword: ${MISSING}\n"), env(nil))
+	_, errs = Parse([]byte("name: x\npassword: ${MISSING}\n"), env(nil))
 	if len(errs) != 1 || errs[0].Line != 2 || errs[0].Path != "password" || !strings.Contains(errs[0].Msg, "MISSING is not set") {
 		t.Fatalf("missing env: %v", errs)
 	}
 }
 
 func TestLoaderSyntaxError(t *testing.T) {
-	_, errs := parseYAML([]byte("name: gw\nrules:\n  - id: a\n   bad: [\n"), env(nil))
+	_, errs := Parse([]byte("name: gw\nrules:\n  - id: a\n   bad: [\n"), env(nil))
 	if len(errs) != 1 || errs[0].Line == 0 || !strings.Contains(errs[0].Msg, "syntax error") {
 		t.Fatalf("%v", errs)
 	}
 }
 
 func TestLoaderDuplicateKeyAndUnknownTopLevel(t *testing.T) {
-	d, errs := parseYAML([]byte("name: a\nname: b\n"), env(nil))
+	d, errs := Parse([]byte("name: a\nname: b\n"), env(nil))
 	if len(errs) == 0 || errs[0].Msg != "duplicate key" || errs[0].Line != 2 {
 		t.Fatalf("%v", errs)
 	}
-	d, _ = parseYAML([]byte("nmae: a\nzzzzzzzz: 1\n"), env(nil))
+	d, _ = Parse([]byte("nmae: a\nzzzzzzzz: 1\n"), env(nil))
 	var c testCfg
-	errs = sortErrors(d.decode(&c))
+	errs = Sort(d.Decode(&c))
 	if len(errs) != 2 || !strings.Contains(errs[0].Error(), `did you mean "name"`) || !strings.Contains(errs[1].Msg, "known keys:") {
 		t.Fatalf("%v", errs)
 	}
 }
 
 func TestLocateValidationErrors(t *testing.T) {
-	d, _ := parseYAML([]byte("name: gw\nrules:\n  - id: a\n    window:\n      size: 0s\n  - id: b\n"), env(nil))
+	d, _ := Parse([]byte("name: gw\nrules:\n  - id: a\n    window:\n      size: 0s\n  - id: b\n"), env(nil))
 	err := ingest.PrefixErrors("rules[0]", ingest.FieldErrorf("window.size", "must be > 0"))
 	err = errors.Join(err, ingest.PrefixErrors("rules[1]", ingest.FieldErrorf("window.size", "is required")))
-	errs := d.locate(err)
+	errs := d.Locate(err)
 	if errs[0].Error() != "rules[0].window.size: must be > 0 (line 5)" {
 		t.Fatal(errs[0])
 	}
@@ -124,12 +124,12 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("password: ${PW:-x}\n"))
 	f.Add([]byte("- [\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, errs := parseYAML(data, env(map[string]string{"PW": "s"}))
+		d, errs := Parse(data, env(map[string]string{"PW": "s"}))
 		if len(errs) > 0 {
 			return
 		}
 		var c testCfg
-		for _, e := range d.decode(&c) {
+		for _, e := range d.Decode(&c) {
 			_ = e.Error()
 		}
 	})
@@ -165,11 +165,11 @@ func TestLoaderRefusesBillionLaughs(t *testing.T) {
 		L8 deep     `yaml:"l8"`
 		L9 deep     `yaml:"l9"`
 	}
-	d, errs := parseYAML([]byte(billionLaughs), env(nil))
+	d, errs := Parse([]byte(billionLaughs), env(nil))
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	errs = d.decode(&c)
+	errs = d.Decode(&c)
 	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "too many nodes after alias expansion (> 100000): a YAML alias bomb?") {
 		t.Fatalf("got %v, want the alias bomb refused", errs)
 	}
