@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
@@ -72,6 +73,46 @@ func TestWriteMetricsTextFormat(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// A metrics listener outside loopback warns, naming the address and what
+// it exposes; on loopback it does not.
+func TestMetricsListenerWarnsOutsideLoopback(t *testing.T) {
+	addrs := map[string]bool{"127.0.0.1:0": false, "0.0.0.0:0": true}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		ln.Close()
+		addrs["[::1]:0"] = false
+		addrs["[::]:0"] = true
+	}
+	if ifs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range ifs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				addrs[net.JoinHostPort(ipn.IP.String(), "0")] = true // a LAN address
+				break
+			}
+		}
+	}
+	for addr, warn := range addrs {
+		var logs strings.Builder
+		m := newMetricsServer(slog.New(slog.NewTextHandler(&logs, nil)))
+		stop, bound, err := m.start(addr)
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		stop()
+		warned := strings.Contains(logs.String(), "level=WARN") &&
+			strings.Contains(logs.String(), "/metrics and /healthz are reachable from the network") &&
+			strings.Contains(logs.String(), "addr="+bound)
+		if warned != warn {
+			t.Errorf("%s: warned %v, want %v; log:\n%s", addr, warned, warn, logs.String())
+		}
+	}
+	for a, want := range map[string]bool{"127.0.0.1:1": true, "127.1.2.3:1": true, "[::1]:1": true, "0.0.0.0:1": false, "[::]:1": false, "192.168.1.10:1": false, "[fe80::1]:1": false} {
+		ta, _ := net.ResolveTCPAddr("tcp", a)
+		if got := onLoopback(ta); got != want {
+			t.Errorf("onLoopback(%s) = %v, want %v", a, got, want)
 		}
 	}
 }
