@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -8,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sensorgate/sensorgate/test/mqtttest"
 )
 
 func TestFlattenStats(t *testing.T) {
@@ -113,6 +117,46 @@ func TestMetricsListenerWarnsOutsideLoopback(t *testing.T) {
 		ta, _ := net.ResolveTCPAddr("tcp", a)
 		if got := onLoopback(ta); got != want {
 			t.Errorf("onLoopback(%s) = %v, want %v", a, got, want)
+		}
+	}
+}
+
+// The gateway end of the HTTP uplink's redaction: /healthz shows the
+// failed post (with the URL's query keys) but neither the token in the
+// query nor the password in the userinfo, and neither does the log.
+func TestHealthzRedactsUplinkURL(t *testing.T) {
+	upstream := "http://bob:pa55word@" + mqtttest.FreeAddr(t) + "/ingest?token=s3cret"
+	tm := startMain(t, func(dir string) string {
+		return fmt.Sprintf(`gateway: {id: gw-redact, data_dir: %s, shutdown_grace: 10ms, memory_limit: -1}
+metrics: {listen: "127.0.0.1:0"}
+sensors:
+  - {id: s1, type: sim, sim: {interval: 20ms, metrics: {t: {model: constant, base: 1}}}}
+rules:
+  windows: [{name: w, size: 100ms, lateness: 0s}]
+uplinks:
+  - {name: api, type: http, url: "%s", backoff: {min: 10ms, max: 20ms}}
+`, dir, upstream)
+	}, nil)
+	tm.pipeline()
+	var health []byte
+	mqtttest.WaitFor(t, waitMax, func() bool {
+		doc := tm.health()
+		comps, _ := doc["components"].(map[string]any)
+		up, _ := comps["uplink_api"].(map[string]any)
+		msg, _ := up["LastError"].(string)
+		health, _ = json.Marshal(doc)
+		return strings.Contains(msg, "token=REDACTED")
+	}, "the uplink's failed post on /healthz")
+	if err := tm.stop(); err != nil {
+		t.Fatal(err)
+	}
+	log := tm.log.String()
+	if !strings.Contains(log, "http post failed, retrying") {
+		t.Fatalf("no retry logged:\n%s", log)
+	}
+	for _, s := range []string{"s3cret", "pa55word"} {
+		if strings.Contains(log, s) || strings.Contains(string(health), s) {
+			t.Errorf("%q leaked:\n/healthz: %s\nlog:\n%s", s, health, log)
 		}
 	}
 }
