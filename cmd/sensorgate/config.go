@@ -247,7 +247,6 @@ func (c *Config) validate() error {
 	add("broker", c.Broker.Validate())
 	for i := range c.Sources.MQTT {
 		add("sources.mqtt["+strconv.Itoa(i)+"]", c.Sources.MQTT[i].Validate())
-		errs = append(errs, sourceLimits(c.Sources.MQTT[i], "sources.mqtt["+strconv.Itoa(i)+"]")...)
 		if c.localSources[i] && !c.Broker.Enabled {
 			errs = append(errs, ingest.FieldErrorf("sources.mqtt["+strconv.Itoa(i)+"].broker", "is \"local\" but the embedded broker is off (set broker.enabled: true)"))
 		}
@@ -290,14 +289,7 @@ func (c *Config) validate() error {
 	}
 	add("rules", c.Rules.Validate())
 	add("buffer", c.Buffer.Validate())
-	for _, k := range []struct {
-		key string
-		n   int
-	}{{"buffer.commit_max", c.Buffer.CommitMax}, {"buffer.queue_max", c.Buffer.QueueMax}} {
-		if k.n > maxQueueLen {
-			errs = append(errs, ingest.FieldErrorf(k.key, "must be at most %d, got %d", maxQueueLen, k.n))
-		}
-	}
+	errs = append(errs, c.machineLimits()...)
 	for i := range c.Uplinks {
 		p := "uplinks[" + strconv.Itoa(i) + "]"
 		add(p, c.Uplinks[i].Validate())
@@ -312,27 +304,50 @@ func (c *Config) validate() error {
 // Limits of the size and count keys that buy memory up front or per
 // message. Past them a config that validates could not run: queue_size
 // 1e12 passed validate and then died "out of memory" in run. Each is far
-// beyond what a gateway needs (the defaults are thousands, 64 KiB and
-// 8 MiB) and within what a small board holds. The packages that own the
-// keys check only their sign; the machine's bounds are the gateway's.
+// beyond what a gateway needs (the defaults are hundreds to thousands of
+// entries, 64 KiB to 8 MiB) and within what a small board holds. The
+// packages that own the keys check only their sign (and MQTT's own
+// 65535 for in-flight windows); the machine's bounds are the gateway's.
 const (
-	maxQueueLen   = 1_000_000 // gateway.queue_size, sources.mqtt[].queue_size, buffer.commit_max, buffer.queue_max
-	maxQueueBytes = 1 << 30   // sources.mqtt[].queue_bytes (1 GiB)
-	maxPayload    = 16 << 20  // sources.mqtt[].max_payload (16 MiB)
+	maxQueueLen   = 1_000_000 // queue_size, commit_max, queue_max
+	maxBatch      = 10_000    // uplinks[].batch_size
+	maxQueueBytes = 1 << 30   // sources.mqtt[].queue_bytes
+	maxPayload    = 16 << 20  // sources.mqtt[].max_payload
+	maxBatchBytes = 64 << 20  // uplinks[].batch_bytes
+	maxMQTTPacket = 268435455 // MQTT's largest packet: broker.max_packet_size, uplinks[].max_message_bytes
 )
 
-// sourceLimits checks the memory bounds of one MQTT source; inflight is
-// bounded by MQTT itself (65535) in mqttsub.
-func sourceLimits(m mqttsub.Config, p string) []error {
+type limit struct {
+	key  string
+	v    int
+	max  int
+	unit string // the limit in words, for byte sizes
+}
+
+// machineLimits checks every key of limits above.
+func (c *Config) machineLimits() []error {
+	ls := []limit{
+		{"broker.max_packet_size", c.Broker.MaxPacketSize, maxMQTTPacket, " (256 MiB, MQTT's limit)"},
+		{"buffer.commit_max", c.Buffer.CommitMax, maxQueueLen, ""},
+		{"buffer.queue_max", c.Buffer.QueueMax, maxQueueLen, ""},
+	}
+	for i, m := range c.Sources.MQTT {
+		p := "sources.mqtt[" + strconv.Itoa(i) + "]."
+		ls = append(ls, limit{p + "queue_size", m.QueueSize, maxQueueLen, ""},
+			limit{p + "queue_bytes", m.QueueBytes, maxQueueBytes, " (1 GiB)"},
+			limit{p + "max_payload", m.MaxPayload, maxPayload, " (16 MiB)"})
+	}
+	for i, u := range c.Uplinks {
+		p := "uplinks[" + strconv.Itoa(i) + "]."
+		ls = append(ls, limit{p + "batch_size", u.BatchSize, maxBatch, ""},
+			limit{p + "batch_bytes", u.BatchBytes, maxBatchBytes, " (64 MiB)"},
+			limit{p + "max_message_bytes", u.MaxMessageBytes, maxMQTTPacket, " (256 MiB, MQTT's limit)"})
+	}
 	var errs []error
-	if m.QueueSize > maxQueueLen {
-		errs = append(errs, ingest.FieldErrorf(p+".queue_size", "must be at most %d, got %d", maxQueueLen, m.QueueSize))
-	}
-	if m.QueueBytes > maxQueueBytes {
-		errs = append(errs, ingest.FieldErrorf(p+".queue_bytes", "must be at most %d (1 GiB), got %d", maxQueueBytes, m.QueueBytes))
-	}
-	if m.MaxPayload > maxPayload {
-		errs = append(errs, ingest.FieldErrorf(p+".max_payload", "must be at most %d (16 MiB), got %d", maxPayload, m.MaxPayload))
+	for _, l := range ls {
+		if l.v > l.max {
+			errs = append(errs, ingest.FieldErrorf(l.key, "must be at most %d%s, got %d", l.max, l.unit, l.v))
+		}
 	}
 	return errs
 }

@@ -187,7 +187,8 @@ rules:
   max_routes: 50000000
   windows: [{size: 1ns}]
 buffer: {commit_max: 5000000, queue_max: 5000000}
-uplinks: [{type: stdout}]
+broker: {max_packet_size: 1000000000}
+uplinks: [{type: stdout, batch_size: 20000, batch_bytes: 100000000, max_message_bytes: 300000000}]
 `), env(nil))
 	for _, want := range []string{
 		"gateway.queue_size: must be between 1 and 1000000, got 1000000000000 (line 1)",
@@ -198,6 +199,10 @@ uplinks: [{type: stdout}]
 		"rules.windows[0].size: must be at least 100ms, got 1ns (line 11)",
 		"buffer.commit_max: must be at most 1000000, got 5000000 (line 12)",
 		"buffer.queue_max: must be at most 1000000, got 5000000 (line 12)",
+		"broker.max_packet_size: must be at most 268435455 (256 MiB, MQTT's limit), got 1000000000 (line 13)",
+		"uplinks[0].batch_size: must be at most 10000, got 20000 (line 14)",
+		"uplinks[0].batch_bytes: must be at most 67108864 (64 MiB), got 100000000 (line 14)",
+		"uplinks[0].max_message_bytes: must be at most 268435455 (256 MiB, MQTT's limit), got 300000000 (line 14)",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
