@@ -12,6 +12,9 @@
 // The key check follows aliases (keys under an anchor are checked where
 // they are used) and visits at most MaxNodes nodes, counting an anchor's
 // nodes each time an alias reaches them: past that, Decode refuses the
-// document as an alias bomb instead of walking billions of nodes. Bounding
-// the file's size is the caller's part.
+// document as an alias bomb instead of walking billions of nodes. yaml's
+// decoder compares every key of a mapping with every other, so Parse
+// refuses a mapping of more than MaxMappingKeys keys (and mappings that
+// together cost more than ten of that size) before anything is decoded.
+// Bounding the file's size is the caller's part.
 package yamlload

@@ -2,6 +2,7 @@ package yamlload
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,57 @@ func TestLoaderRefusesBillionLaughs(t *testing.T) {
 	errs = d.Decode(&c)
 	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "too many nodes after alias expansion (> 100000): a YAML alias bomb?") {
 		t.Fatalf("got %v, want the alias bomb refused", errs)
+	}
+}
+
+// Only expansion counts: a large document written out in full (its size
+// is the caller's to bound) is checked whole, and so is one whose anchors
+// are shared a modest number of times.
+func TestLoaderLargePlainDocumentIsNoBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for i := range MaxNodes {
+		fmt.Fprintf(&b, "  - {id: r%d, above: 1}\n", i)
+	}
+	b.WriteString("  - &r {id: a, above: 1, window: {size: 1s}}\n")
+	for range 1000 {
+		b.WriteString("  - *r\n")
+	}
+	d, errs := Parse([]byte(b.String()), env(nil))
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	var c testCfg
+	if errs := d.Decode(&c); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if len(c.Rules) != MaxNodes+1001 {
+		t.Fatalf("decoded %d rules", len(c.Rules))
+	}
+}
+
+// yaml's decoder is quadratic in the keys of a mapping: Parse refuses a
+// mapping past MaxMappingKeys, and many mappings near it, before decoding.
+func TestLoaderRefusesHugeMappings(t *testing.T) {
+	one := func(keys int) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range keys {
+			fmt.Fprintf(&b, "k%d: v, ", i)
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	if _, errs := Parse([]byte("tags: "+one(MaxMappingKeys)+"\n"), env(nil)); len(errs) != 0 {
+		t.Fatalf("a mapping at the limit: %v", errs)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"name: x\ntags: " + one(MaxMappingKeys+1) + "\n", "tags: mapping of 1001 keys: at most 1000 keys a mapping (line 2)"},
+		{"rules:\n" + strings.Repeat("  - "+one(MaxMappingKeys)+"\n", 11), "rules[10]: config: mappings too large to decode in all"},
+	} {
+		d, errs := Parse([]byte(tc.doc), env(nil))
+		if d != nil || len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("got %v, want %q", errs, tc.want)
+		}
 	}
 }
