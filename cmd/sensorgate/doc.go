@@ -100,7 +100,7 @@
 // a LAN address) is allowed but logged as a WARN at start, naming the
 // address.
 //
-// The config file is at most 4 MiB and 100,000 YAML nodes after alias
+// The config file is at most 1 MiB and 100,000 YAML nodes through alias
 // expansion; validate bounds every size and count key (queues, payloads,
 // rules, routes) and refuses windows under 100ms, naming the limit
 // (docs/configuration.md, "Limits").
