@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"path"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/sensorgate/sensorgate/ingest"
@@ -35,6 +33,17 @@ type Config struct {
 const (
 	DefaultMaxRoutes = 100_000
 	DefaultKeyTTL    = 10 * time.Minute
+)
+
+// Limits of Config, checked by Validate. Every reading is matched against
+// every alert, stage and window rule, and each route holds state for each
+// window rule it matches (about 1 KB a route for the default windows), so
+// the counts multiply: a million window rules took 29 s and 5 GB to load.
+// A thousand of each is far beyond a real gateway and still loads in a
+// blink; a million routes is about 1 GB, most of a small board.
+const (
+	MaxRules     = 1000
+	MaxMaxRoutes = 1_000_000
 )
 
 // AlertRule is a threshold alert with hysteresis:
@@ -287,8 +296,23 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.MaxRoutes < 0 {
-		add(ingest.FieldErrorf("max_routes", "must be > 0"))
+	if c.MaxRoutes < 0 || c.MaxRoutes > MaxMaxRoutes {
+		add(ingest.FieldErrorf("max_routes", "must be between 1 and %d, got %d", MaxMaxRoutes, c.MaxRoutes))
+	}
+	tooMany := false
+	for _, k := range []struct {
+		key string
+		n   int
+	}{{"alerts", len(c.Alerts)}, {"stages", len(c.Stages)}, {"windows", len(c.Windows)}} {
+		if k.n > MaxRules {
+			add(ingest.FieldErrorf(k.key, "at most %d rules, got %d", MaxRules, k.n))
+			tooMany = true
+		}
+	}
+	if tooMany {
+		// Checking each of a million rules costs what loading them does,
+		// and the one error says what to fix.
+		return errors.Join(errs...)
 	}
 	if c.KeyTTL < 0 {
 		add(ingest.FieldErrorf("key_ttl", "must be > 0"))
@@ -353,81 +377,7 @@ func (c Config) Validate() error {
 		}
 		add(checkGlob(w.Sensor, p+".sensor"))
 		add(checkGlob(w.Metric, p+".metric"))
-		switch w.Type {
-		case Tumbling, Hopping:
-			if w.Size <= 0 {
-				add(ingest.FieldErrorf(p+".size", "must be > 0"))
-			}
-			if w.Gap != 0 {
-				add(ingest.FieldErrorf(p+".gap", "only applies to session windows"))
-			}
-			if w.Type == Hopping {
-				if w.Slide <= 0 {
-					add(ingest.FieldErrorf(p+".slide", "must be > 0"))
-				} else if w.Size > 0 && w.Slide > w.Size {
-					add(ingest.FieldErrorf(p+".slide", "must be <= size (%s)", w.Size))
-				} else if w.Size > 0 && w.Size/gcd(w.Size, w.Slide) > 1000 {
-					add(ingest.FieldErrorf(p+".slide", "size/gcd(size, slide) must be <= 1000 (use a slide that divides the size)"))
-				}
-			} else if w.Slide != 0 {
-				add(ingest.FieldErrorf(p+".slide", "only applies to hopping windows"))
-			}
-		case Session:
-			if w.Gap <= 0 {
-				add(ingest.FieldErrorf(p+".gap", "must be > 0"))
-			}
-			if w.Size != 0 || w.Slide != 0 {
-				add(ingest.FieldErrorf(p+".size", "does not apply to session windows"))
-			}
-			if w.Late == LateRevise {
-				add(ingest.FieldErrorf(p+".late", "revise is not supported for session windows"))
-			}
-		default:
-			add(ingest.FieldErrorf(p+".type", "must be one of tumbling, hopping, session (got %q)", w.Type))
-		}
-		if w.Lateness < 0 {
-			add(ingest.FieldErrorf(p+".lateness", "must be >= 0"))
-		}
-		if w.Time != EventTime && w.Time != ProcessingTime {
-			add(ingest.FieldErrorf(p+".time", "must be event or processing (got %q)", w.Time))
-		}
-		switch w.Late {
-		case LateDrop:
-			if w.Retention != 0 {
-				add(ingest.FieldErrorf(p+".retention", "only applies with late: revise"))
-			}
-		case LateRevise:
-			if w.Retention <= 0 && w.Type != Session {
-				add(ingest.FieldErrorf(p+".retention", "must be > 0"))
-			}
-		default:
-			add(ingest.FieldErrorf(p+".late", "must be drop or revise (got %q)", w.Late))
-		}
-		if strings.TrimSpace(w.GroupBy) != w.GroupBy || strings.ContainsAny(w.GroupBy, "=") {
-			add(ingest.FieldErrorf(p+".group_by", "bad tag name %q", w.GroupBy))
-		}
-		for j, a := range w.Aggregates {
-			if !slices.Contains(window.AllAggs(), a) {
-				add(ingest.FieldErrorf(fmt.Sprintf("%s.aggregates[%d]", p, j), "unknown aggregate %q (one of %s)", a, strings.Join(window.AllAggs(), ", ")))
-			}
-		}
-		if w.Has(window.AggQuantiles) {
-			for j, q := range w.Quantiles {
-				if !(q >= 0 && q <= 1) {
-					add(ingest.FieldErrorf(fmt.Sprintf("%s.quantiles[%d]", p, j), "must be in [0, 1]"))
-				}
-			}
-			if !(w.SketchAccuracy > 0 && w.SketchAccuracy < 1) {
-				add(ingest.FieldErrorf(p+".sketch_accuracy", "must be in (0, 1)"))
-			}
-		} else {
-			if len(w.Quantiles) != 0 {
-				add(ingest.FieldErrorf(p+".quantiles", "needs the quantiles aggregate"))
-			}
-			if w.SketchAccuracy != 0 {
-				add(ingest.FieldErrorf(p+".sketch_accuracy", "needs the quantiles aggregate"))
-			}
-		}
+		add(ingest.PrefixErrors(p, w.Validate()))
 	}
 	return errors.Join(errs...)
 }

@@ -93,3 +93,37 @@ func TestConfigUnknownKey(t *testing.T) {
 		t.Fatalf("unknown key accepted: %v", err)
 	}
 }
+
+func TestConfigValidateLimits(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		path, msg  string
+	}{
+		{"1ns window", `windows: [{size: 1ns}]`, "windows[0].size", "must be at least 100ms, got 1ns"},
+		{"99ms window", `windows: [{size: 99ms}]`, "windows[0].size", "must be at least 100ms"},
+		{"1ms slide", `windows: [{type: hopping, size: 1s, slide: 1ms}]`, "windows[0].slide", "must be at least 100ms"},
+		{"1us gap", `windows: [{type: session, gap: 1us}]`, "windows[0].gap", "must be at least 100ms"},
+		{"max_routes", `max_routes: 1000000000000`, "max_routes", "must be between 1 and 1000000"},
+		{"windows", "windows: [" + strings.Repeat("{size: 1m}, ", MaxRules) + "{size: 1m}]", "windows", "at most 1000 rules, got 1001"},
+		{"alerts", "alerts: [" + strings.Repeat("{id: a, above: 1}, ", MaxRules+1) + "]", "alerts", "at most 1000 rules, got 1001"},
+		{"stages", "stages: [" + strings.Repeat("{type: filter, expr: 'true'}, ", MaxRules+1) + "]", "stages", "at most 1000 rules, got 1001"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeConfig([]byte(tc.yaml))
+			errs := ingest.FlattenErrors(err)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1: %v", len(errs), err)
+			}
+			var fe *ingest.FieldError
+			if !errors.As(errs[0], &fe) || fe.Path != tc.path || !strings.Contains(fe.Err.Error(), tc.msg) {
+				t.Fatalf("got %v, want %s: ...%s", errs[0], tc.path, tc.msg)
+			}
+		})
+	}
+	// At the limits, all is well.
+	if _, err := decodeConfig([]byte(`max_routes: 1000000
+windows: [{size: 100ms}, {name: h, type: hopping, size: 1s, slide: 100ms}, {type: session, gap: 100ms}]`)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -139,6 +139,11 @@
 // sensor/metric pairs are tracked; the state of a pair that got no reading
 // for key_ttl (10m) and has no open window or firing alert is forgotten.
 //
+// Validate bounds what a config may ask of the machine: at most
+// [MaxRules] alerts, stages and window rules each, max_routes at most
+// [MaxMaxRoutes], and windows, slides and session gaps of at least
+// [window.MinSize] (100ms).
+//
 // # Caveats
 //
 // The engine is single-goroutine: Run processes readings one at a time and

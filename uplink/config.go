@@ -10,6 +10,7 @@ import (
 	"github.com/sensorgate/sensorgate/buffer"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/internal/mqttnet"
+	"github.com/sensorgate/sensorgate/internal/secret"
 )
 
 // Uplink types.
@@ -314,13 +315,18 @@ func validateURL(raw string, add func(string, string, ...any), schemes ...string
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		// url.Error quotes the URL, token and all: validate prints it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		add("url", "invalid URL: %v", err)
 		return
 	}
 	for _, s := range schemes {
 		if u.Scheme == s {
 			if u.Host == "" {
-				add("url", "missing host in %q", raw)
+				add("url", "missing host in %q", secret.RedactURL(raw))
 			}
 			return
 		}

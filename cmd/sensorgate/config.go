@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/buffer"
+	"github.com/sensorgate/sensorgate/cmd/sensorgate/internal/yamlload"
 	"github.com/sensorgate/sensorgate/drivers"
 	"github.com/sensorgate/sensorgate/ingest"
 	"github.com/sensorgate/sensorgate/ingest/broker"
@@ -217,8 +219,8 @@ func (c *Config) validate() error {
 	if !gatewayIDRe.MatchString(c.Gateway.ID) {
 		errs = append(errs, ingest.FieldErrorf("gateway.id", "must be letters, digits, '.', '_' or '-' (it goes into MQTT topics), got %q", c.Gateway.ID))
 	}
-	if c.Gateway.QueueSize < 1 {
-		errs = append(errs, ingest.FieldErrorf("gateway.queue_size", "must be >= 1"))
+	if q := c.Gateway.QueueSize; q < 1 || q > maxQueueLen {
+		errs = append(errs, ingest.FieldErrorf("gateway.queue_size", "must be between 1 and %d, got %d", maxQueueLen, q))
 	}
 	if c.Gateway.ShutdownGrace < 0 {
 		errs = append(errs, ingest.FieldErrorf("gateway.shutdown_grace", "must be >= 0"))
@@ -287,6 +289,7 @@ func (c *Config) validate() error {
 	}
 	add("rules", c.Rules.Validate())
 	add("buffer", c.Buffer.Validate())
+	errs = append(errs, c.machineLimits()...)
 	for i := range c.Uplinks {
 		p := "uplinks[" + strconv.Itoa(i) + "]"
 		add(p, c.Uplinks[i].Validate())
@@ -296,6 +299,57 @@ func (c *Config) validate() error {
 		errs = append(errs, ingest.FieldErrorf("sources", "no source configured: add sources.mqtt, or a sensor of type sim or a chip type"))
 	}
 	return errors.Join(errs...)
+}
+
+// Limits of the size and count keys that buy memory up front or per
+// message. Past them a config that validates could not run: queue_size
+// 1e12 passed validate and then died "out of memory" in run. Each is far
+// beyond what a gateway needs (the defaults are hundreds to thousands of
+// entries, 64 KiB to 8 MiB) and within what a small board holds. The
+// packages that own the keys check only their sign (and MQTT's own
+// 65535 for in-flight windows); the machine's bounds are the gateway's.
+const (
+	maxQueueLen   = 1_000_000 // queue_size, commit_max, queue_max
+	maxBatch      = 10_000    // uplinks[].batch_size
+	maxQueueBytes = 1 << 30   // sources.mqtt[].queue_bytes
+	maxPayload    = 16 << 20  // sources.mqtt[].max_payload
+	maxBatchBytes = 64 << 20  // uplinks[].batch_bytes
+	maxMQTTPacket = 268435455 // MQTT's largest packet: broker.max_packet_size, uplinks[].max_message_bytes
+)
+
+type limit struct {
+	key  string
+	v    int
+	max  int
+	unit string // the limit in words, for byte sizes
+}
+
+// machineLimits checks every key of limits above.
+func (c *Config) machineLimits() []error {
+	ls := []limit{
+		{"broker.max_packet_size", c.Broker.MaxPacketSize, maxMQTTPacket, " (256 MiB, MQTT's limit)"},
+		{"buffer.commit_max", c.Buffer.CommitMax, maxQueueLen, ""},
+		{"buffer.queue_max", c.Buffer.QueueMax, maxQueueLen, ""},
+	}
+	for i, m := range c.Sources.MQTT {
+		p := "sources.mqtt[" + strconv.Itoa(i) + "]."
+		ls = append(ls, limit{p + "queue_size", m.QueueSize, maxQueueLen, ""},
+			limit{p + "queue_bytes", m.QueueBytes, maxQueueBytes, " (1 GiB)"},
+			limit{p + "max_payload", m.MaxPayload, maxPayload, " (16 MiB)"})
+	}
+	for i, u := range c.Uplinks {
+		p := "uplinks[" + strconv.Itoa(i) + "]."
+		ls = append(ls, limit{p + "batch_size", u.BatchSize, maxBatch, ""},
+			limit{p + "batch_bytes", u.BatchBytes, maxBatchBytes, " (64 MiB)"},
+			limit{p + "max_message_bytes", u.MaxMessageBytes, maxMQTTPacket, " (256 MiB, MQTT's limit)"})
+	}
+	var errs []error
+	for _, l := range ls {
+		if l.v > l.max {
+			errs = append(errs, ingest.FieldErrorf(l.key, "must be at most %d%s, got %d", l.max, l.unit, l.v))
+		}
+	}
+	return errs
 }
 
 // hasLocalSensors reports whether the gateway produces readings itself
@@ -312,26 +366,51 @@ func (c *Config) hasLocalSensors() bool {
 // loadConfig reads, decodes, defaults and validates the config at path.
 // Every problem is returned, each with its key path and line.
 func loadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	// One byte past the limit tells a file at the limit from a larger one
+	// without reading all of a huge (or endless: a FIFO, /dev/zero) file.
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return parseConfig(data, lookupEnv)
 }
 
+// maxConfigBytes bounds the config file: the largest real one is tens of
+// KB, and a file is parsed whole into memory (and again at every SIGHUP,
+// next to the running gateway): 4 MB of YAML took 1.5 s and 336 MB to
+// validate, 1 MiB about a quarter of that.
+const maxConfigBytes = 1 << 20
+
 func parseConfig(data []byte, getenv func(string) (string, bool)) (*Config, error) {
-	doc, errs := parseYAML(data, getenv)
+	if len(data) > maxConfigBytes {
+		return nil, ConfigErrors{{Msg: fmt.Sprintf("config: file larger than %d bytes (1 MiB)", maxConfigBytes)}}
+	}
+	doc, errs := yamlload.Parse(data, getenv)
 	if doc == nil {
 		return nil, errs
 	}
 	var c Config
-	errs = append(errs, doc.decode(&c)...)
+	errs = append(errs, doc.Decode(&c)...)
 	if len(errs) == 0 {
 		c.defaults()
-		errs = append(errs, doc.locate(c.validate())...)
+		errs = append(errs, doc.Locate(c.validate())...)
 	}
-	if errs = sortErrors(errs); len(errs) > 0 {
+	if errs = yamlload.Sort(errs); len(errs) > 0 {
 		return nil, errs
 	}
 	return &c, nil
 }
+
+// ConfigError and ConfigErrors are the loader's located errors.
+type (
+	ConfigError  = yamlload.Error
+	ConfigErrors = yamlload.Errors
+)
+
+// lookupEnv is os.LookupEnv; a variable so tests can use a fixed environment.
+func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,4 +139,77 @@ func TestConfigurationDocIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docs/configuration.md does not load:\n%v", err)
 	}
+}
+
+// Merge keys take a list of mappings, each of which may merge a list in
+// turn: nine levels of nine expand the rules of a 1 KB file a
+// hundred-million-fold. The whole config path (as validate and SIGHUP run
+// it) must refuse it.
+func TestConfigRefusesMergeKeyAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("sensors:\n  - {id: s1, type: sim, sim: {metrics: {t: {min: 0, max: 1}}}}\nrules:\n  windows:\n    - &w0 {name: w, size: 1m}\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "    - &w%d {<<: [", i)
+		for j := 0; j < 9; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*w%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	_, err := parseConfig([]byte(b.String()), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "too many nodes after alias expansion") {
+		t.Fatalf("got %v, want the alias bomb refused", err)
+	}
+}
+
+func TestConfigRefusesHugeFile(t *testing.T) {
+	data := []byte("# " + strings.Repeat("x", maxConfigBytes) + "\n")
+	_, err := parseConfig(data, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes (1 MiB)") {
+		t.Fatalf("got %v, want the file refused for its size", err)
+	}
+}
+
+// Sizes that validate passed and run could not allocate are refused, each
+// with its key, its line and the limit.
+func TestConfigRefusesSizesPastTheMachine(t *testing.T) {
+	_, err := parseConfig([]byte(`gateway: {queue_size: 1000000000000}
+sources:
+  mqtt:
+    - broker: tcp://127.0.0.1:1883
+      queue_size: 2000000
+      queue_bytes: 10000000000
+      max_payload: 1000000000
+      subscriptions: [{topic: "a/#", json: {sensor_topic_segment: 1}}]
+rules:
+  max_routes: 50000000
+  windows: [{size: 1ns}]
+buffer: {commit_max: 5000000, queue_max: 5000000}
+broker: {max_packet_size: 1000000000}
+uplinks: [{type: stdout, batch_size: 20000, batch_bytes: 100000000, max_message_bytes: 300000000}]
+`), env(nil))
+	for _, want := range []string{
+		"gateway.queue_size: must be between 1 and 1000000, got 1000000000000 (line 1)",
+		"sources.mqtt[0].queue_size: must be at most 1000000, got 2000000 (line 5)",
+		"sources.mqtt[0].queue_bytes: must be at most 1073741824 (1 GiB), got 10000000000 (line 6)",
+		"sources.mqtt[0].max_payload: must be at most 16777216 (16 MiB), got 1000000000 (line 7)",
+		"rules.max_routes: must be between 1 and 1000000, got 50000000 (line 10)",
+		"rules.windows[0].size: must be at least 100ms, got 1ns (line 11)",
+		"buffer.commit_max: must be at most 1000000, got 5000000 (line 12)",
+		"buffer.queue_max: must be at most 1000000, got 5000000 (line 12)",
+		"broker.max_packet_size: must be at most 268435455 (256 MiB, MQTT's limit), got 1000000000 (line 13)",
+		"uplinks[0].batch_size: must be at most 10000, got 20000 (line 14)",
+		"uplinks[0].batch_bytes: must be at most 67108864 (64 MiB), got 100000000 (line 14)",
+		"uplinks[0].max_message_bytes: must be at most 268435455 (256 MiB, MQTT's limit), got 300000000 (line 14)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }

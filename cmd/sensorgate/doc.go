@@ -95,5 +95,13 @@
 // Stats() is exported as sensorgate_<component>_<field>. The port is
 // outside 9100-9999, the range the Prometheus default port allocations give
 // to exporters (9100 is node_exporter's, which many Pis run). When the
-// address is taken, run exits 1 saying so and naming metrics.listen.
+// address is taken, run exits 1 saying so and naming metrics.listen. Both
+// endpoints are unauthenticated: a listener outside loopback (0.0.0.0, ::,
+// a LAN address) is allowed but logged as a WARN at start, naming the
+// address.
+//
+// The config file is at most 1 MiB and 100,000 YAML nodes through alias
+// expansion; validate bounds every size and count key (queues, payloads,
+// rules, routes) and refuses windows under 100ms, naming the limit
+// (docs/configuration.md, "Limits").
 package main

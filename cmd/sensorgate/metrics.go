@@ -297,9 +297,23 @@ func (m *metricsServer) start(addr string) (stop func(), bound string, err error
 		}
 	}()
 	m.logger.Info("metrics listening", "addr", ln.Addr().String())
+	if !onLoopback(ln.Addr()) {
+		// Neither endpoint asks who is calling: an operator who set
+		// 0.0.0.0 for a scraper may not know the whole LAN can read them.
+		m.logger.Warn("metrics listener is not on loopback: /metrics and /healthz are reachable from the network, without authentication",
+			"addr", ln.Addr().String(), "listen", addr)
+	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, ln.Addr().String(), nil
+}
+
+// onLoopback reports whether a bound address takes connections from this
+// machine only. The unspecified address (0.0.0.0, ::) takes them on every
+// interface.
+func onLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

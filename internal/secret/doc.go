@@ -16,7 +16,10 @@
 // file or variable, and wrap [ErrMissing] when the file cannot be read, is
 // empty, or the variable is unset or empty. Source's String and LogValue
 // say where the secret comes from, never what it is, so logging a Source
-// (or a config holding one) by accident leaks nothing.
+// (or a config holding one) by accident leaks nothing. [RedactURL] takes
+// the password and every query value out of a URL before it is logged,
+// wrapped in an error or reported; [RedactURLError] does it to the URL in
+// net/http's errors.
 //
 // # Caveats
 //

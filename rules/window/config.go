@@ -1,8 +1,13 @@
 package window
 
 import (
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/sensorgate/sensorgate/ingest"
 )
 
 // Window types, time domains and late policies.
@@ -80,6 +85,13 @@ type Config struct {
 	SketchAccuracy float64 `yaml:"sketch_accuracy"`
 }
 
+// MinSize is the smallest window size, hopping slide and session gap.
+// Each window is a bucket per key and a summary per close: a 1 ns window
+// turns every reading into its own summary (and an outbox record), and
+// below a tenth of a second the checkpoint and commit cadence (1 s by
+// default) cannot keep up with the closes anyway.
+const MinSize = 100 * time.Millisecond
+
 // DefaultQuantiles returns the quantiles reported when a window asks for
 // quantiles without listing them: 0.5, 0.9, 0.95, 0.99.
 func DefaultQuantiles() []float64 { return []float64{0.5, 0.9, 0.95, 0.99} }
@@ -95,6 +107,90 @@ func Same(a, b Config) bool {
 	return a.Name == b.Name && a.Type == b.Type && a.Size == b.Size && a.Slide == b.Slide && a.Gap == b.Gap &&
 		a.Time == b.Time && a.Late == b.Late && a.Retention == b.Retention && a.GroupBy == b.GroupBy &&
 		slices.Equal(a.Aggregates, b.Aggregates) && slices.Equal(a.Quantiles, b.Quantiles) && a.SketchAccuracy == b.SketchAccuracy
+}
+
+// Validate reports the problems of one defaulted window rule as
+// ingest.FieldError values with paths relative to the rule ("size"). The
+// name and the globs are the rules' to check: names are unique among them.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	switch c.Type {
+	case Tumbling, Hopping:
+		if c.Size < MinSize {
+			add(ingest.FieldErrorf("size", "must be at least %s, got %s", MinSize, c.Size))
+		}
+		if c.Gap != 0 {
+			add(ingest.FieldErrorf("gap", "only applies to session windows"))
+		}
+		if c.Type == Hopping {
+			if c.Slide < MinSize {
+				add(ingest.FieldErrorf("slide", "must be at least %s, got %s", MinSize, c.Slide))
+			} else if c.Size > 0 && c.Slide > c.Size {
+				add(ingest.FieldErrorf("slide", "must be <= size (%s)", c.Size))
+			} else if c.Size > 0 && c.Size/time.Duration(gcd(int64(c.Size), int64(c.Slide))) > 1000 {
+				add(ingest.FieldErrorf("slide", "size/gcd(size, slide) must be <= 1000 (use a slide that divides the size)"))
+			}
+		} else if c.Slide != 0 {
+			add(ingest.FieldErrorf("slide", "only applies to hopping windows"))
+		}
+	case Session:
+		if c.Gap < MinSize {
+			add(ingest.FieldErrorf("gap", "must be at least %s, got %s", MinSize, c.Gap))
+		}
+		if c.Size != 0 || c.Slide != 0 {
+			add(ingest.FieldErrorf("size", "does not apply to session windows"))
+		}
+		if c.Late == LateRevise {
+			add(ingest.FieldErrorf("late", "revise is not supported for session windows"))
+		}
+	default:
+		add(ingest.FieldErrorf("type", "must be one of tumbling, hopping, session (got %q)", c.Type))
+	}
+	if c.Lateness < 0 {
+		add(ingest.FieldErrorf("lateness", "must be >= 0"))
+	}
+	if c.Time != EventTime && c.Time != ProcessingTime {
+		add(ingest.FieldErrorf("time", "must be event or processing (got %q)", c.Time))
+	}
+	switch c.Late {
+	case LateDrop:
+		if c.Retention != 0 {
+			add(ingest.FieldErrorf("retention", "only applies with late: revise"))
+		}
+	case LateRevise:
+		if c.Retention <= 0 && c.Type != Session {
+			add(ingest.FieldErrorf("retention", "must be > 0"))
+		}
+	default:
+		add(ingest.FieldErrorf("late", "must be drop or revise (got %q)", c.Late))
+	}
+	if strings.TrimSpace(c.GroupBy) != c.GroupBy || strings.ContainsAny(c.GroupBy, "=") {
+		add(ingest.FieldErrorf("group_by", "bad tag name %q", c.GroupBy))
+	}
+	for j, a := range c.Aggregates {
+		if !slices.Contains(AllAggs(), a) {
+			add(ingest.FieldErrorf(fmt.Sprintf("aggregates[%d]", j), "unknown aggregate %q (one of %s)", a, strings.Join(AllAggs(), ", ")))
+		}
+	}
+	if c.Has(AggQuantiles) {
+		for j, q := range c.Quantiles {
+			if !(q >= 0 && q <= 1) {
+				add(ingest.FieldErrorf(fmt.Sprintf("quantiles[%d]", j), "must be in [0, 1]"))
+			}
+		}
+		if !(c.SketchAccuracy > 0 && c.SketchAccuracy < 1) {
+			add(ingest.FieldErrorf("sketch_accuracy", "must be in (0, 1)"))
+		}
+	} else {
+		if len(c.Quantiles) != 0 {
+			add(ingest.FieldErrorf("quantiles", "needs the quantiles aggregate"))
+		}
+		if c.SketchAccuracy != 0 {
+			add(ingest.FieldErrorf("sketch_accuracy", "needs the quantiles aggregate"))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func gcd(a, b int64) int64 {

@@ -40,4 +40,5 @@
 //   - Keys are forgotten by [Keyed.Sweep] only once nobody refers to them
 //     ([Key.Release]) and their windows are closed and past retention.
 //   - Windows hold at most [MaxSamples] samples for twa, delta and rate.
+//   - [Config.Validate] refuses sizes, slides and gaps under [MinSize].
 package window

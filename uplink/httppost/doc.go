@@ -17,6 +17,10 @@
 // records the upstream refuses on their own are moved to the dead lane,
 // counted, and the lane moves on.
 //
+// The URL's userinfo password and query values (tokens often ride there)
+// are redacted in every error, hence in the log and Stats.LastError
+// (/healthz); header values and the token are never logged.
+//
 // # Caveats
 //
 //   - Retries happen inside one session, so a long outage shows as one

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sensorgate/sensorgate/internal/backoff"
+	"github.com/sensorgate/sensorgate/internal/secret"
 	"github.com/sensorgate/sensorgate/uplink"
 )
 
@@ -198,7 +199,7 @@ func (p *poster) post(ctx context.Context, batch []uplink.Record) (int, time.Dur
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, p.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, fmt.Errorf("httppost: %s: %w", p.cfg.Name, err)
+		return 0, 0, fmt.Errorf("httppost: %s: %w", p.cfg.Name, secret.RedactURLError(err))
 	}
 	req.Header.Set("Content-Type", l.ContentType())
 	req.Header.Set("User-Agent", "sensorgate")
@@ -221,6 +222,8 @@ func (p *poster) post(ctx context.Context, batch []uplink.Record) (int, time.Dur
 	defer l.InFlight(-len(batch))
 	resp, err := p.client.Do(req)
 	if err != nil {
+		// The error names the URL, and it goes to the log and /healthz.
+		err = secret.RedactURLError(err)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return 0, 0, fmt.Errorf("httppost: %s: post: timeout after %s: %w", p.cfg.Name, p.cfg.Timeout, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -339,4 +340,88 @@ func newUplink(cfg uplink.Config, ob uplink.Outbox, opts uplink.Options) (*uplin
 		return nil, err
 	}
 	return uplink.New(cfg, ob, tr, opts)
+}
+
+// lockedBuffer collects log output written from the uplink's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A token in the URL's query (and a password in its userinfo) must not
+// reach the log or the stats behind /healthz, although net/http names the
+// URL in every error of a retried post.
+func TestHTTPRedactsURLSecrets(t *testing.T) {
+	leak.Check(t)
+	up := &httpUpstream{}
+	var drops sync.Mutex
+	dropped := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		drops.Lock()
+		drop := dropped < 3
+		dropped++
+		drops.Unlock()
+		if drop { // the connection dies mid-request: the client's error carries the URL
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+			return
+		}
+		up.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ob := uplinktest.NewOutbox()
+	for i := 0; i < 3; i++ {
+		ob.Append(context.Background(), buffer.LaneSummaries, uplinktest.SummaryRecord(t, i))
+	}
+	var logs lockedBuffer
+	u, err := newUplink(uplink.Config{Name: "api", Type: "http",
+		URL:     strings.Replace(srv.URL, "http://", "http://bob:pa55word@", 1) + "/ingest?tenant=acme&token=s3cret",
+		Backoff: uplink.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}, PollInterval: 20 * time.Millisecond},
+		ob, uplink.Options{Gateway: "gw-1", Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := uplinktest.Run(t, u)
+	uplinktest.WaitFor(t, "lane drained", func() bool { return ob.Count(buffer.LaneSummaries) == 0 })
+	stop()
+	stats, err := json.Marshal(u.Stats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "http post failed, retrying") || !strings.Contains(string(stats), "token=REDACTED") {
+		t.Fatalf("the failed posts were not logged or reported:\nlog: %s\nstats: %s", out, stats)
+	}
+	for _, s := range []string{"s3cret", "pa55word"} {
+		if strings.Contains(out, s) || strings.Contains(string(stats), s) {
+			t.Errorf("%q leaked:\nlog: %s\nstats: %s", s, out, stats)
+		}
+	}
+}
+
+// validate prints its errors: a bad URL's secrets stay out of them.
+func TestHTTPBadURLErrorsRedacted(t *testing.T) {
+	for _, raw := range []string{"http://bob:pa55word@/x?token=s3cret", "http://h/%zz?token=s3cret"} {
+		c := uplink.Config{Type: "http", URL: raw}
+		c.Defaults()
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "url") {
+			t.Fatalf("%s: got %v, want a url error", raw, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "pa55word") {
+			t.Errorf("secret in %v", err)
+		}
+	}
 }

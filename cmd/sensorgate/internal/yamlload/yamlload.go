@@ -1,9 +1,8 @@
-package main
+package yamlload
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -16,22 +15,14 @@ import (
 	"github.com/sensorgate/sensorgate/ingest"
 )
 
-// This file is the strict, position-aware YAML loader. It is generic over the
-// target struct so that each package can keep a plain Config with yaml tags:
-// the loader (1) parses to a node tree, (2) expands ${ENV} inside scalar
-// values only (so a secret can never change the document's structure or its
-// line numbers), (3) walks the tree against the Go type to report every
-// unknown key, (4) decodes, turning yaml's "line N: cannot unmarshal" into
-// key-path errors, and (5) lets callers resolve any key path to its line.
-
-// ConfigError is one problem in a config file, located by key path and line.
-type ConfigError struct {
+// Error is one problem in a config file, located by key path and line.
+type Error struct {
 	Path string // "rules.windows[1].size"; empty for document-level errors
 	Line int    // 1-based; 0 when unknown
 	Msg  string
 }
 
-func (e ConfigError) Error() string {
+func (e Error) Error() string {
 	var b strings.Builder
 	if e.Path != "" {
 		b.WriteString(e.Path)
@@ -44,10 +35,10 @@ func (e ConfigError) Error() string {
 	return b.String()
 }
 
-// ConfigErrors is every problem found in one config file, in line order.
-type ConfigErrors []ConfigError
+// Errors is every problem found in one config file, in line order.
+type Errors []Error
 
-func (es ConfigErrors) Error() string {
+func (es Errors) Error() string {
 	s := make([]string, len(es))
 	for i, e := range es {
 		s[i] = e.Error()
@@ -55,9 +46,9 @@ func (es ConfigErrors) Error() string {
 	return strings.Join(s, "\n")
 }
 
-// yamlDoc is a parsed document plus the key-path index used to put line
+// Doc is a parsed document plus the key-path index used to put line
 // numbers on errors found after decoding.
-type yamlDoc struct {
+type Doc struct {
 	root  *yaml.Node
 	lines map[string]int // key path -> line of its key (or item)
 	// valueLines maps a line to the path of the first scalar value on it,
@@ -65,19 +56,21 @@ type yamlDoc struct {
 	valueLines map[int]string
 }
 
-// parseYAML parses data and expands ${VAR} references in scalar values with
+// Parse parses data and expands ${VAR} references in scalar values with
 // getenv. A missing variable is an error (an empty secret is worse than a
 // refusal to start); ${VAR:-default} supplies a default.
-func parseYAML(data []byte, getenv func(string) (string, bool)) (*yamlDoc, ConfigErrors) {
+func Parse(data []byte, getenv func(string) (string, bool)) (*Doc, Errors) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, ConfigErrors{yamlSyntaxError(err)}
+		return nil, Errors{yamlSyntaxError(err)}
 	}
-	d := &yamlDoc{root: &root, lines: map[string]int{}, valueLines: map[int]string{}}
+	d := &Doc{root: &root, lines: map[string]int{}, valueLines: map[int]string{}}
 	if root.Kind == 0 { // empty file
 		return d, nil
 	}
-	var errs ConfigErrors
+	var errs Errors
+	var big *Error // the first mapping too large to decode
+	pairs := 0
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -86,11 +79,22 @@ func parseYAML(data []byte, getenv func(string) (string, bool)) (*yamlDoc, Confi
 				walk(c, path)
 			}
 		case yaml.MappingNode:
+			// yaml's decoder compares every key of a mapping with every
+			// other: 100,000 keys (1.2 MB) took 38 s.
+			k := len(n.Content) / 2
+			pairs += k * (k - 1) / 2
+			switch {
+			case big != nil:
+			case k > MaxMappingKeys:
+				big = &Error{Path: path, Line: n.Line, Msg: fmt.Sprintf("mapping of %d keys: at most %d keys a mapping", k, MaxMappingKeys)}
+			case pairs > maxKeyPairs:
+				big = &Error{Path: path, Line: n.Line, Msg: fmt.Sprintf("config: mappings too large to decode in all (the equivalent of more than ten of %d keys)", MaxMappingKeys)}
+			}
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := joinKey(path, k.Value)
 				if _, dup := d.lines[p]; dup {
-					errs = append(errs, ConfigError{Path: p, Line: k.Line, Msg: "duplicate key"})
+					errs = append(errs, Error{Path: p, Line: k.Line, Msg: "duplicate key"})
 				}
 				d.lines[p] = k.Line
 				walk(v, p)
@@ -108,7 +112,7 @@ func parseYAML(data []byte, getenv func(string) (string, bool)) (*yamlDoc, Confi
 			if strings.Contains(n.Value, "${") {
 				v, err := expandEnv(n.Value, getenv)
 				if err != nil {
-					errs = append(errs, ConfigError{Path: path, Line: n.Line, Msg: err.Error()})
+					errs = append(errs, Error{Path: path, Line: n.Line, Msg: err.Error()})
 				}
 				n.Value = v
 				if n.Tag == "!!str" || n.Tag == "" {
@@ -129,8 +133,19 @@ func parseYAML(data []byte, getenv func(string) (string, bool)) (*yamlDoc, Confi
 		}
 	}
 	walk(&root, "")
+	if big != nil {
+		return nil, Errors{*big}
+	}
 	return d, errs
 }
+
+// MaxMappingKeys bounds the keys of one mapping, and maxKeyPairs the key
+// comparisons of all (some 40 ms of decoding): ten mappings of the
+// largest size. A real config's largest mappings (tags, metrics) have tens.
+const (
+	MaxMappingKeys = 1000
+	maxKeyPairs    = 10 * MaxMappingKeys * (MaxMappingKeys - 1) / 2
+)
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
@@ -158,13 +173,13 @@ func expandEnv(s string, getenv func(string) (string, bool)) (string, error) {
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func yamlSyntaxError(err error) ConfigError {
+func yamlSyntaxError(err error) Error {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return ConfigError{Line: line, Msg: "syntax error: " + m[2]}
+		return Error{Line: line, Msg: "syntax error: " + m[2]}
 	}
-	return ConfigError{Msg: strings.TrimPrefix(msg, "yaml: ")}
+	return Error{Msg: strings.TrimPrefix(msg, "yaml: ")}
 }
 
 func joinKey(path, key string) string {
@@ -174,18 +189,24 @@ func joinKey(path, key string) string {
 	return path + "." + key
 }
 
-// decode checks d against out's type for unknown keys, then decodes it into
+// Decode checks d against out's type for unknown keys, then decodes it into
 // out. out must be a pointer to a struct.
-func (d *yamlDoc) decode(out any) ConfigErrors {
+func (d *Doc) Decode(out any) Errors {
 	if d.root.Kind == 0 {
 		return nil
 	}
-	var errs ConfigErrors
-	checkKeys(d.root, reflect.TypeOf(out), "", &errs)
+	var errs Errors
+	k := keyCheck{budget: MaxNodes}
+	k.check(d.root, reflect.TypeOf(out), "", &errs)
+	if k.budget < 0 {
+		// The tree an alias bomb expands to is what decoding would build
+		// too: stop before it, with the reason instead of a hung validate.
+		return Errors{{Msg: fmt.Sprintf("config: too many nodes after alias expansion (> %d): a YAML alias bomb?", MaxNodes)}}
+	}
 	if err := d.root.Decode(out); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			errs = append(errs, ConfigError{Msg: err.Error()})
+			errs = append(errs, Error{Msg: err.Error()})
 		} else {
 			for _, s := range te.Errors {
 				errs = append(errs, d.typeError(s))
@@ -200,23 +221,23 @@ var (
 	unmarshalRe   = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (.+)$")
 )
 
-// typeError turns one of yaml's type errors into a ConfigError with a key
+// typeError turns one of yaml's type errors into a Error with a key
 // path and a message an operator understands.
-func (d *yamlDoc) typeError(s string) ConfigError {
+func (d *Doc) typeError(s string) Error {
 	m := typeErrLineRe.FindStringSubmatch(s)
 	if m == nil {
-		return ConfigError{Msg: s}
+		return Error{Msg: s}
 	}
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
 	if strings.Contains(msg, "not found in type") {
-		// checkKeys already reported the unknown key with its path.
-		return ConfigError{}
+		// The key check already reported the unknown key with its path.
+		return Error{}
 	}
 	if u := unmarshalRe.FindStringSubmatch(msg); u != nil {
 		msg = fmt.Sprintf("must be %s, got %q", describeGoType(u[3]), u[2])
 	}
-	return ConfigError{Path: d.valueLines[line], Line: line, Msg: msg}
+	return Error{Path: d.valueLines[line], Line: line, Msg: msg}
 }
 
 func describeGoType(t string) string {
@@ -246,9 +267,33 @@ var (
 	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 )
 
-// checkKeys reports every mapping key in n that t has no field for. Types
+// MaxNodes bounds the nodes the key check visits through aliases,
+// counting every node an alias points to each time it is reached. Aliases
+// are followed so that keys under an anchor are checked where they are
+// used, and a handful of nested aliases ("billion laughs") expand a 1 KB
+// file to billions of nodes. Nodes written out in the file do not count:
+// their number is the file's size, which the caller bounds. A config that
+// shares a block of ten fields among a thousand rules visits 20,000.
+const MaxNodes = 100_000
+
+// keyCheck walks a document against a Go type with a budget of nodes
+// visited through aliases.
+type keyCheck struct {
+	budget  int // nodes left; < 0 once exceeded
+	aliased int // depth of aliases being followed
+}
+
+// check reports every mapping key in n that t has no field for. Types
 // with their own UnmarshalYAML are trusted to check themselves.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
+func (kc *keyCheck) check(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
+	if kc.budget < 0 {
+		return
+	}
+	if kc.aliased > 0 {
+		if kc.budget--; kc.budget < 0 {
+			return
+		}
+	}
 	for t.Kind() == reflect.Pointer {
 		if t.Implements(unmarshalerType) {
 			return
@@ -261,10 +306,12 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			checkKeys(c, t, path, errs)
+			kc.check(c, t, path, errs)
 		}
 	case yaml.AliasNode:
-		checkKeys(n.Alias, t, path, errs)
+		kc.aliased++
+		kc.check(n.Alias, t, path, errs)
+		kc.aliased--
 	case yaml.MappingNode:
 		switch t.Kind() {
 		case reflect.Struct:
@@ -272,29 +319,42 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *ConfigErrors) {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := joinKey(path, k.Value)
-				if k.Value == "<<" { // merge key
-					checkKeys(v, t, path, errs)
+				if k.Value == "<<" { // merge key: one mapping or a list of them
+					if m := resolveAlias(v); m.Kind == yaml.SequenceNode {
+						for _, c := range m.Content {
+							kc.check(c, t, path, errs)
+						}
+					} else {
+						kc.check(v, t, path, errs)
+					}
 					continue
 				}
 				ft, ok := fields[k.Value]
 				if !ok {
-					*errs = append(*errs, ConfigError{Path: p, Line: k.Line, Msg: "unknown key" + suggest(k.Value, fields)})
+					*errs = append(*errs, Error{Path: p, Line: k.Line, Msg: "unknown key" + suggest(k.Value, fields)})
 					continue
 				}
-				checkKeys(v, ft, p, errs)
+				kc.check(v, ft, p, errs)
 			}
 		case reflect.Map:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				checkKeys(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), errs)
+				kc.check(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), errs)
 			}
 		}
 	case yaml.SequenceNode:
 		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 			for i, c := range n.Content {
-				checkKeys(c, t.Elem(), path+"["+strconv.Itoa(i)+"]", errs)
+				kc.check(c, t.Elem(), path+"["+strconv.Itoa(i)+"]", errs)
 			}
 		}
 	}
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 // yamlFields maps the yaml key names of struct t (following ",inline") to
@@ -370,24 +430,24 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// locate turns validation errors (ingest.FieldError trees with full paths)
-// into ConfigErrors with the line of the nearest key path the file has.
-func (d *yamlDoc) locate(err error) ConfigErrors {
-	var out ConfigErrors
+// Locate turns validation errors (ingest.FieldError trees with full paths)
+// into Errors with the line of the nearest key path the file has.
+func (d *Doc) Locate(err error) Errors {
+	var out Errors
 	for _, e := range ingest.FlattenErrors(err) {
 		var fe *ingest.FieldError
 		if errors.As(e, &fe) {
-			out = append(out, ConfigError{Path: fe.Path, Line: d.lineOf(fe.Path), Msg: fe.Err.Error()})
+			out = append(out, Error{Path: fe.Path, Line: d.lineOf(fe.Path), Msg: fe.Err.Error()})
 			continue
 		}
-		out = append(out, ConfigError{Msg: e.Error()})
+		out = append(out, Error{Msg: e.Error()})
 	}
 	return out
 }
 
 // lineOf returns the line of path, or of its longest prefix that the file
 // has (a missing key is reported where its parent is).
-func (d *yamlDoc) lineOf(path string) int {
+func (d *Doc) lineOf(path string) int {
 	for p := path; p != ""; {
 		if l, ok := d.lines[p]; ok {
 			return l
@@ -401,13 +461,13 @@ func (d *yamlDoc) lineOf(path string) int {
 	return 0
 }
 
-// sortErrors orders errors by line (unknown lines last) and drops empties
+// Sort orders errors by line (unknown lines last) and drops empties
 // and duplicates.
-func sortErrors(es ConfigErrors) ConfigErrors {
+func Sort(es Errors) Errors {
 	out := es[:0]
-	seen := map[ConfigError]bool{}
+	seen := map[Error]bool{}
 	for _, e := range es {
-		if e == (ConfigError{}) || seen[e] {
+		if e == (Error{}) || seen[e] {
 			continue
 		}
 		seen[e] = true
@@ -422,6 +482,3 @@ func sortErrors(es ConfigErrors) ConfigErrors {
 	})
 	return out
 }
-
-// lookupEnv is os.LookupEnv; a variable so tests can use a fixed environment.
-func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }
