@@ -167,7 +167,7 @@ func TestConfigRefusesMergeKeyAliasBomb(t *testing.T) {
 func TestConfigRefusesHugeFile(t *testing.T) {
 	data := []byte("# " + strings.Repeat("x", maxConfigBytes) + "\n")
 	_, err := parseConfig(data, env(nil))
-	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes (1 MiB)") {
+	if err == nil || !strings.Contains(err.Error(), "larger than 4194304 bytes (4 MiB)") {
 		t.Fatalf("got %v, want the file refused for its size", err)
 	}
 }
