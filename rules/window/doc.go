@@ -30,8 +30,7 @@
 // gone or whose kind of window changed ([ErrDropped]); restored keys are
 // pinned until [Keyed.Unpin]. The idle advance of a watermark alone does
 // not mark a key: [Keyed.Resume] recomputes it from the anchors and the
-// last tick. [Keyed.Snapshot] and [Keyed.Restore] do the same for the whole
-// state at once.
+// last tick.
 //
 // # Caveats
 //
