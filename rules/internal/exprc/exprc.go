@@ -26,6 +26,7 @@
 package exprc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -408,12 +409,12 @@ func (c closureCompiler) boolean(n ast.Node) (boolFn, bool) {
 		case "==", "!=", "<", "<=", ">", ">=":
 			if a, ok := c.number(x.Left); ok {
 				if b, ok := c.number(x.Right); ok {
-					return cmpNum(x.Operator, a, b), true
+					return compare(x.Operator, a, b), true
 				}
 			}
 			if a, ok := c.str(x.Left); ok {
 				if b, ok := c.str(x.Right); ok {
-					return cmpStr(x.Operator, a, b), true
+					return compare(x.Operator, a, b), true
 				}
 			}
 		case "in":
@@ -500,23 +501,9 @@ func (c closureCompiler) in(left, right ast.Node) (boolFn, bool) {
 	return nil, false
 }
 
-func cmpNum(op string, a, b numFn) boolFn {
-	switch op {
-	case "==":
-		return func(e *Env) bool { return a(e) == b(e) }
-	case "!=":
-		return func(e *Env) bool { return a(e) != b(e) }
-	case "<":
-		return func(e *Env) bool { return a(e) < b(e) }
-	case "<=":
-		return func(e *Env) bool { return a(e) <= b(e) }
-	case ">":
-		return func(e *Env) bool { return a(e) > b(e) }
-	}
-	return func(e *Env) bool { return a(e) >= b(e) }
-}
-
-func cmpStr(op string, a, b strFn) boolFn {
+// compare is a comparison of two numbers or two strings, made once into a
+// closure so that evaluating it does not switch on the operator.
+func compare[T cmp.Ordered](op string, a, b func(*Env) T) boolFn {
 	switch op {
 	case "==":
 		return func(e *Env) bool { return a(e) == b(e) }
