@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -316,29 +315,9 @@ func TestMainCleanStop(t *testing.T) {
 // (one record or an array of them).
 func summaryCounts(t *testing.T, payload []byte) uint64 {
 	t.Helper()
-	type msg struct {
-		Summary *struct {
-			Sensor string `json:"sensor"`
-			Count  uint64 `json:"count"`
-		} `json:"summary"`
-	}
-	var many []msg
-	if p := bytes.TrimSpace(payload); len(p) > 0 && p[0] == '[' {
-		if err := json.Unmarshal(p, &many); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		var one msg
-		if err := json.Unmarshal(p, &one); err != nil {
-			t.Fatal(err)
-		}
-		many = []msg{one}
-	}
 	var n uint64
-	for _, m := range many {
-		if m.Summary != nil && m.Summary.Sensor != "probe" {
-			n += m.Summary.Count
-		}
+	for _, sm := range upSummaries(t, payload) {
+		n += sm.Count
 	}
 	return n
 }
