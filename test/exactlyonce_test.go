@@ -332,26 +332,14 @@ func outboxIDs(t *testing.T, path string) []string {
 	if _, err := os.Stat(path); err != nil {
 		return nil
 	}
-	ob, err := buffer.Open(buffer.Config{Path: path}, buffer.Options{})
-	if err != nil {
-		t.Fatalf("open outbox: %v", err)
-	}
-	defer ob.Close()
 	var ids []string
 	for _, lane := range buffer.Lanes {
-		var after uint64
-		for {
-			recs, err := ob.Read(lane, after, 1000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, r := range recs {
-				ids = append(ids, r.ID)
-				after = r.Seq
-			}
+		recs, err := buffer.Peek(path, lane, math.MaxInt)
+		if err != nil {
+			t.Fatalf("peek outbox: %v", err)
+		}
+		for _, r := range recs {
+			ids = append(ids, r.ID)
 		}
 	}
 	return ids
